@@ -1,0 +1,54 @@
+//! Micro-benchmarks of the CPU stages in front of whisper, per second of audio:
+//! resampling from telephony and studio rates, and voice-activity segmentation.
+//! Figures go to BENCHMARKS.md. Run: `cargo bench --bench pipeline_stages`.
+
+use callscribe::audio::resample::resample_all;
+use callscribe::segment::{segment_all, VadConfig};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+
+/// One second of a speech-like test signal: a 150 Hz buzz with formant-ish harmonics,
+/// gated on and off every 300 ms, plus low noise — enough to exercise every branch.
+fn signal(rate: u32, secs: usize) -> Vec<f32> {
+    let n = rate as usize * secs;
+    let mut seed = 0x1234_5678u32;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            let gate = if (t / 0.3) as u32 % 2 == 0 { 1.0 } else { 0.0 };
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            let voice: f32 = [1.0f32, 0.5, 0.3, 0.2]
+                .iter()
+                .enumerate()
+                .map(|(k, a)| a * (2.0 * std::f32::consts::PI * 150.0 * (k + 1) as f32 * t).sin())
+                .sum();
+            0.2 * gate * voice + 0.005 * noise
+        })
+        .collect()
+}
+
+fn resample(c: &mut Criterion) {
+    let mut g = c.benchmark_group("resample_to_16k");
+    for rate in [8000u32, 44100, 48000] {
+        let x = signal(rate, 10);
+        g.throughput(Throughput::Elements(10)); // seconds of audio
+        g.bench_with_input(BenchmarkId::from_parameter(rate), &x, |b, x| {
+            b.iter(|| resample_all(black_box(x), rate).expect("valid rate"))
+        });
+    }
+    g.finish();
+}
+
+fn vad(c: &mut Criterion) {
+    let x = signal(16_000, 10);
+    let mut g = c.benchmark_group("segment_16k");
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("earshot_endpointing", |b| {
+        b.iter(|| segment_all(&VadConfig::default(), 0, black_box(&x)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, resample, vad);
+criterion_main!(benches);

@@ -1,0 +1,13 @@
+//! Audio in: PCM types, WAV decoding and resampling to the pipeline rate.
+//!
+//! Everything after this module works on mono `f32` samples in [-1, 1] at
+//! [`PIPELINE_RATE_HZ`]; call time is counted in samples of that stream ([`CallTime`]), never
+//! from wall clocks, so timestamps do not drift over a long call.
+
+pub mod pcm;
+pub mod resample;
+pub mod wav;
+
+pub use pcm::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
+pub use resample::Resampler;
+pub use wav::{read_wav, WavAudio, WavError};

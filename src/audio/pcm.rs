@@ -1,0 +1,130 @@
+//! The sample types every stage shares.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Whisper's input rate; the resampler brings every source here so that one sample counter
+/// is the clock of the whole pipeline.
+pub const PIPELINE_RATE_HZ: u32 = 16_000;
+
+/// A point on the call timeline, as a count of samples at [`PIPELINE_RATE_HZ`] since the start
+/// of the call (per channel). Integer samples, not float seconds, so that a 30-minute call
+/// accumulates no rounding drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct CallTime(pub u64);
+
+impl CallTime {
+    pub const ZERO: CallTime = CallTime(0);
+
+    pub fn from_samples(samples: u64) -> Self {
+        CallTime(samples)
+    }
+
+    pub fn from_ms(ms: u64) -> Self {
+        CallTime(ms * u64::from(PIPELINE_RATE_HZ) / 1000)
+    }
+
+    pub fn samples(self) -> u64 {
+        self.0
+    }
+
+    /// Milliseconds, rounded to nearest: the unit on the wire and in every output format.
+    pub fn as_ms(self) -> u64 {
+        (self.0 * 1000 + u64::from(PIPELINE_RATE_HZ) / 2) / u64::from(PIPELINE_RATE_HZ)
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / f64::from(PIPELINE_RATE_HZ)
+    }
+
+    pub fn saturating_sub(self, samples: u64) -> Self {
+        CallTime(self.0.saturating_sub(samples))
+    }
+}
+
+impl std::ops::Add<u64> for CallTime {
+    type Output = CallTime;
+    fn add(self, samples: u64) -> CallTime {
+        CallTime(self.0 + samples)
+    }
+}
+
+/// Who speaks on a channel. Call recordings put the agent and the customer on separate
+/// channels; a mono recording or a mix-down holds both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Agent,
+    Customer,
+    /// Both parties on one channel (mono recording or mix-down).
+    Mixed,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Customer => "customer",
+            Role::Mixed => "mixed",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "agent" => Ok(Role::Agent),
+            "customer" | "caller" => Ok(Role::Customer),
+            "mixed" | "mono" => Ok(Role::Mixed),
+            other => Err(format!(
+                "unknown role '{other}' (expected agent, customer or mixed)"
+            )),
+        }
+    }
+}
+
+/// One channel of a call at the pipeline rate, labelled with its speaker role.
+#[derive(Debug, Clone)]
+pub struct ChannelAudio {
+    /// Index of the channel in the source (0-based); a mix-down is channel 0.
+    pub channel: u32,
+    pub role: Role,
+    pub samples: Vec<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_time_converts_samples_to_rounded_ms() {
+        assert_eq!(CallTime(16_000).as_ms(), 1000);
+        assert_eq!(CallTime(8).as_ms(), 1); // 0.5 ms rounds up
+        assert_eq!(CallTime(7).as_ms(), 0);
+        assert_eq!(CallTime::from_ms(1500), CallTime(24_000));
+    }
+
+    #[test]
+    fn call_time_does_not_drift_over_thirty_minutes() {
+        // 30 minutes of 20 ms chunks added one by one land exactly on 1_800_000 ms.
+        let mut t = CallTime::ZERO;
+        for _ in 0..(30 * 60 * 50) {
+            t = t + 320;
+        }
+        assert_eq!(t.as_ms(), 1_800_000);
+    }
+
+    #[test]
+    fn role_parses_known_names_and_rejects_others() {
+        assert_eq!("Agent".parse::<Role>(), Ok(Role::Agent));
+        assert_eq!("caller".parse::<Role>(), Ok(Role::Customer));
+        assert!("boss".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Offline jobs: many recordings through a bounded pool of inference workers.
+//!
+//! Each worker thread owns a whisper state and pulls the next file index from a shared
+//! counter (the job list is only paths, so nothing grows with audio); results come back to the
+//! caller's thread over a bounded channel, where outputs are written and progress is drawn.
+//! One bad file is reported and counted; the others still finish.
+
+mod inputs;
+
+pub use inputs::{discover, Job};
+
+use crate::audio::wav::probe_wav;
+use crate::engine::Engine;
+use crate::pipeline::{transcribe_file, PipelineError, RecordingOptions};
+use crate::transcript::Transcript;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Results waiting for the writer: one per worker is enough to keep every worker busy while
+/// the caller writes files; more would only hold finished transcripts in memory.
+const RESULT_QUEUE_PER_WORKER: usize = 1;
+
+/// What the batch reports to its front end (progress bar, logs).
+pub trait BatchObserver: Sync {
+    /// Seconds of audio finished so far across all files (monotonic).
+    fn audio_progress(&self, done_secs: f64);
+    /// A file finished: write its transcript. An `Err` here counts the file as failed.
+    fn finished(&self, job: &Job, transcript: Transcript) -> Result<(), String>;
+    /// A file failed; the message names the file.
+    fn failed(&self, job: &Job, error: &str);
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReport {
+    pub files_ok: usize,
+    pub files_failed: usize,
+    pub audio_secs: f64,
+    pub wall_secs: f64,
+}
+
+impl BatchReport {
+    /// Wall time per second of audio (lower is faster; < 1 is faster than real time).
+    pub fn real_time_factor(&self) -> f64 {
+        if self.audio_secs > 0.0 {
+            self.wall_secs / self.audio_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+enum Msg {
+    Progress {
+        job: usize,
+        secs: f64,
+    },
+    Done {
+        job: usize,
+        result: Result<Transcript, PipelineError>,
+    },
+    WorkerFailed(String),
+}
+
+/// Header durations of every job, for sizing progress (unreadable files count as 0).
+pub fn total_audio_secs(jobs: &[Job]) -> Vec<f64> {
+    jobs.iter()
+        .map(|j| probe_wav(&j.input).map_or(0.0, |i| i.duration_secs()))
+        .collect()
+}
+
+/// Runs every job; never stops early for a bad file.
+pub fn run(
+    engine: &Engine,
+    jobs: &[Job],
+    opts: &RecordingOptions,
+    workers: usize,
+    threads: usize,
+    observer: &dyn BatchObserver,
+) -> BatchReport {
+    let started = Instant::now();
+    let durations = total_audio_secs(jobs);
+    let next = AtomicUsize::new(0);
+    let workers = workers.clamp(1, jobs.len().max(1));
+    let (tx, rx) = mpsc::sync_channel::<Msg>(workers * RESULT_QUEUE_PER_WORKER);
+    let mut report = BatchReport::default();
+
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || {
+                let mut worker = match engine.worker(threads) {
+                    Ok(wk) => wk,
+                    Err(e) => {
+                        let _ = tx.send(Msg::WorkerFailed(format!("worker {w}: {e}")));
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { break };
+                    let _span = tracing::info_span!("file", path = %job.input.display()).entered();
+                    let mut on_progress = |secs: f64| {
+                        let _ = tx.send(Msg::Progress { job: i, secs });
+                    };
+                    let result = transcribe_file(&job.input, &mut worker, opts, &mut on_progress);
+                    if tx.send(Msg::Done { job: i, result }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+
+        let mut file_done = vec![0f64; jobs.len()];
+        let mut finished = vec![false; jobs.len()];
+        let mut worker_errors = Vec::new();
+        for msg in rx {
+            match msg {
+                Msg::Progress { job, secs } => file_done[job] = secs.min(durations[job]),
+                Msg::Done { job, result } => {
+                    finished[job] = true;
+                    file_done[job] = durations[job];
+                    match result {
+                        Ok(t) => match observer.finished(&jobs[job], t) {
+                            Ok(()) => report.files_ok += 1,
+                            Err(e) => {
+                                observer.failed(&jobs[job], &e);
+                                report.files_failed += 1;
+                            }
+                        },
+                        Err(e) => {
+                            observer.failed(&jobs[job], &e.to_string());
+                            report.files_failed += 1;
+                        }
+                    }
+                }
+                Msg::WorkerFailed(e) => worker_errors.push(e),
+            }
+            observer.audio_progress(file_done.iter().sum());
+        }
+        // Jobs no worker could take (every worker failed to start) are failures too.
+        for (i, done) in finished.iter().enumerate() {
+            if !done {
+                let why = worker_errors
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "not processed".into());
+                observer.failed(&jobs[i], &why);
+                report.files_failed += 1;
+            }
+        }
+    });
+    report.audio_secs = durations.iter().sum();
+    report.wall_secs = started.elapsed().as_secs_f64();
+    report
+}

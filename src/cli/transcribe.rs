@@ -1,0 +1,193 @@
+//! `callscribe transcribe FILE|DIR...`: recordings → transcripts, with a progress bar.
+
+use super::bars::batch_bar;
+use crate::batch::{self, BatchObserver, Job};
+use crate::config::{worker_layout, ChannelMode, Config};
+use crate::engine::Engine;
+use crate::pipeline::RecordingOptions;
+use crate::transcript::format::{render, Format};
+use crate::transcript::Transcript;
+use anyhow::Context;
+use clap::Args;
+use indicatif::ProgressBar;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct TranscribeArgs {
+    /// WAV files and/or folders (searched recursively for *.wav).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// txt, json, srt or vtt.
+    #[arg(short, long, value_enum)]
+    pub format: Option<Format>,
+    /// Folder for transcripts (default: stdout for one file, ./transcripts otherwise).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Model name (tiny.en, base, an imported name) or path to a ggml file.
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Spoken language (en, zh, yue, …) or auto.
+    #[arg(short, long)]
+    pub language: Option<String>,
+    /// Roles of channels 0 and 1 (e.g. agent,customer or customer,agent), or `mix`.
+    #[arg(long)]
+    pub channels: Option<ChannelMode>,
+    /// Files transcribed at once (0 = auto).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// whisper threads per worker (0 = auto).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Skip voice-activity segmentation: fixed 30 s windows.
+    #[arg(long)]
+    pub no_vad: bool,
+}
+
+struct Writer {
+    format: Format,
+    bar: ProgressBar,
+    total_secs: f64,
+    files: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    started: Instant,
+}
+
+impl Writer {
+    fn update_message(&self, done_secs: f64) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rtf = if done_secs > 0.0 {
+            elapsed / done_secs
+        } else {
+            0.0
+        };
+        let failed = self.failed.load(Ordering::Relaxed);
+        self.bar.set_message(format!(
+            "{:.2}/{:.2} h audio · RTF {rtf:.2} · {}/{} files{}",
+            done_secs / 3600.0,
+            self.total_secs / 3600.0,
+            self.done.load(Ordering::Relaxed),
+            self.files,
+            if failed > 0 {
+                format!(" · {failed} failed")
+            } else {
+                String::new()
+            }
+        ));
+    }
+}
+
+impl BatchObserver for Writer {
+    fn audio_progress(&self, done_secs: f64) {
+        self.bar.set_position((done_secs * 1000.0) as u64);
+        self.update_message(done_secs);
+    }
+
+    fn finished(&self, job: &Job, transcript: Transcript) -> Result<(), String> {
+        let text = render(&transcript, self.format);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        match &job.output {
+            None => self.bar.suspend(|| {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|_| out.flush())
+            }),
+            Some(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                std::fs::write(path, text.as_bytes())
+            }
+        }
+        .map_err(|e| format!("writing transcript of {}: {e}", job.input.display()))
+    }
+
+    fn failed(&self, _job: &Job, error: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.bar
+            .suspend(|| eprintln!("error: {}", error.replace('\n', " ")));
+    }
+}
+
+impl TranscribeArgs {
+    pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
+        if let Some(f) = self.format {
+            config.transcribe.format = f;
+        }
+        if let Some(c) = self.channels {
+            config.transcribe.channels = c;
+        }
+        if let Some(l) = self.language {
+            config.decode.language = l;
+        }
+        if let Some(w) = self.workers {
+            config.transcribe.workers = w;
+        }
+        if let Some(t) = self.threads {
+            config.decode.threads = t;
+        }
+        if self.no_vad {
+            config.transcribe.vad = false;
+        }
+        let format = config.transcribe.format;
+        let (jobs, missing) = batch::discover(&self.inputs, self.output.as_deref(), format);
+        for m in &missing {
+            eprintln!("error: {m}");
+        }
+        if jobs.is_empty() {
+            anyhow::bail!("nothing to transcribe");
+        }
+
+        let (model_name, model_path) = super::resolve_model(&config, self.model.as_deref())?;
+        let engine = Engine::load(&model_name, &model_path)
+            .with_context(|| format!("loading model {model_name}"))?;
+        // Fail on a bad --language before the batch starts, not once per file.
+        engine.resolve_language(&config.decode.language)?;
+        let (workers, threads) = worker_layout(config.transcribe.workers, config.decode.threads);
+        tracing::info!(model = %model_name, workers, threads, files = jobs.len(), "transcribing");
+
+        let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();
+        let writer = Writer {
+            format,
+            bar: batch_bar(total_secs, jobs.len()),
+            total_secs,
+            files: jobs.len(),
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            started: Instant::now(),
+        };
+        let opts = RecordingOptions {
+            channels: config.transcribe.channels.clone(),
+            vad: config.vad.clone(),
+            use_vad: config.transcribe.vad,
+            decode: config.decode.clone(),
+        };
+        let report = batch::run(&engine, &jobs, &opts, workers, threads, &writer);
+        writer.bar.finish_and_clear();
+        let failed = report.files_failed + missing.len();
+        if jobs.iter().any(|j| j.output.is_some()) || failed > 0 {
+            eprintln!(
+                "transcribed {} file(s), {:.1} min of audio in {:.1} s (real-time factor {:.3}){}",
+                report.files_ok,
+                report.audio_secs / 60.0,
+                report.wall_secs,
+                report.real_time_factor(),
+                if failed > 0 {
+                    format!("; {failed} failed")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+}

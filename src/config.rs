@@ -1,0 +1,237 @@
+//! One configuration tree for every front door: TOML file → defaults → CLI flag overrides.
+//!
+//! Every section has `Default`, so an empty file (or none) is a valid configuration;
+//! `deny_unknown_fields` turns a typo into an error that names the field.
+//! `callscribe.example.toml` at the repository root documents every field and is loaded by a
+//! test so it cannot rot.
+
+use crate::audio::Role;
+use crate::engine::DecodeConfig;
+use crate::segment::VadConfig;
+use crate::transcript::format::Format;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub models: ModelsConfig,
+    pub decode: DecodeConfig,
+    pub vad: VadConfig,
+    pub transcribe: TranscribeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Model store; `$CALLSCRIBE_MODELS` overrides it. Default: the user's data directory.
+    pub dir: Option<PathBuf>,
+    /// Model used when none is named: `base` is multilingual, as most of our calls are Chinese.
+    pub default: String,
+    /// Fetch a missing model on first use instead of failing.
+    pub auto_pull: bool,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            default: "base".into(),
+            auto_pull: true,
+        }
+    }
+}
+
+/// How the channels of a recording map to parties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelMode {
+    /// Each channel transcribed on its own, with these roles in channel order.
+    Separate(Vec<Role>),
+    /// Channels averaged into one before transcription.
+    Mix,
+}
+
+impl Default for ChannelMode {
+    fn default() -> Self {
+        ChannelMode::Separate(vec![Role::Agent, Role::Customer])
+    }
+}
+
+impl std::str::FromStr for ChannelMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("mix") {
+            return Ok(ChannelMode::Mix);
+        }
+        let roles = s
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<Role>, _>>()?;
+        if roles.is_empty() || roles.len() > 2 {
+            return Err(format!(
+                "'{s}': give one or two roles (e.g. agent,customer) or 'mix'"
+            ));
+        }
+        Ok(ChannelMode::Separate(roles))
+    }
+}
+
+impl std::fmt::Display for ChannelMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelMode::Mix => f.write_str("mix"),
+            ChannelMode::Separate(roles) => {
+                let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+impl Serialize for ChannelMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscribeConfig {
+    pub format: Format,
+    /// `agent,customer` (default), any one or two roles, or `mix`.
+    pub channels: ChannelMode,
+    /// Files transcribed at once; 0 sizes the pool so that workers × threads ≤ cores.
+    pub workers: usize,
+    /// Segment by voice activity before whisper (off: fixed 30 s windows, for comparisons).
+    pub vad: bool,
+}
+
+impl Default for TranscribeConfig {
+    fn default() -> Self {
+        Self {
+            format: Format::Txt,
+            channels: ChannelMode::default(),
+            workers: 0,
+            vad: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.vad.validate().map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Reads `path`, or returns the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Self::from_toml(p, &text)
+            }
+        }
+    }
+}
+
+/// Threads per inference worker and number of workers for this machine: whisper.cpp scales
+/// well to about 4 threads per state, beyond that more workers use the cores better, and
+/// workers × threads never exceeds the cores (oversubscription only adds context switches).
+pub fn worker_layout(requested_workers: usize, requested_threads: usize) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if requested_threads > 0 {
+        requested_threads
+    } else if let Some(share) = cores.checked_div(requested_workers) {
+        share.max(1)
+    } else {
+        cores.min(4)
+    };
+    let workers = if requested_workers > 0 {
+        requested_workers
+    } else {
+        (cores / threads).max(1)
+    };
+    (workers, threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_in_the_repository_loads_and_matches_defaults_where_unset() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("callscribe.example.toml");
+        let cfg = Config::load(Some(&path)).unwrap();
+        assert_eq!(cfg.models.default, "base");
+        assert_eq!(cfg.vad, VadConfig::default());
+        assert_eq!(cfg.transcribe.channels, ChannelMode::default());
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_field_and_file() {
+        let e = Config::from_toml(Path::new("c.toml"), "[vad]\nendpoint_silense_ms = 300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:") && e.contains("endpoint_silense_ms"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn partial_files_keep_defaults_for_the_rest() {
+        let cfg =
+            Config::from_toml(Path::new("c.toml"), "[vad]\nendpoint_silence_ms = 800\n").unwrap();
+        assert_eq!(cfg.vad.endpoint_silence_ms, 800);
+        assert_eq!(cfg.vad.pad_ms, VadConfig::default().pad_ms);
+        assert_eq!(cfg.decode, DecodeConfig::default());
+    }
+
+    #[test]
+    fn channel_modes_parse() {
+        assert_eq!("mix".parse::<ChannelMode>(), Ok(ChannelMode::Mix));
+        assert_eq!(
+            "customer,agent".parse::<ChannelMode>(),
+            Ok(ChannelMode::Separate(vec![Role::Customer, Role::Agent]))
+        );
+        assert!("agent,customer,agent".parse::<ChannelMode>().is_err());
+        assert!("robot".parse::<ChannelMode>().is_err());
+    }
+
+    #[test]
+    fn worker_layout_never_oversubscribes() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (w, t) = worker_layout(0, 0);
+        assert!(w * t <= cores.max(1) && w >= 1 && t >= 1);
+        assert_eq!(worker_layout(3, 1), (3, 1));
+    }
+}

@@ -1,0 +1,296 @@
+//! Whisper inference (whisper-rs / whisper.cpp): utterance samples → text with timestamps.
+//!
+//! One [`Engine`] per model holds the weights, loaded once and shared; each inference thread
+//! owns a [`Worker`] with its own whisper state (KV caches, mel buffers), so workers never
+//! contend for a lock. Everything here blocks for hundreds of milliseconds: call it from
+//! dedicated threads or `spawn_blocking`, never from an async runtime worker.
+
+mod words;
+
+use crate::model::ggml;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+pub use words::Word;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    ModelFile(#[from] ggml::ModelFileError),
+    #[error("{path}: whisper.cpp could not load the model: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("whisper inference failed: {0}")]
+    Inference(String),
+    #[error("language '{0}' is not one whisper knows (use a code such as en, zh, yue, or auto)")]
+    UnknownLanguage(String),
+    #[error("model {model} is English-only; it cannot transcribe language '{language}'")]
+    EnglishOnly { model: String, language: String },
+}
+
+/// Decoding settings. Greedy decoding with whisper's temperature fallback by default:
+/// beam search costs several times the CPU for a small gain on telephony audio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// Spoken language code (`en`, `zh`, `yue`, …) or `auto` to detect it once per recording.
+    pub language: String,
+    /// Threads per inference worker; 0 picks from the machine's cores.
+    pub threads: usize,
+    /// 1 = greedy; more = beam search with that width.
+    pub beam_size: u32,
+    /// Retry a failed decode (repetition, low confidence) at higher temperatures.
+    pub temperature_fallback: bool,
+    /// whisper.cpp treats a window as silence when the no-speech probability exceeds this and
+    /// the decode is unsure.
+    pub no_speech_threshold: f32,
+    /// Text given to the decoder as previous context (domain words, written style).
+    pub initial_prompt: Option<String>,
+    /// Per-word times from token timestamps.
+    pub word_timestamps: bool,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        Self {
+            language: "auto".into(),
+            threads: 0,
+            beam_size: 1,
+            temperature_fallback: true,
+            no_speech_threshold: 0.6,
+            initial_prompt: None,
+            word_timestamps: true,
+        }
+    }
+}
+
+/// A decoded piece of an utterance; times are milliseconds from the utterance's first sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Mean probability of the text tokens.
+    pub confidence: f32,
+    pub no_speech_prob: f32,
+    pub words: Vec<Word>,
+}
+
+/// A language guess with its probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanguageGuess {
+    pub code: String,
+    pub probability: f32,
+}
+
+/// A loaded model, shared by every worker.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: Arc<WhisperContext>,
+    name: String,
+    multilingual: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.name)
+            .field("multilingual", &self.multilingual)
+            .finish()
+    }
+}
+
+static LOG_HOOKS: Once = Once::new();
+
+impl Engine {
+    /// Validates the file (so corrupt models fail here with a message, not inside whisper.cpp),
+    /// then loads it.
+    pub fn load(name: &str, path: &Path) -> Result<Self, EngineError> {
+        let info = ggml::inspect(path)?;
+        // whisper.cpp prints its loading chatter to stderr; route it through tracing instead.
+        LOG_HOOKS.call_once(whisper_rs::install_logging_hooks);
+        let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+            .map_err(|e| EngineError::Load {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            ctx: Arc::new(ctx),
+            name: name.to_owned(),
+            multilingual: info.hparams.n_vocab >= 51865,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_multilingual(&self) -> bool {
+        self.multilingual
+    }
+
+    /// A worker with its own decoding state, for one inference thread.
+    pub fn worker(&self, threads: usize) -> Result<Worker, EngineError> {
+        let state = self
+            .ctx
+            .create_state()
+            .map_err(|e| EngineError::Inference(format!("cannot create whisper state: {e}")))?;
+        Ok(Worker {
+            state,
+            threads: threads.max(1),
+            engine: self.clone(),
+        })
+    }
+
+    /// Checks a language setting against this model and resolves English-only models to `en`.
+    /// Returns `None` for `auto` on a multilingual model (detect per recording).
+    pub fn resolve_language(&self, language: &str) -> Result<Option<String>, EngineError> {
+        let lang = language.trim().to_ascii_lowercase();
+        if !self.multilingual {
+            return match lang.as_str() {
+                "auto" | "en" | "" => Ok(Some("en".into())),
+                other => Err(EngineError::EnglishOnly {
+                    model: self.name.clone(),
+                    language: other.into(),
+                }),
+            };
+        }
+        if lang == "auto" || lang.is_empty() {
+            return Ok(None);
+        }
+        if whisper_rs::get_lang_id(&lang).is_none() {
+            return Err(EngineError::UnknownLanguage(lang));
+        }
+        Ok(Some(lang))
+    }
+}
+
+/// One inference thread's state. Not shared: each worker thread owns one.
+pub struct Worker {
+    state: WhisperState,
+    threads: usize,
+    engine: Engine,
+}
+
+/// Whisper's context in samples: audio beyond 30 s in one call is not seen.
+pub const WINDOW_SAMPLES: usize = 30 * 16_000;
+
+impl Worker {
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Detects the spoken language from up to 30 s of speech.
+    pub fn detect_language(&mut self, speech: &[f32]) -> Result<LanguageGuess, EngineError> {
+        let n = speech.len().min(WINDOW_SAMPLES);
+        self.state
+            .pcm_to_mel(&speech[..n], self.threads)
+            .map_err(|e| EngineError::Inference(format!("mel spectrogram: {e}")))?;
+        let (id, probs) = self
+            .state
+            .lang_detect(0, self.threads)
+            .map_err(|e| EngineError::Inference(format!("language detection: {e}")))?;
+        let code = whisper_rs::get_lang_str(id)
+            .ok_or_else(|| EngineError::Inference(format!("language id {id} has no code")))?;
+        Ok(LanguageGuess {
+            code: code.to_owned(),
+            probability: probs.get(id as usize).copied().unwrap_or(0.0),
+        })
+    }
+
+    /// Transcribes one utterance (≤ 30 s) in `language`.
+    pub fn transcribe(
+        &mut self,
+        samples: &[f32],
+        language: &str,
+        cfg: &DecodeConfig,
+    ) -> Result<Vec<Decoded>, EngineError> {
+        let strategy = if cfg.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: cfg.beam_size as i32,
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
+        params.set_n_threads(self.threads as i32);
+        params.set_language(Some(language));
+        params.set_translate(false);
+        // Utterances are independent: carrying text across them invites repetition loops.
+        params.set_no_context(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_token_timestamps(cfg.word_timestamps);
+        params.set_no_speech_thold(cfg.no_speech_threshold);
+        if !cfg.temperature_fallback {
+            params.set_temperature_inc(0.0);
+        }
+        if let Some(prompt) = cfg.initial_prompt.as_deref().filter(|p| !p.is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
+        let n = samples.len().min(WINDOW_SAMPLES);
+        self.state
+            .full(params, &samples[..n])
+            .map_err(|e| EngineError::Inference(e.to_string()))?;
+
+        let limit_ms = (n as u64 * 1000) / 16_000;
+        let eot = self.engine.ctx.token_eot();
+        let mut out = Vec::new();
+        for segment in self.state.as_iter() {
+            let mut tokens = Vec::with_capacity(segment.n_tokens() as usize);
+            let mut prob_sum = 0.0f32;
+            let mut text_tokens = 0usize;
+            for i in 0..segment.n_tokens() {
+                let Some(tok) = segment.get_token(i) else {
+                    continue;
+                };
+                let data = tok.token_data();
+                if data.id >= eot {
+                    continue; // special and timestamp tokens carry no text
+                }
+                prob_sum += data.p;
+                text_tokens += 1;
+                tokens.push(words::TokenPiece {
+                    bytes: tok.to_bytes().unwrap_or_default().to_vec(),
+                    start_ms: (data.t0.max(0) as u64 * 10).min(limit_ms),
+                    end_ms: (data.t1.max(0) as u64 * 10).min(limit_ms),
+                    probability: data.p,
+                });
+            }
+            let text = segment
+                .to_str_lossy()
+                .map_err(|e| EngineError::Inference(e.to_string()))?
+                .trim()
+                .to_owned();
+            if text.is_empty() {
+                continue;
+            }
+            let start_ms = (segment.start_timestamp().max(0) as u64 * 10).min(limit_ms);
+            let end_ms = (segment.end_timestamp().max(0) as u64 * 10).clamp(start_ms, limit_ms);
+            out.push(Decoded {
+                text,
+                start_ms,
+                end_ms,
+                confidence: if text_tokens == 0 {
+                    0.0
+                } else {
+                    prob_sum / text_tokens as f32
+                },
+                no_speech_prob: segment.no_speech_probability(),
+                words: if cfg.word_timestamps {
+                    words::group(&tokens)
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(out)
+    }
+}

