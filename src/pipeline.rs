@@ -21,7 +21,10 @@ pub enum PipelineError {
     #[error("{path}: {message}")]
     Channels { path: String, message: String },
     #[error("{path}: {source}")]
-    Engine { path: String, source: EngineError },
+    Engine {
+        path: String,
+        source: Box<EngineError>,
+    },
 }
 
 /// What the pipeline needs besides the audio.
@@ -126,7 +129,7 @@ pub fn transcribe_audio(
     let duration_ms = (audio.frames() as u64 * 1000) / u64::from(in_rate);
     let engine_err = |source_err: EngineError| PipelineError::Engine {
         path: source.to_owned(),
-        source: source_err,
+        source: Box::new(source_err),
     };
     // Resolve the language before any heavy work, so a bad setting fails fast.
     let configured = worker

@@ -8,6 +8,12 @@ use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum WeightType {
+    F16,
+    F32,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Known models, where they are installed, and where they came from.
@@ -28,6 +34,10 @@ pub enum ModelsCommand {
         /// Name to store it under (then usable as --model NAME).
         #[arg(long)]
         name: String,
+        /// Type of the weight matrices: f16 keeps CTranslate2's float16 weights exactly; f32
+        /// makes whisper.cpp compute in full precision (twice the size, slower).
+        #[arg(long, value_enum, default_value = "f16")]
+        weights: WeightType,
     },
 }
 
@@ -91,8 +101,12 @@ impl ModelsCommand {
                 println!("{name} installed: {}", path.display());
                 Ok(ExitCode::SUCCESS)
             }
-            ModelsCommand::ImportCt2 { dir, name } => {
-                let path = model::import_ct2(&store, &name, &dir, &ByteBars::default())
+            ModelsCommand::ImportCt2 { dir, name, weights } => {
+                let ty = match weights {
+                    WeightType::F16 => model::ggml::GgmlType::F16,
+                    WeightType::F32 => model::ggml::GgmlType::F32,
+                };
+                let path = model::import_ct2(&store, &name, &dir, ty, &ByteBars::default())
                     .with_context(|| format!("importing {}", dir.display()))?;
                 println!("{name} imported: {}", path.display());
                 Ok(ExitCode::SUCCESS)

@@ -33,6 +33,9 @@ pub struct TranscribeArgs {
     /// Spoken language (en, zh, yue, …) or auto.
     #[arg(short, long)]
     pub language: Option<String>,
+    /// Initial prompt: domain words and the written style to decode in.
+    #[arg(long)]
+    pub prompt: Option<String>,
     /// Roles of channels 0 and 1 (e.g. agent,customer or customer,agent), or `mix`.
     #[arg(long)]
     pub channels: Option<ChannelMode>,
@@ -124,6 +127,9 @@ impl TranscribeArgs {
         }
         if let Some(l) = self.language {
             config.decode.language = l;
+        }
+        if let Some(p) = self.prompt {
+            config.decode.initial_prompt = Some(p);
         }
         if let Some(w) = self.workers {
             config.transcribe.workers = w;

@@ -227,6 +227,9 @@ impl Worker {
         params.set_print_special(false);
         params.set_print_timestamps(false);
         params.set_suppress_blank(true);
+        // Never emit non-speech tokens (♪, [music], …): what faster-whisper's default
+        // `suppress_tokens=[-1]` does too, and nothing a call transcript wants.
+        params.set_suppress_nst(true);
         params.set_token_timestamps(cfg.word_timestamps);
         params.set_no_speech_thold(cfg.no_speech_threshold);
         if !cfg.temperature_fallback {

