@@ -3,7 +3,7 @@
 transcribe what faster-whisper transcribes from the same CTranslate2 files.
 
 For every reference utterance of the given fixtures (cut to its own 16 kHz clip) and every
-whole fixture, both engines decode greedily (temperature 0, no fallback, no VAD, no previous
+whole fixture (≤ 30 s), both engines decode greedily (temperature 0, no fallback, no VAD, no previous
 text); words are compared after lower-casing and stripping punctuation. Exit status 1 if any
 clip differs.
 
@@ -21,6 +21,16 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pad_to_window(path):
+    """Pads a clip with digital silence to exactly 30 s. whisper.cpp (like OpenAI's whisper)
+    pads the audio before the log-mel; faster-whisper pads the log-mel frames instead, so
+    on shorter clips the two engines' encoders see different inputs. On a full window they
+    see the same audio, and any remaining difference is the model's."""
+    tmp = path.with_suffix(".tmp.wav")
+    subprocess.run(["sox", str(path), str(tmp), "pad", "0", "30", "trim", "0", "30"], check=True)
+    tmp.replace(path)
 
 
 def words(text):
@@ -47,6 +57,7 @@ def main():
         ref = json.loads(fx.with_suffix(".json").read_text(encoding="utf-8"))
         whole = clips / f"{fx.stem}__whole.wav"
         subprocess.run(["sox", str(fx), "-r", "16000", "-c", "1", "-b", "16", str(whole), "remix", "-"], check=True)
+        pad_to_window(whole)
         names.append(whole.name)
         for i, u in enumerate(ref["utterances"]):
             start = max(0, u["start_ms"] - 200) / 1000
@@ -54,6 +65,7 @@ def main():
             clip = clips / f"{fx.stem}__u{i:02d}_ch{u['channel']}.wav"
             subprocess.run(["sox", str(fx), "-r", "16000", "-c", "1", "-b", "16", str(clip),
                             "remix", str(u["channel"] + 1), "trim", f"{start:.3f}", f"{dur:.3f}"], check=True)
+            pad_to_window(clip)
             names.append(clip.name)
 
     # faster-whisper: float32 compute holds the float16 weights exactly.

@@ -110,6 +110,15 @@ impl Engine {
     /// then loads it.
     pub fn load(name: &str, path: &Path) -> Result<Self, EngineError> {
         let info = ggml::inspect(path)?;
+        // whisper.cpp 1.8.3 loads f32 models but aborts in its convolution (GGML_ASSERT on an
+        // f32 kernel) at the first decode; refuse them here instead.
+        if info.hparams.ftype % 1000 == 0 {
+            return Err(EngineError::Load {
+                path: path.to_owned(),
+                reason: "f32 models abort inside whisper.cpp 1.8.3; convert with f16 weights"
+                    .into(),
+            });
+        }
         // whisper.cpp prints its loading chatter to stderr; route it through tracing instead.
         LOG_HOOKS.call_once(whisper_rs::install_logging_hooks);
         let ctx = WhisperContext::new_with_params(path, WhisperContextParameters::default())

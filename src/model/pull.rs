@@ -328,9 +328,7 @@ fn convert_into_store(
     convert_ct2_dir(
         ct2_dir,
         &mut out,
-        &ConvertOptions {
-            weight_type: GgmlType::F16,
-        },
+        &ConvertOptions { weight_type },
         &mut report,
     )?;
     out.flush().map_err(ModelError::io(tmp.path()))?;
