@@ -4,6 +4,7 @@
 //! [`PIPELINE_RATE_HZ`]; call time is counted in samples of that stream ([`CallTime`]), never
 //! from wall clocks, so timestamps do not drift over a long call.
 
+pub mod codec;
 pub mod pcm;
 pub mod resample;
 pub mod wav;

@@ -117,7 +117,13 @@ fn check_spec(path: &Path, spec: &hound::WavSpec) -> Result<(), WavError> {
 
 /// Reads the header only.
 pub fn probe_wav(path: &Path) -> Result<WavInfo, WavError> {
-    let reader = open(path)?;
+    let reader = match open(path) {
+        Err(WavError::Unsupported { .. }) if g711::is_g711(path) => {
+            let (info, _, _) = g711::read(path)?;
+            return Ok(info);
+        }
+        other => other?,
+    };
     let spec = reader.spec();
     check_spec(path, &spec)?;
     Ok(WavInfo {
@@ -129,7 +135,10 @@ pub fn probe_wav(path: &Path) -> Result<WavInfo, WavError> {
 
 /// Decodes a whole WAV file into planar `f32` channels.
 pub fn read_wav(path: &Path) -> Result<WavAudio, WavError> {
-    let mut reader = open(path)?;
+    let mut reader = match open(path) {
+        Err(WavError::Unsupported { .. }) if g711::is_g711(path) => return g711::decode_file(path),
+        other => other?,
+    };
     let spec = reader.spec();
     check_spec(path, &spec)?;
     let n_channels = usize::from(spec.channels);
@@ -182,6 +191,133 @@ pub fn read_wav(path: &Path) -> Result<WavAudio, WavError> {
         sample_rate_hz: spec.sample_rate,
         channels,
     })
+}
+
+/// G.711 WAV files (format tags 6 = A-law, 7 = μ-law), the usual format of call recorders,
+/// which hound does not read: a minimal RIFF walk to the `fmt ` and `data` chunks.
+mod g711 {
+    use super::{WavAudio, WavError, WavInfo, MAX_CHANNELS};
+    use crate::audio::codec::{decode, Encoding};
+    use std::path::Path;
+
+    struct Format {
+        encoding: Encoding,
+        channels: u16,
+        rate: u32,
+    }
+
+    fn parse(
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Option<(Format, std::ops::Range<usize>, u64)>, WavError> {
+        if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+            return Ok(None);
+        }
+        let mut pos = 12;
+        let mut format = None;
+        while pos + 8 <= bytes.len() {
+            let id = &bytes[pos..pos + 4];
+            let size = u32::from_le_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]) as usize;
+            let body = pos + 8;
+            if id == b"fmt " && size >= 16 && body + 16 <= bytes.len() {
+                let tag = u16::from_le_bytes([bytes[body], bytes[body + 1]]);
+                let encoding = match tag {
+                    6 => Encoding::Alaw,
+                    7 => Encoding::Mulaw,
+                    _ => return Ok(None),
+                };
+                let channels = u16::from_le_bytes([bytes[body + 2], bytes[body + 3]]);
+                let rate = u32::from_le_bytes([
+                    bytes[body + 4],
+                    bytes[body + 5],
+                    bytes[body + 6],
+                    bytes[body + 7],
+                ]);
+                format = Some(Format {
+                    encoding,
+                    channels,
+                    rate,
+                });
+            } else if id == b"data" {
+                let Some(format) = format else {
+                    return Ok(None);
+                };
+                if format.channels == 0
+                    || format.channels > MAX_CHANNELS
+                    || !(1000..=192_000).contains(&format.rate)
+                {
+                    return Err(WavError::Unsupported {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "G.711 with {} channels at {} Hz",
+                            format.channels, format.rate
+                        ),
+                    });
+                }
+                let declared = (size / usize::from(format.channels)) as u64;
+                let end = (body + size).min(bytes.len());
+                return Ok(Some((format, body..end, declared)));
+            }
+            pos = body + size + (size & 1);
+        }
+        Ok(None)
+    }
+
+    /// Whether this is a WAV whose samples are G.711.
+    pub fn is_g711(path: &Path) -> bool {
+        std::fs::read(path)
+            .ok()
+            .is_some_and(|b| matches!(parse(path, &b), Ok(Some(_))))
+    }
+
+    pub fn read(path: &Path) -> Result<(WavInfo, Encoding, Vec<u8>), WavError> {
+        let bytes = std::fs::read(path).map_err(|source| WavError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (format, range, declared) = parse(path, &bytes)?.ok_or_else(|| WavError::NotWav {
+            path: path.to_owned(),
+            reason: "no G.711 fmt/data chunks".into(),
+        })?;
+        let found = (range.len() / usize::from(format.channels)) as u64;
+        if found < declared {
+            return Err(WavError::Truncated {
+                path: path.to_owned(),
+                expected: declared,
+                found,
+            });
+        }
+        if found == 0 {
+            return Err(WavError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        let info = WavInfo {
+            sample_rate_hz: format.rate,
+            channels: format.channels,
+            frames: found,
+        };
+        Ok((info, format.encoding, bytes[range].to_vec()))
+    }
+
+    pub fn decode_file(path: &Path) -> Result<WavAudio, WavError> {
+        let (info, encoding, data) = read(path)?;
+        let mut interleaved = Vec::with_capacity(data.len());
+        decode(encoding, &data, &mut interleaved);
+        let n = usize::from(info.channels);
+        let channels = (0..n)
+            .map(|c| interleaved.iter().skip(c).step_by(n).copied().collect())
+            .collect();
+        Ok(WavAudio {
+            sample_rate_hz: info.sample_rate_hz,
+            channels,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +504,43 @@ mod tests {
         let e = read_wav(&p).unwrap_err();
         assert!(matches!(e, WavError::Unsupported { .. }));
         assert!(e.to_string().contains("6 channels"), "{e}");
+    }
+
+    #[test]
+    fn g711_wavs_decode_sample_for_sample_like_sox() {
+        // audio-fixtures/calls/en_call_8k_ulaw.wav was written by sox from en_call_8k.wav;
+        // sox's own μ-law expansion of it is the reference.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls");
+        let ulaw = read_wav(&fixtures.join("en_call_8k_ulaw.wav")).unwrap();
+        assert_eq!((ulaw.sample_rate_hz, ulaw.channels.len()), (8000, 2));
+        let dir = tempfile::tempdir().unwrap();
+        let expanded = dir.path().join("s16.raw");
+        let status = std::process::Command::new("sox")
+            .args([
+                "-t", "raw", "-e", "u-law", "-b", "8", "-r", "8000", "-c", "2",
+            ])
+            .arg(fixtures.join("en_call_8k.ulaw"))
+            .args(["-t", "raw", "-e", "signed", "-b", "16"])
+            .arg(&expanded)
+            .status()
+            .expect("sox is installed by scripts/setup.sh");
+        assert!(status.success());
+        let s16 = std::fs::read(&expanded).unwrap();
+        assert_eq!(s16.len(), ulaw.frames() * 2 * 2);
+        for (i, c) in s16.chunks_exact(2).enumerate() {
+            let want = f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0;
+            assert_eq!(ulaw.channels[i % 2][i / 2], want, "sample {i}");
+        }
+        // Close to the linear original (μ-law keeps ~13 bits).
+        let pcm = read_wav(&fixtures.join("en_call_8k.wav")).unwrap();
+        let err = ulaw.channels[1]
+            .iter()
+            .zip(&pcm.channels[1])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 0.02, "max error {err}");
+        let info = probe_wav(&fixtures.join("en_call_8k_ulaw.wav")).unwrap();
+        assert_eq!(info.frames as usize, ulaw.frames());
     }
 
     #[test]
