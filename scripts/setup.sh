@@ -14,6 +14,10 @@ done
 if python3 -m pip --version >/dev/null 2>&1; then
   missing=("${missing[@]/python3-pip}"); missing=("${missing[@]/python3}")
 fi
+# The gRPC wire tests make a venv (scripts/test.sh): Debian's python3 needs python3-venv for it.
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 
 if ((${#missing[@]})); then

@@ -14,4 +14,19 @@ cargo build --all-targets --locked
 cargo run --quiet --locked -- models pull tiny.en
 cargo run --quiet --locked -- models pull base
 cargo clippy --all-targets --locked -- -D warnings
+# The independent gRPC client (tests/python/client.py, driven by tests/grpc_python.rs) needs
+# grpcio, grpcio-tools and grpcio-health-checking: a venv kept beside the build cache.
+PYENV="${XDG_CACHE_HOME:-$HOME/.cache}/callscribe/pyenv"
+if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health" 2>/dev/null; then
+    if ! "$PYENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$PYENV"
+        python3 -m venv "$PYENV" || {
+            echo "error: python3 -m venv failed (Debian/Ubuntu: apt-get install python3-venv)" >&2
+            exit 1
+        }
+    fi
+    "$PYENV/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking
+fi
+export CALLSCRIBE_TEST_PYTHON="$PYENV/bin/python"
+
 cargo test --locked -- --test-threads 2

@@ -8,6 +8,7 @@
 use crate::audio::Role;
 use crate::engine::DecodeConfig;
 use crate::segment::VadConfig;
+use crate::server::ServerConfig;
 use crate::transcript::format::Format;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub struct Config {
     pub decode: DecodeConfig,
     pub vad: VadConfig,
     pub transcribe: TranscribeConfig,
+    pub server: ServerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,10 +143,13 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        cfg.vad.validate().map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })?;
+        cfg.vad
+            .validate()
+            .and_then(|()| cfg.server.validate())
+            .map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(cfg)
     }
 

@@ -14,7 +14,10 @@ pub mod engine;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod proto;
 pub mod segment;
+pub mod server;
+pub mod stream;
 pub mod transcript;
 
 pub use config::Config;

@@ -47,6 +47,57 @@ pub fn alaw_to_linear(code: u8) -> i16 {
     (if a & 0x80 != 0 { magnitude } else { -magnitude }) as i16
 }
 
+/// ITU-T G.711 μ-law compression of a 16-bit linear sample.
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = s.min(CLIP) + BIAS;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0F;
+    !((sign | (exponent << 4) | mantissa) as u8)
+}
+
+/// ITU-T G.711 A-law compression of a 16-bit linear sample.
+pub fn linear_to_alaw(sample: i16) -> u8 {
+    let s = i32::from(sample);
+    let (sign, mag) = if s >= 0 { (0x80, s) } else { (0x00, -s - 1) };
+    let mag = mag.min(32767);
+    let (exponent, mantissa) = if mag >= 256 {
+        let mut exponent = 7;
+        let mut mask = 0x4000;
+        while mag & mask == 0 {
+            exponent -= 1;
+            mask >>= 1;
+        }
+        (exponent, (mag >> (exponent + 3)) & 0x0F)
+    } else {
+        (0, mag >> 4)
+    };
+    ((sign | (exponent << 4) | mantissa) as u8) ^ 0x55
+}
+
+/// Encodes samples in [-1, 1] (interleaved) into `encoding`'s bytes.
+pub fn encode(encoding: Encoding, samples: &[f32], out: &mut Vec<u8>) {
+    let to_i16 = |s: f32| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+    match encoding {
+        Encoding::Linear16 => out.extend(samples.iter().flat_map(|&s| to_i16(s).to_le_bytes())),
+        Encoding::Mulaw => out.extend(samples.iter().map(|&s| linear_to_ulaw(to_i16(s)))),
+        Encoding::Alaw => out.extend(samples.iter().map(|&s| linear_to_alaw(to_i16(s)))),
+    }
+}
+
 /// Decodes `bytes` in `encoding` into `out` (interleaved, scaled to [-1, 1]).
 /// A trailing odd byte of LINEAR16 is ignored; callers that must reject it check first.
 pub fn decode(encoding: Encoding, bytes: &[u8], out: &mut Vec<f32>) {
@@ -89,6 +140,32 @@ mod tests {
         alaw.sort_unstable();
         alaw.dedup();
         assert_eq!(alaw.len(), 256, "A-law has no duplicate levels");
+    }
+
+    #[test]
+    fn encoders_invert_the_expansions_at_every_code_level() {
+        for code in 0..=255u8 {
+            let u = ulaw_to_linear(code);
+            assert_eq!(
+                ulaw_to_linear(linear_to_ulaw(u)),
+                u,
+                "μ-law code {code:#04x}"
+            );
+            let a = alaw_to_linear(code);
+            assert_eq!(
+                alaw_to_linear(linear_to_alaw(a)),
+                a,
+                "A-law code {code:#04x}"
+            );
+        }
+        // Between levels the encoder picks a neighbour: error within one quantisation step.
+        for x in (-32768i32..32768).step_by(97) {
+            let x = x as i16;
+            let back = i32::from(ulaw_to_linear(linear_to_ulaw(x)));
+            assert!((back - i32::from(x)).abs() <= 1024, "μ-law {x} → {back}");
+            let back = i32::from(alaw_to_linear(linear_to_alaw(x)));
+            assert!((back - i32::from(x)).abs() <= 1024, "A-law {x} → {back}");
+        }
     }
 
     #[test]

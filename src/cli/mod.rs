@@ -2,6 +2,8 @@
 
 mod bars;
 mod models;
+mod serve;
+mod stream;
 mod transcribe;
 
 pub use models::resolve_model;
@@ -35,6 +37,10 @@ pub enum Command {
     /// List, fetch and import whisper models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Serve live calls and recordings over gRPC (telephony systems, QA tools).
+    Serve(serve::ServeArgs),
+    /// Stream a recording to a server as a live call and print the results as they arrive.
+    Stream(stream::StreamArgs),
 }
 
 impl Cli {
@@ -43,6 +49,8 @@ impl Cli {
         match self.command {
             Command::Transcribe(args) => args.run(config),
             Command::Models(cmd) => cmd.run(config),
+            Command::Serve(args) => args.run(config),
+            Command::Stream(args) => args.run(),
         }
     }
 }

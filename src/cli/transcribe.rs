@@ -48,6 +48,9 @@ pub struct TranscribeArgs {
     /// Skip voice-activity segmentation: fixed 30 s windows.
     #[arg(long)]
     pub no_vad: bool,
+    /// Fit whisper's encoder window to each utterance instead of 30 s (faster; see BENCHMARKS.md).
+    #[arg(long)]
+    pub fit_window: bool,
 }
 
 struct Writer {
@@ -136,6 +139,9 @@ impl TranscribeArgs {
         }
         if let Some(t) = self.threads {
             config.decode.threads = t;
+        }
+        if self.fit_window {
+            config.decode.fit_window = true;
         }
         if self.no_vad {
             config.transcribe.vad = false;

@@ -5,6 +5,7 @@
 //! contend for a lock. Everything here blocks for hundreds of milliseconds: call it from
 //! dedicated threads or `spawn_blocking`, never from an async runtime worker.
 
+pub mod pool;
 mod words;
 
 use crate::model::ggml;
@@ -15,6 +16,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+pub use pool::{Pool, PoolError, Priority};
 pub use words::Word;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,11 @@ pub struct DecodeConfig {
     pub initial_prompt: Option<String>,
     /// Per-word times from token timestamps.
     pub word_timestamps: bool,
+    /// Run the encoder on the utterance's own length (plus a margin) instead of a full 30 s
+    /// window. Whisper's encoder cost is fixed per window, so a 3 s telephony utterance pays
+    /// for 30 s; fitting the window cuts that roughly tenfold, at the accuracy cost measured
+    /// in BENCHMARKS.md.
+    pub fit_window: bool,
 }
 
 impl Default for DecodeConfig {
@@ -63,6 +70,7 @@ impl Default for DecodeConfig {
             no_speech_threshold: 0.6,
             initial_prompt: None,
             word_timestamps: true,
+            fit_window: false,
         }
     }
 }
@@ -186,6 +194,18 @@ pub struct Worker {
 
 /// Whisper's context in samples: audio beyond 30 s in one call is not seen.
 pub const WINDOW_SAMPLES: usize = 30 * 16_000;
+/// Encoder positions in a full window: one per 20 ms (two 10 ms mel frames).
+const WINDOW_POSITIONS: usize = 1500;
+/// Extra encoder positions beyond the audio when the window is fitted: 6 s of trailing
+/// silence. With 2 s the decoder often started the utterance over (tiny.en repeated whole
+/// sentences); 6 s keeps WER within 0.5 points of full windows (BENCHMARKS.md).
+const FIT_MARGIN_POSITIONS: usize = 300;
+
+/// Encoder context for `n` samples of audio: the audio plus a margin, never more than 30 s.
+pub fn fitted_audio_ctx(n: usize) -> i32 {
+    let positions = n.div_ceil(320) + FIT_MARGIN_POSITIONS;
+    positions.min(WINDOW_POSITIONS) as i32
+}
 
 impl Worker {
     pub fn engine(&self) -> &Engine {
@@ -248,6 +268,9 @@ impl Worker {
             params.set_initial_prompt(prompt);
         }
         let n = samples.len().min(WINDOW_SAMPLES);
+        if cfg.fit_window {
+            params.set_audio_ctx(fitted_audio_ctx(n));
+        }
         self.state
             .full(params, &samples[..n])
             .map_err(|e| EngineError::Inference(e.to_string()))?;

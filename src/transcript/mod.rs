@@ -45,6 +45,43 @@ impl Segment {
                 .collect(),
         }
     }
+    /// One segment for a whole utterance: its decoded pieces joined, on the call timeline.
+    /// Live results are one final per utterance, so a downstream never sees half a sentence.
+    /// `None` when whisper found no text.
+    pub fn from_utterance(
+        channel: u32,
+        role: Role,
+        utterance_start: CallTime,
+        pieces: Vec<Decoded>,
+    ) -> Option<Self> {
+        let mut parts = pieces
+            .into_iter()
+            .filter(|d| !d.text.trim().is_empty())
+            .map(|d| Segment::from_decoded(channel, role, utterance_start, d));
+        let mut merged = parts.next()?;
+        let mut weight = merged.text.chars().count() as f32;
+        let mut weighted = merged.confidence * weight;
+        for p in parts {
+            let w = p.text.chars().count() as f32;
+            weighted += p.confidence * w;
+            weight += w;
+            merged.text = join_text(&merged.text, &p.text);
+            merged.end_ms = merged.end_ms.max(p.end_ms);
+            merged.words.extend(p.words);
+        }
+        merged.confidence = if weight > 0.0 { weighted / weight } else { 0.0 };
+        Some(merged)
+    }
+}
+
+/// Joins two pieces of text: with a space, except between Chinese/Japanese characters.
+pub fn join_text(a: &str, b: &str) -> String {
+    let cjk = |c: Option<char>| c.is_some_and(|c| c as u32 >= 0x2E80);
+    if cjk(a.chars().last()) || cjk(b.chars().next()) {
+        format!("{a}{b}")
+    } else {
+        format!("{a} {b}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 //! (fetched into the model store on first use), and the real `callscribe` binary.
 #![allow(dead_code)]
 
+pub mod grpc;
+
 use callscribe::engine::Engine;
 use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Source};
 use serde::Deserialize;

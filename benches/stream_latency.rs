@@ -1,0 +1,237 @@
+//! Finalisation latency of live calls over real loopback gRPC, and the number of concurrent
+//! real-time calls one machine sustains.
+//!
+//! Each stream sends `audio-fixtures/calls/en_call_8k.wav` (two-channel, 8 kHz) as μ-law at
+//! real-time pace: the chunk holding audio [k·100 ms, (k+1)·100 ms) is sent at (k+1)·100 ms
+//! after the call starts, as a telephony system can only send audio once it has it. The
+//! latency of a final is the wall time it reaches the client minus the moment its last
+//! audio (its `end_ms`) was sent; it includes the endpoint silence (500 ms) the server waits
+//! for before it may call an utterance finished.
+//!
+//! ```sh
+//! cargo bench --bench stream_latency -- --model base --streams 1,2,4
+//! cargo bench --bench stream_latency -- --model tiny.en --streams 1,2,4,6,8
+//! ```
+//! Models come from the model store (`callscribe models pull NAME` first).
+
+use callscribe::audio::codec::{self, Encoding};
+use callscribe::audio::read_wav;
+use callscribe::engine::{DecodeConfig, Engine};
+use callscribe::model::ModelStore;
+use callscribe::proto::v1 as pb;
+use callscribe::proto::v1::transcription_client::TranscriptionClient;
+use callscribe::segment::VadConfig;
+use callscribe::server::{self, ServeSettings, ServerConfig};
+use pb::streaming_transcribe_request::Request as Req;
+use pb::streaming_transcribe_response::Response as Resp;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const CHUNK: Duration = Duration::from_millis(100);
+
+struct Args {
+    model: String,
+    streams: Vec<usize>,
+    fit_window: bool,
+    workers: usize,
+    threads: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        model: "base".into(),
+        streams: vec![1, 2, 4],
+        fit_window: true,
+        workers: 1,
+        threads: 2,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--model" => a.model = it.next().expect("--model NAME"),
+            "--streams" => {
+                a.streams = it
+                    .next()
+                    .expect("--streams 1,2,4")
+                    .split(',')
+                    .map(|s| s.parse().expect("a number"))
+                    .collect()
+            }
+            "--full-window" => a.fit_window = false,
+            "--workers" => a.workers = it.next().and_then(|v| v.parse().ok()).expect("--workers N"),
+            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            "--bench" => {} // cargo bench passes this
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// One real-time call; returns each final's latency in seconds, or the refusal.
+async fn one_call(
+    addr: std::net::SocketAddr,
+    id: usize,
+    bytes: std::sync::Arc<Vec<u8>>,
+    chunk_bytes: usize,
+) -> Result<Vec<f64>, tonic::Status> {
+    let mut client = TranscriptionClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let config = pb::StreamingConfig {
+        call_id: format!("bench-{id}"),
+        encoding: pb::AudioEncoding::Mulaw as i32,
+        sample_rate_hz: 8000,
+        channel_count: 2,
+        language: "en".into(),
+        ..Default::default()
+    };
+    let start = tokio::time::Instant::now();
+    let wall_start = Instant::now();
+    let n_chunks = bytes.len().div_ceil(chunk_bytes);
+    let reqs = async_stream_requests(config, bytes, chunk_bytes, start);
+    let mut responses = client.streaming_transcribe(reqs).await?.into_inner();
+    let mut latencies = Vec::new();
+    while let Some(r) = responses.message().await? {
+        if let Some(Resp::Final(f)) = r.response {
+            // When the chunk holding the utterance's last audio was sent.
+            let chunk_index = (f.end_ms / CHUNK.as_millis() as u64).min(n_chunks as u64 - 1);
+            let sent = CHUNK * (chunk_index as u32 + 1);
+            latencies.push(wall_start.elapsed().as_secs_f64() - sent.as_secs_f64());
+        }
+    }
+    Ok(latencies)
+}
+
+fn async_stream_requests(
+    config: pb::StreamingConfig,
+    bytes: std::sync::Arc<Vec<u8>>,
+    chunk_bytes: usize,
+    start: tokio::time::Instant,
+) -> impl futures::Stream<Item = pb::StreamingTranscribeRequest> + Send + 'static {
+    use futures::StreamExt;
+    let first = futures::stream::once(async move {
+        pb::StreamingTranscribeRequest {
+            request: Some(Req::Config(config)),
+        }
+    });
+    let n = bytes.len().div_ceil(chunk_bytes);
+    let audio = futures::stream::iter(0..n).then(move |i| {
+        let bytes = bytes.clone();
+        async move {
+            tokio::time::sleep_until(start + CHUNK * (i as u32 + 1)).await;
+            let end = ((i + 1) * chunk_bytes).min(bytes.len());
+            pb::StreamingTranscribeRequest {
+                request: Some(Req::Audio(bytes[i * chunk_bytes..end].to_vec())),
+            }
+        }
+    });
+    first.chain(audio)
+}
+
+fn main() {
+    let a = args();
+    let store = ModelStore::locate(None);
+    let installed = store.installed(&a.model).unwrap_or_else(|| {
+        panic!(
+            "model {} is not installed: run `callscribe models pull {}`",
+            a.model, a.model
+        )
+    });
+    let engine = Engine::load(&a.model, &installed.path).expect("model loads");
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls/en_call_8k.wav");
+    let audio = read_wav(&wav).expect("fixture");
+    let mut interleaved = Vec::new();
+    for i in 0..audio.frames() {
+        for ch in &audio.channels {
+            interleaved.push(ch[i]);
+        }
+    }
+    let mut bytes = Vec::new();
+    codec::encode(Encoding::Mulaw, &interleaved, &mut bytes);
+    let bytes = std::sync::Arc::new(bytes);
+    let chunk_bytes = 800 * 2; // 100 ms of two-channel 8 kHz μ-law
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "model {} · fit_window {} · workers {} × threads {} · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
+        a.model,
+        a.fit_window,
+        a.workers,
+        a.threads,
+        audio.duration_secs()
+    );
+    println!("| streams | finals | p50 latency s | p95 latency s | max s | refused | RTF (inference/audio) |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &a.streams {
+        let engine = engine.clone();
+        let settings = ServeSettings {
+            server: ServerConfig {
+                listen: "127.0.0.1:0".into(),
+                interim_interval_ms: 0,
+                ..ServerConfig::default()
+            },
+            vad: VadConfig::default(),
+            decode: DecodeConfig {
+                language: "en".into(),
+                fit_window: a.fit_window,
+                ..DecodeConfig::default()
+            },
+            workers: a.workers,
+            threads: a.threads,
+            max_streams: n,
+        };
+        runtime.block_on(async {
+            let mut handle = server::start(settings, Box::new(move || Ok(vec![engine])))
+                .await
+                .expect("server");
+            handle.ready().await.expect("ready");
+            let calls: Vec<_> = (0..n)
+                .map(|i| tokio::spawn(one_call(handle.addr, i, bytes.clone(), chunk_bytes)))
+                .collect();
+            let mut all = Vec::new();
+            let mut refused = 0;
+            for c in calls {
+                match c.await.expect("call task") {
+                    Ok(l) => all.extend(l),
+                    Err(s) => {
+                        eprintln!("call failed: {s:?}");
+                        refused += 1;
+                    }
+                }
+            }
+            all.sort_by(f64::total_cmp);
+            let metrics = handle.metrics_text();
+            let read = |name: &str| -> f64 {
+                metrics
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            let rtf =
+                read("callscribe_inference_seconds_total") / read("callscribe_audio_seconds_total");
+            println!(
+                "| {n} | {} | {:.2} | {:.2} | {:.2} | {refused} | {rtf:.3} |",
+                all.len(),
+                percentile(&all, 0.5),
+                percentile(&all, 0.95),
+                all.last().copied().unwrap_or(f64::NAN),
+            );
+            handle.shutdown();
+            let _ = handle.stopped().await;
+        });
+    }
+}

@@ -1,0 +1,142 @@
+//! `callscribe serve`: the gRPC server for telephony systems, until SIGTERM or Ctrl-C.
+
+use crate::config::{worker_layout, Config};
+use crate::engine::Engine;
+use crate::server::{self, ServeSettings};
+use anyhow::Context;
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// gRPC listen address (port 0 picks a free port; the first stdout line names it).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Default model for calls that name none.
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Further models to load, selectable per call (repeat or comma-separate).
+    #[arg(long = "also-load", value_delimiter = ',')]
+    pub also_load: Vec<String>,
+    /// Default spoken language (en, zh, yue, …) or auto.
+    #[arg(short, long)]
+    pub language: Option<String>,
+    /// Inference workers (0 = auto).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// whisper threads per worker (0 = auto).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Concurrent calls before RESOURCE_EXHAUSTED (0 = auto).
+    #[arg(long)]
+    pub max_streams: Option<usize>,
+    /// Prometheus /metrics listen address, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
+        if let Some(l) = self.listen {
+            config.server.listen = l;
+        }
+        if let Some(m) = self.model {
+            config.models.default = m;
+        }
+        config.server.models.extend(self.also_load);
+        if let Some(l) = self.language {
+            config.decode.language = l;
+        }
+        if let Some(w) = self.workers {
+            config.server.workers = w;
+        }
+        if let Some(t) = self.threads {
+            config.decode.threads = t;
+        }
+        if let Some(m) = self.max_streams {
+            config.server.max_streams = m;
+        }
+        if let Some(m) = self.metrics_listen {
+            config.server.metrics_listen = Some(m);
+        }
+        config.server.validate().map_err(anyhow::Error::msg)?;
+
+        // Resolve (and pull, if allowed) every model before binding, so a typo fails at once.
+        let mut names = vec![config.models.default.clone()];
+        for m in &config.server.models {
+            if !names.contains(m) {
+                names.push(m.clone());
+            }
+        }
+        let models = names
+            .iter()
+            .map(|n| super::resolve_model(&config, Some(n)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (workers, threads) = worker_layout(config.server.workers, config.decode.threads);
+        let max_streams = if config.server.max_streams > 0 {
+            config.server.max_streams
+        } else {
+            2 * workers
+        };
+        let settings = ServeSettings {
+            server: config.server.clone(),
+            vad: config.vad.clone(),
+            decode: config.decode.clone(),
+            workers,
+            threads,
+            max_streams,
+        };
+        let loader: server::ModelLoader = Box::new(move || {
+            models
+                .iter()
+                .map(|(name, path)| Engine::load(name, path).map_err(|e| e.to_string()))
+                .collect()
+        });
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async move {
+            let mut handle = server::start(settings, loader).await?;
+            handle.ready().await?;
+            // Scripts and tests read the address from here: print it only once serving.
+            println!("listening on {}", handle.addr);
+            if let Some(m) = handle.metrics_addr {
+                println!("metrics on http://{m}/metrics");
+            }
+            use std::io::Write;
+            std::io::stdout().flush().ok();
+            shutdown_signal().await;
+            eprintln!("shutting down: finalising open calls");
+            handle.shutdown();
+            handle.stopped().await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,164 @@
+//! The server's Prometheus metrics, registered in one place, and the `/metrics` endpoint.
+//!
+//! Names follow `callscribe_<thing>_<unit>`. The real-time factor is exported as two counters
+//! (inference seconds, audio seconds) so a dashboard can take their ratio over any window;
+//! a gauge of the lifetime ratio would hide a recent slowdown.
+
+use super::ServerError;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// gRPC status code name, e.g. `InvalidArgument`.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `interim` or `final`.
+    pub kind: String,
+}
+
+/// Cheap to clone: every field is a shared handle.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub active_streams: Gauge,
+    pub audio_seconds: Counter<f64, AtomicU64>,
+    pub inference_seconds: Counter<f64, AtomicU64>,
+    pub finalisation_latency_seconds: Histogram,
+    pub refused_streams: Counter,
+    pub errors: Family<CodeLabel, Counter>,
+    pub results: Family<KindLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("callscribe");
+        let active_streams = Gauge::default();
+        registry.register(
+            "active_streams",
+            "Live calls and Transcribe requests being served",
+            active_streams.clone(),
+        );
+        let audio_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "audio_seconds",
+            "Seconds of call audio received (per channel summed)",
+            audio_seconds.clone(),
+        );
+        let inference_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "inference_seconds",
+            "Wall seconds spent in whisper; divided by audio seconds = real-time factor",
+            inference_seconds.clone(),
+        );
+        // 50 ms … ~26 s.
+        let finalisation_latency_seconds = Histogram::new(exponential_buckets(0.05, 1.5, 16));
+        registry.register(
+            "finalisation_latency_seconds",
+            "From the end of an utterance being detected to its final result being sent",
+            finalisation_latency_seconds.clone(),
+        );
+        let refused_streams = Counter::default();
+        registry.register(
+            "refused_streams",
+            "Calls refused with RESOURCE_EXHAUSTED at capacity",
+            refused_streams.clone(),
+        );
+        let errors = Family::<CodeLabel, Counter>::default();
+        registry.register("errors", "RPCs ended with an error status", errors.clone());
+        let results = Family::<KindLabel, Counter>::default();
+        registry.register("results", "Interim and final results sent", results.clone());
+        Self {
+            registry: Arc::new(registry),
+            active_streams,
+            audio_seconds,
+            inference_seconds,
+            finalisation_latency_seconds,
+            refused_streams,
+            errors,
+            results,
+        }
+    }
+
+    pub fn error(&self, status: &tonic::Status) {
+        self.errors
+            .get_or_create(&CodeLabel {
+                code: format!("{:?}", status.code()),
+            })
+            .inc();
+    }
+
+    pub fn result(&self, kind: &str) {
+        self.results
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown`.
+pub async fn serve(
+    addr: &str,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!("metrics endpoint failed: {e}");
+        }
+    });
+    tracing::info!(addr = %local, "metrics on /metrics");
+    Ok(local)
+}

@@ -1,0 +1,321 @@
+//! `callscribe serve`: the gRPC front door for telephony systems.
+//!
+//! tonic serves `callscribe.v1.Transcription` (live streams, whole recordings, models), the
+//! standard health service and server reflection; an optional HTTP listener serves Prometheus
+//! `/metrics`. Inference runs on the shared [`Pool`] of OS threads, never on the runtime.
+//! Admission control (a semaphore of `max_streams` permits) refuses calls beyond capacity with
+//! RESOURCE_EXHAUSTED instead of letting every call fall behind real time.
+//!
+//! The server binds and answers health checks (NOT_SERVING) while models load; RPCs meanwhile
+//! get UNAVAILABLE. Shutdown (SIGTERM / Ctrl-C in the CLI, [`ServerHandle::shutdown`] in the
+//! library) finalises every open utterance and delivers its final before the streams close.
+
+mod call;
+pub mod convert;
+pub mod metrics;
+mod service;
+
+use crate::engine::{DecodeConfig, Engine, EngineError, Pool};
+use crate::proto::v1::transcription_server::TranscriptionServer;
+use crate::segment::VadConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Final jobs one stream may have queued or running before it stops reading audio: the
+/// back-pressure that keeps a fast sender from queueing unbounded inference work. Eight
+/// utterances is minutes of speech at real-time pace, so it never throttles a live call.
+pub const MAX_PENDING_FINALS: usize = 8;
+/// Responses buffered per stream towards a slow client before the stream waits for it.
+const RESPONSE_BUFFER: usize = 64;
+
+/// `[server]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub listen: String,
+    /// Prometheus `/metrics` listen address; none = no metrics endpoint.
+    pub metrics_listen: Option<String>,
+    /// Models loaded besides `models.default`, selectable per call.
+    pub models: Vec<String>,
+    /// Inference threads pools (each runs whisper with `decode.threads` threads); 0 = auto.
+    pub workers: usize,
+    /// Concurrent calls (streams and Transcribe requests); more are refused with
+    /// RESOURCE_EXHAUSTED. 0 = auto (2 per inference worker).
+    pub max_streams: usize,
+    /// Largest audio message of a live stream.
+    pub max_message_bytes: usize,
+    /// Largest Transcribe request (a whole recording in one message).
+    pub max_recording_bytes: usize,
+    /// Longest call a stream may carry, in seconds of audio.
+    pub max_call_secs: u64,
+    /// A stream that sends nothing for this long is finalised and closed.
+    pub idle_timeout_ms: u64,
+    /// How much an utterance must grow before the next interim re-decode.
+    pub interim_interval_ms: u32,
+    /// Fit whisper's encoder window to each utterance for live calls (`decode.fit_window`
+    /// for streams): 3.5× less CPU per final with base at +0.5 WER points, which is what
+    /// lets a 2-core machine keep up with real time at all (BENCHMARKS.md).
+    pub fit_window: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: None,
+            models: Vec::new(),
+            workers: 0,
+            max_streams: 0,
+            max_message_bytes: 1 << 20,
+            max_recording_bytes: 64 << 20,
+            max_call_secs: 4 * 3600,
+            idle_timeout_ms: 30_000,
+            interim_interval_ms: 1000,
+            fit_window: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_message_bytes < 1024 {
+            return Err("server.max_message_bytes must be at least 1024".into());
+        }
+        if self.interim_interval_ms != 0 && self.interim_interval_ms < 200 {
+            return Err("server.interim_interval_ms must be 0 (off) or at least 200".into());
+        }
+        if self.idle_timeout_ms < 1000 {
+            return Err("server.idle_timeout_ms must be at least 1000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Everything a running server needs besides its models.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub server: ServerConfig,
+    pub vad: VadConfig,
+    pub decode: DecodeConfig,
+    /// Inference workers and whisper threads per worker (see `config::worker_layout`).
+    pub workers: usize,
+    pub threads: usize,
+    pub max_streams: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("loading models: {0}")]
+    Load(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("gRPC server failed: {0}")]
+    Transport(String),
+}
+
+/// What exists once the models are loaded.
+pub(crate) struct Loaded {
+    pub pool: Pool,
+    /// Index of the default model in `pool.engines()`.
+    pub default_model: usize,
+}
+
+impl Loaded {
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        if name.is_empty() {
+            return Some(self.default_model);
+        }
+        self.pool.engines().iter().position(|e| e.name() == name)
+    }
+
+    pub fn model_names(&self) -> Vec<&str> {
+        self.pool.engines().iter().map(|e| e.name()).collect()
+    }
+}
+
+/// State shared by every RPC.
+pub(crate) struct Shared {
+    pub settings: ServeSettings,
+    pub loaded: OnceCell<Loaded>,
+    pub admission: Arc<Semaphore>,
+    pub metrics: metrics::Metrics,
+    pub shutdown: CancellationToken,
+}
+
+/// Loads the models, on a blocking thread; the first is the default.
+pub type ModelLoader = Box<dyn FnOnce() -> Result<Vec<Engine>, String> + Send>;
+
+/// A running server.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    ready: tokio::sync::watch::Receiver<Option<Result<(), String>>>,
+    serve: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl ServerHandle {
+    /// Waits until the models are loaded (health SERVING) or failed to load.
+    pub async fn ready(&mut self) -> Result<(), ServerError> {
+        let state = self
+            .ready
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ServerError::Load("the loader went away".into()))?;
+        match state.as_ref().expect("waited for Some") {
+            Ok(()) => Ok(()),
+            Err(e) => Err(ServerError::Load(e.clone())),
+        }
+    }
+
+    /// The Prometheus text exposition of the server's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.encode()
+    }
+
+    /// Begins graceful shutdown: open utterances are finalised and sent, then streams close.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Waits for the server to stop (after [`shutdown`](Self::shutdown)).
+    pub async fn stopped(self) -> Result<(), ServerError> {
+        match self.serve.await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Transport(e.to_string())),
+        }
+    }
+}
+
+/// Binds the listeners and starts serving at once; models load in the background.
+pub async fn start(
+    settings: ServeSettings,
+    loader: ModelLoader,
+) -> Result<ServerHandle, ServerError> {
+    settings.server.validate().map_err(ServerError::Load)?;
+    let listener = tokio::net::TcpListener::bind(&settings.server.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: settings.server.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: settings.server.listen.clone(),
+        source,
+    })?;
+    let metrics = metrics::Metrics::new();
+    let shutdown = CancellationToken::new();
+    let metrics_addr = match &settings.server.metrics_listen {
+        Some(a) => Some(metrics::serve(a, metrics.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        admission: Arc::new(Semaphore::new(settings.max_streams.max(1))),
+        settings,
+        loaded: OnceCell::new(),
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    health
+        .set_not_serving::<TranscriptionServer<service::TranscriptionService>>()
+        .await;
+
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let result = load(&shared, loader).await;
+            if result.is_ok() {
+                health
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+                health
+                    .set_serving::<TranscriptionServer<service::TranscriptionService>>()
+                    .await;
+            }
+            let _ = ready_tx.send(Some(result));
+        });
+    }
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    // Whole recordings arrive in one message; live audio messages are checked against the
+    // smaller per-stream limit by the call itself, with a message that names the limit.
+    let decode_limit = shared
+        .settings
+        .server
+        .max_recording_bytes
+        .max(shared.settings.server.max_message_bytes)
+        + 1024;
+    let transcription =
+        TranscriptionServer::new(service::TranscriptionService::new(shared.clone()))
+            .max_decoding_message_size(decode_limit);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let stop = shutdown.clone();
+    let serve = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(transcription)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .map_err(|e| ServerError::Transport(e.to_string()))
+    });
+    tracing::info!(%addr, "gRPC listening");
+    Ok(ServerHandle {
+        addr,
+        metrics_addr,
+        shared,
+        ready: ready_rx,
+        serve,
+    })
+}
+
+async fn load(shared: &Arc<Shared>, loader: ModelLoader) -> Result<(), String> {
+    let engines = tokio::task::spawn_blocking(loader)
+        .await
+        .map_err(|e| format!("model loader panicked: {e}"))??;
+    if engines.is_empty() {
+        return Err("no model to serve".into());
+    }
+    let s = &shared.settings;
+    // Every stream has at most MAX_PENDING_FINALS finals and one interim per channel queued.
+    let capacity = s.max_streams.max(1) * (MAX_PENDING_FINALS + 2);
+    let (workers, threads) = (s.workers, s.threads);
+    let pool =
+        tokio::task::spawn_blocking(move || Pool::start(engines, workers, threads, capacity))
+            .await
+            .map_err(|e| format!("starting inference workers panicked: {e}"))?
+            .map_err(|e| e.to_string())?;
+    tracing::info!(
+        models = ?pool.engines().iter().map(|e| e.name()).collect::<Vec<_>>(),
+        workers = pool.workers(),
+        threads,
+        max_streams = s.max_streams,
+        "models loaded; serving"
+    );
+    shared
+        .loaded
+        .set(Loaded {
+            pool,
+            default_model: 0,
+        })
+        .map_err(|_| "models loaded twice".to_string())
+}

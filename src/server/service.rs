@@ -1,0 +1,274 @@
+//! The `callscribe.v1.Transcription` service: admission, first-message validation, and the
+//! hand-off of each call to its own task ([`super::call`]).
+
+use super::call::{self, ResponseTx};
+use super::convert::{call_format, final_result, invalid};
+use super::{Loaded, Shared};
+use crate::audio::codec;
+use crate::audio::wav::{read_wav, WavAudio, WavError};
+use crate::config::ChannelMode;
+use crate::engine::Priority;
+use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
+use crate::proto::v1 as pb;
+use crate::proto::v1::transcription_server::Transcription;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct TranscriptionService {
+    shared: Arc<Shared>,
+}
+
+impl TranscriptionService {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn loaded(&self) -> Result<&Loaded, Status> {
+        self.shared
+            .loaded
+            .get()
+            .ok_or_else(|| Status::unavailable("models are still loading; retry shortly"))
+    }
+
+    /// An admission slot, or RESOURCE_EXHAUSTED: a call beyond capacity is refused rather than
+    /// slowing every call below real time.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
+        self.shared.admission.clone().try_acquire_owned().map_err(|_| {
+            self.shared.metrics.refused_streams.inc();
+            let s = Status::resource_exhausted(format!(
+                "at capacity: {} concurrent calls (server.max_streams); retry later or on another server",
+                self.shared.settings.max_streams
+            ));
+            self.shared.metrics.error(&s);
+            s
+        })
+    }
+
+    fn fail<T>(&self, s: Status) -> Result<T, Status> {
+        self.shared.metrics.error(&s);
+        Err(s)
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::StreamingTranscribeResponse, Status>> + Send>>;
+
+/// Responses buffered per stream towards a slow client.
+const RESPONSE_BUFFER: usize = super::RESPONSE_BUFFER;
+
+#[tonic::async_trait]
+impl Transcription for TranscriptionService {
+    type StreamingTranscribeStream = ResponseStream;
+
+    async fn streaming_transcribe(
+        &self,
+        request: Request<Streaming<pb::StreamingTranscribeRequest>>,
+    ) -> Result<Response<Self::StreamingTranscribeStream>, Status> {
+        let loaded = self.loaded()?;
+        let mut inbound = request.into_inner();
+        let first = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                return self.fail(Status::invalid_argument(
+                    "the stream ended before its first message: send a config first",
+                ))
+            }
+            Err(s) => return self.fail(s),
+        };
+        let cfg = match first.request {
+            Some(pb::streaming_transcribe_request::Request::Config(c)) => c,
+            Some(pb::streaming_transcribe_request::Request::Audio(_)) => {
+                return self.fail(Status::invalid_argument(
+                    "audio before config: the first message must carry config",
+                ))
+            }
+            None => {
+                return self.fail(Status::invalid_argument(
+                    "empty first message: it must carry config",
+                ))
+            }
+        };
+        let setup = match call::setup(&self.shared, loaded, cfg) {
+            Ok(s) => s,
+            Err(s) => return self.fail(s),
+        };
+        let permit = self.admit()?;
+        let (tx, rx): (ResponseTx, _) = mpsc::channel(RESPONSE_BUFFER);
+        tokio::spawn(call::run(self.shared.clone(), setup, inbound, tx, permit));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn transcribe(
+        &self,
+        request: Request<pb::TranscribeRequest>,
+    ) -> Result<Response<pb::TranscribeResponse>, Status> {
+        let loaded = self.loaded()?;
+        let req = request.into_inner();
+        let cfg = req.config.unwrap_or_default();
+        let (audio, roles) = match recording(&req.wav, &req.audio, &cfg) {
+            Ok(a) => a,
+            Err(s) => return self.fail(s),
+        };
+        let model = match loaded.model_index(&cfg.model) {
+            Some(m) => m,
+            None => {
+                return self.fail(Status::invalid_argument(format!(
+                    "model '{}' is not loaded here (loaded: {})",
+                    cfg.model,
+                    loaded.model_names().join(", ")
+                )))
+            }
+        };
+        let mut decode = self.shared.settings.decode.clone();
+        if !cfg.language.trim().is_empty() {
+            decode.language = cfg.language.trim().to_owned();
+        }
+        if let Err(e) = loaded.pool.engines()[model].resolve_language(&decode.language) {
+            return self.fail(invalid(e));
+        }
+        let permit = self.admit()?;
+        let _permit = permit;
+        let call_id = if cfg.call_id.is_empty() {
+            "recording".to_owned()
+        } else {
+            cfg.call_id.clone()
+        };
+        let opts = RecordingOptions {
+            channels: roles,
+            vad: self.shared.settings.vad.clone(),
+            use_vad: true,
+            decode,
+        };
+        let audio_secs = audio.duration_secs() * audio.channels.len() as f64;
+        let source = call_id.clone();
+        let started = std::time::Instant::now();
+        let rx = loaded
+            .pool
+            .submit(model, Priority::Final, move |w| {
+                transcribe_audio(&source, audio, w, &opts, &mut |_| {})
+            })
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let transcript = match rx.await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                let status = match e {
+                    PipelineError::Engine { .. } => Status::internal(e.to_string()),
+                    _ => Status::invalid_argument(e.to_string()),
+                };
+                return self.fail(status);
+            }
+            Err(_) => return self.fail(Status::internal("the inference worker failed")),
+        };
+        self.shared.metrics.audio_seconds.inc_by(audio_secs);
+        self.shared
+            .metrics
+            .inference_seconds
+            .inc_by(started.elapsed().as_secs_f64());
+        let mut sequences = [0u64; 2];
+        let results = transcript
+            .segments
+            .iter()
+            .map(|s| {
+                let seq = &mut sequences[s.channel as usize % 2];
+                let r = final_result(&call_id, *seq, s);
+                *seq += 1;
+                r
+            })
+            .collect();
+        Ok(Response::new(pb::TranscribeResponse {
+            call_id,
+            results,
+            duration_ms: transcript.duration_ms,
+            language: transcript.language,
+            model: transcript.model,
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let loaded = self.loaded()?;
+        let models = loaded
+            .pool
+            .engines()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| pb::ModelInfo {
+                name: e.name().to_owned(),
+                multilingual: e.is_multilingual(),
+                default: i == loaded.default_model,
+            })
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+}
+
+/// A Transcribe request's audio: WAV bytes (any format `transcribe` reads), or raw audio
+/// described by `config`. Returns planar audio and the channel roles.
+fn recording(
+    wav: &[u8],
+    raw: &[u8],
+    cfg: &pb::StreamingConfig,
+) -> Result<(WavAudio, ChannelMode), Status> {
+    if !wav.is_empty() && !raw.is_empty() {
+        return Err(Status::invalid_argument(
+            "send either wav or audio, not both",
+        ));
+    }
+    if !wav.is_empty() {
+        // The WAV reader (hound, and our G.711 chunk parser) works on files; a temporary file
+        // keeps one reader for files and requests alike.
+        let file = tempfile::NamedTempFile::new()
+            .and_then(|mut f| std::io::Write::write_all(&mut f, wav).map(|()| f))
+            .map_err(|e| Status::internal(format!("cannot buffer the recording: {e}")))?;
+        let audio = read_wav(file.path()).map_err(|e: WavError| {
+            let temp = file.path().display().to_string();
+            Status::invalid_argument(e.to_string().replace(&temp, "wav"))
+        })?;
+        let roles = if cfg.channel_roles.is_empty() {
+            ChannelMode::default()
+        } else {
+            let fmt = call_format(&pb::StreamingConfig {
+                encoding: pb::AudioEncoding::Linear16 as i32,
+                sample_rate_hz: audio.sample_rate_hz.clamp(8000, 48_000),
+                channel_count: audio.channels.len() as u32,
+                ..cfg.clone()
+            })?;
+            ChannelMode::Separate(fmt.roles)
+        };
+        return Ok((audio, roles));
+    }
+    if raw.is_empty() {
+        return Err(Status::invalid_argument(
+            "no audio: set wav (a WAV file's bytes) or audio with config",
+        ));
+    }
+    let format = call_format(cfg)?;
+    let frame = format.frame_bytes();
+    if raw.len() % frame != 0 {
+        return Err(Status::invalid_argument(format!(
+            "audio of {} bytes is not a whole number of {frame}-byte frames",
+            raw.len()
+        )));
+    }
+    let mut interleaved = Vec::with_capacity(raw.len());
+    codec::decode(format.encoding, raw, &mut interleaved);
+    let n = format.roles.len();
+    let channels = (0..n)
+        .map(|c| interleaved.iter().skip(c).step_by(n).copied().collect())
+        .collect();
+    Ok((
+        WavAudio {
+            sample_rate_hz: format.sample_rate_hz,
+            channels,
+        },
+        ChannelMode::Separate(format.roles),
+    ))
+}
