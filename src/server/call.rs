@@ -144,6 +144,17 @@ fn decode_job(
     }
 }
 
+/// A decode job's outcome, with a worker that died (its sender dropped) as an error.
+async fn job_result(
+    rx: tokio::sync::oneshot::Receiver<Result<Decode, EngineError>>,
+) -> Result<Decode, String> {
+    match rx.await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the inference worker failed".into()),
+    }
+}
+
 struct FinalDone {
     channel: u32,
     role: Role,
@@ -262,11 +273,7 @@ impl<'a> Call<'a> {
         self.finals.push_back(Box::pin(async move {
             let result = match rx {
                 Err(e) => Err(e.to_string()),
-                Ok(rx) => match rx.await {
-                    Ok(Ok(d)) => Ok(d),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("the inference worker failed".into()),
-                },
+                Ok(rx) => job_result(rx).await,
             };
             FinalDone {
                 channel,
@@ -309,17 +316,19 @@ impl<'a> Call<'a> {
             };
             self.interim_in_flight[c] = true;
             self.interims.push(Box::pin(async move {
-                let result = match rx.await {
-                    Ok(Ok(d)) => Ok(d),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("the inference worker failed".into()),
-                };
+                let result = job_result(rx).await;
                 InterimDone { snapshot, result }
             }));
         }
     }
 
-    fn learn_language(&mut self, d: &Decode) {
+    /// Counts a decode's inference time and learns the call's language from the first one.
+    fn account(&mut self, d: &Decode) {
+        self.busy += d.busy;
+        self.shared
+            .metrics
+            .inference_seconds
+            .inc_by(d.busy.as_secs_f64());
         if self.language.is_none() {
             tracing::info!(call_id = %self.setup.call_id, language = %d.language, "language detected");
             self.language = Some(d.language.clone());
@@ -335,12 +344,7 @@ impl<'a> Call<'a> {
                 return Ok(());
             }
         };
-        self.busy += decode.busy;
-        self.shared
-            .metrics
-            .inference_seconds
-            .inc_by(decode.busy.as_secs_f64());
-        self.learn_language(&decode);
+        self.account(&decode);
         let Some(segment) =
             Segment::from_utterance(done.channel, done.role, done.utterance.start, decode.pieces)
         else {
@@ -367,12 +371,7 @@ impl<'a> Call<'a> {
         let Ok(decode) = done.result else {
             return Ok(());
         };
-        self.busy += decode.busy;
-        self.shared
-            .metrics
-            .inference_seconds
-            .inc_by(decode.busy.as_secs_f64());
-        self.learn_language(&decode);
+        self.account(&decode);
         if done.snapshot.utterance_id <= self.finalising[c] {
             return Ok(()); // its final is already on the way
         }
