@@ -6,6 +6,7 @@
 //! test so it cannot rot.
 
 use crate::audio::Role;
+use crate::dialect::DialectsConfig;
 use crate::engine::DecodeConfig;
 use crate::segment::VadConfig;
 use crate::server::ServerConfig;
@@ -21,6 +22,7 @@ pub struct Config {
     pub vad: VadConfig,
     pub transcribe: TranscribeConfig,
     pub server: ServerConfig,
+    pub dialects: DialectsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //!
 //! The module tree is the pipeline (see `docs/DESIGN.md`):
 //! [`audio`] (decode, resample) → [`segment`] (voice activity → utterances) →
-//! [`engine`] (whisper) → [`transcript`] (segments on the call timeline), with [`model`]
+//! [`engine`] (whisper) with [`dialect`] adapters → [`transcript`] (segments on the call timeline), with [`model`]
 //! provisioning the weights and [`batch`] / [`cli`] as front doors. Every front door shares
 //! these stages; none keeps a private copy.
 
@@ -10,6 +10,7 @@ pub mod audio;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod dialect;
 pub mod engine;
 pub mod metrics;
 pub mod model;

@@ -1,11 +1,13 @@
 //! Command-line front doors. Each command is a struct with `run()`; the library does the work.
 
 mod bars;
+mod dialects;
 mod models;
 mod serve;
 mod stream;
 mod transcribe;
 
+pub use dialects::{load_dialects, model_resolver};
 pub use models::resolve_model;
 
 use crate::config::Config;
@@ -37,6 +39,9 @@ pub enum Command {
     /// List, fetch and import whisper models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// List, show and check dialect adapters.
+    #[command(subcommand)]
+    Dialects(dialects::DialectsCommand),
     /// Serve live calls and recordings over gRPC (telephony systems, QA tools).
     Serve(serve::ServeArgs),
     /// Stream a recording to a server as a live call and print the results as they arrive.
@@ -49,7 +54,8 @@ impl Cli {
         match self.command {
             Command::Transcribe(args) => args.run(config),
             Command::Models(cmd) => cmd.run(config),
-            Command::Serve(args) => args.run(config),
+            Command::Dialects(cmd) => cmd.run(config),
+            Command::Serve(args) => args.run(config, self.config.clone()),
             Command::Stream(args) => args.run(),
         }
     }

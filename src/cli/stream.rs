@@ -252,6 +252,9 @@ impl Printer {
                 R::SpeechEvent(e) => serde_json::json!({"speech_event": {
                     "kind": if e.kind == pb::speech_event::Kind::SpeechStart as i32 {"SPEECH_START"} else {"SPEECH_END"},
                     "channel": e.channel, "at_ms": e.at_ms}}),
+                R::Dialect(d) => serde_json::json!({"dialect": {
+                    "adapter": d.adapter, "version": d.version, "reason": d.reason,
+                    "detail": d.detail, "language": d.language}}),
                 R::Summary(s) => serde_json::json!({"summary": {
                     "call_id": s.call_id, "audio_ms": s.audio_ms,
                     "final_results": s.final_results, "real_time_factor": s.real_time_factor}}),
@@ -292,6 +295,13 @@ impl Printer {
                     f.text
                 )?;
                 out.flush()?;
+            }
+            R::Dialect(d) => {
+                self.clear_interim()?;
+                eprintln!(
+                    "dialect adapter {} {} ({}), language {}",
+                    d.adapter, d.version, d.detail, d.language
+                );
             }
             R::Summary(s) => {
                 self.clear_interim()?;

@@ -48,6 +48,16 @@ pub struct TranscribeArgs {
     /// Skip voice-activity segmentation: fixed 30 s windows.
     #[arg(long)]
     pub no_vad: bool,
+    /// Terms to favour while decoding, comma-separated, each optionally `term:weight`
+    /// (default weight 2): product and plan names whisper does not know.
+    #[arg(long, value_delimiter = ',')]
+    pub hotwords: Vec<crate::engine::Hotword>,
+    /// Dialect adapter id (`callscribe dialects list`); default: chosen per recording.
+    #[arg(long)]
+    pub dialect: Option<String>,
+    /// The callers' region, city or telephone number, for the dialect routing table.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Fit whisper's encoder window to each utterance instead of 30 s (faster; see BENCHMARKS.md).
     #[arg(long)]
     pub fit_window: bool,
@@ -94,6 +104,9 @@ impl BatchObserver for Writer {
     }
 
     fn finished(&self, job: &Job, transcript: Transcript) -> Result<(), String> {
+        if let Some(d) = &transcript.dialect {
+            tracing::info!(file = %job.input.display(), dialect = %d.id, reason = %d.reason, "dialect");
+        }
         let text = render(&transcript, self.format);
         self.done.fetch_add(1, Ordering::Relaxed);
         match &job.output {
@@ -140,6 +153,7 @@ impl TranscribeArgs {
         if let Some(t) = self.threads {
             config.decode.threads = t;
         }
+        config.decode.hotwords.extend(self.hotwords.iter().cloned());
         if self.fit_window {
             config.decode.fit_window = true;
         }
@@ -155,7 +169,14 @@ impl TranscribeArgs {
             anyhow::bail!("nothing to transcribe");
         }
 
-        let (model_name, model_path) = super::resolve_model(&config, self.model.as_deref())?;
+        let dialects = super::load_dialects(&config)?;
+        // An adapter chosen before any audio brings its own model, unless one is named.
+        let preselected = dialects.select(self.dialect.as_deref(), self.region.as_deref(), None)?;
+        let model = self
+            .model
+            .clone()
+            .or_else(|| preselected.as_ref().map(|s| s.adapter.model().to_owned()));
+        let (model_name, model_path) = super::resolve_model(&config, model.as_deref())?;
         let engine = Engine::load(&model_name, &model_path)
             .with_context(|| format!("loading model {model_name}"))?;
         // Fail on a bad --language before the batch starts, not once per file.
@@ -178,6 +199,11 @@ impl TranscribeArgs {
             vad: config.vad.clone(),
             use_vad: config.transcribe.vad,
             decode: config.decode.clone(),
+            dialect: Some(crate::pipeline::DialectRequest {
+                dialects,
+                explicit: self.dialect.clone(),
+                region: self.region.clone(),
+            }),
         };
         let report = batch::run(&engine, &jobs, &opts, workers, threads, &writer);
         writer.bar.finish_and_clear();

@@ -10,6 +10,7 @@
 use super::convert::{final_result, invalid, role_to_proto};
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
 use crate::audio::{CallTime, Role};
+use crate::dialect::{Adapter, Dialects, Reason, Selection};
 use crate::engine::{DecodeConfig, Decoded, EngineError, Priority, Worker};
 use crate::proto::v1 as pb;
 use crate::segment::{Utterance, VadConfig};
@@ -38,23 +39,20 @@ pub struct CallSetup {
     pub language: Option<String>,
     pub decode: Arc<DecodeConfig>,
     pub interim: bool,
+    /// The adapter chosen before audio; `None` while identification is pending.
+    pub selection: Option<Selection>,
+    /// The adapters as they were when the call began (identification maps into these).
+    pub dialects: Arc<Dialects>,
 }
 
-/// Checks a stream's first message against the server's models and limits.
+/// Checks a stream's first message against the server's models, adapters and limits.
 pub fn setup(
     shared: &Shared,
     loaded: &Loaded,
     cfg: pb::StreamingConfig,
 ) -> Result<CallSetup, Status> {
     let format = super::convert::call_format(&cfg)?;
-    let model = loaded.model_index(&cfg.model).ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "model '{}' is not loaded here (loaded: {})",
-            cfg.model,
-            loaded.model_names().join(", ")
-        ))
-    })?;
-    let engine = &loaded.pool.engines()[model];
+    let dialects = shared.dialects();
     let mut decode = shared.settings.decode.clone();
     if !cfg.language.trim().is_empty() {
         decode.language = cfg.language.trim().to_owned();
@@ -62,7 +60,37 @@ pub fn setup(
     if shared.settings.server.fit_window {
         decode.fit_window = true;
     }
-    let language = engine.resolve_language(&decode.language).map_err(invalid)?;
+    let requested_model = |name: &str| {
+        loaded.model_index(name).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "model '{}' is not loaded here (loaded: {})",
+                name,
+                loaded.model_names().join(", ")
+            ))
+        })
+    };
+    let mut model = requested_model(&cfg.model)?;
+    // The language as configured, resolved against the model (English-only → en).
+    let configured = loaded.pool.engines()[model]
+        .resolve_language(&decode.language)
+        .map_err(invalid)?;
+    let selection = dialects
+        .select(Some(&cfg.dialect), Some(&cfg.region), configured.as_deref())
+        .map_err(invalid)?;
+    if let Some(sel) = &selection {
+        if cfg.model.trim().is_empty() {
+            // The adapter's own model when this server has it loaded.
+            if let Some(m) = loaded.model_index(sel.adapter.model()) {
+                model = m;
+            }
+        }
+        decode = sel.adapter.decode(&decode);
+    }
+    let engine = &loaded.pool.engines()[model];
+    let language = match &selection {
+        Some(_) => engine.resolve_language(&decode.language).map_err(invalid)?,
+        None => configured,
+    };
     let mut vad = shared.settings.vad.clone();
     if cfg.endpoint_silence_ms != 0 {
         if !(100..=5000).contains(&cfg.endpoint_silence_ms) {
@@ -91,6 +119,10 @@ pub fn setup(
         language: language.clone().unwrap_or_else(|| "auto".into()),
         endpoint_silence_ms: vad.endpoint_silence_ms,
         model: engine.name().to_owned(),
+        dialect: selection
+            .as_ref()
+            .map(|s| s.adapter.id().to_owned())
+            .unwrap_or_default(),
         ..cfg
     };
     Ok(CallSetup {
@@ -102,6 +134,8 @@ pub fn setup(
         model,
         language,
         decode: Arc::new(decode),
+        selection,
+        dialects,
     })
 }
 
@@ -122,24 +156,57 @@ struct Decode {
     language: String,
     pieces: Vec<Decoded>,
     busy: Duration,
+    /// The adapter the text was decoded with (normalise with it).
+    adapter: Option<Arc<Adapter>>,
+    /// Set when this job identified the call's dialect.
+    identified: Option<Selection>,
+}
+
+/// How a job decodes: the call's adapter and language once known, or identify first.
+#[derive(Clone)]
+struct Plan {
+    language: Option<String>,
+    decode: Arc<DecodeConfig>,
+    adapter: Option<Arc<Adapter>>,
+    dialects: Arc<Dialects>,
 }
 
 fn decode_job(
     samples: Vec<f32>,
-    language: Option<String>,
-    decode: Arc<DecodeConfig>,
+    plan: Plan,
 ) -> impl FnOnce(&mut Worker) -> Result<Decode, EngineError> + Send + 'static {
     move |w: &mut Worker| {
         let started = Instant::now();
-        let language = match language {
-            Some(l) => l,
-            None => w.detect_language(&samples)?.code,
+        let (language, decode, adapter, identified) = match plan.language {
+            Some(l) => (l, plan.decode, plan.adapter, None),
+            None => {
+                let guess = w.detect_language(&samples)?;
+                let sel = plan.dialects.for_detected(&guess.code, guess.probability);
+                let mut base = (*plan.decode).clone();
+                if !matches!(sel.reason, Reason::Detected { .. }) {
+                    // No adapter claims the language: decode in it rather than force another.
+                    base.language = guess.code.clone();
+                }
+                let decode = sel.adapter.decode(&base);
+                let language = match w.engine().resolve_language(&decode.language) {
+                    Ok(Some(l)) => l,
+                    _ => guess.code.clone(),
+                };
+                (
+                    language,
+                    Arc::new(decode),
+                    Some(sel.adapter.clone()),
+                    Some(sel),
+                )
+            }
         };
         let pieces = w.transcribe(&samples, &language, &decode)?;
         Ok(Decode {
             language,
             pieces,
             busy: started.elapsed(),
+            adapter,
+            identified,
         })
     }
 }
@@ -185,7 +252,10 @@ struct Call<'a> {
     setup: CallSetup,
     live: LiveCall,
     tx: ResponseTx,
-    language: Option<String>,
+    /// How the next job decodes; fixed once the call's adapter is known.
+    plan: Plan,
+    /// An adapter identified from speech, still to be announced to the client.
+    announce: Option<pb::DialectSelected>,
     finals: FuturesOrdered<Pending<FinalDone>>,
     interims: FuturesUnordered<Pending<InterimDone>>,
     interim_in_flight: Vec<bool>,
@@ -259,11 +329,7 @@ impl<'a> Call<'a> {
     }
 
     fn submit_final(&mut self, role: Role, utterance: Utterance) {
-        let job = decode_job(
-            utterance.samples.clone(),
-            self.language.clone(),
-            self.setup.decode.clone(),
-        );
+        let job = decode_job(utterance.samples.clone(), self.plan.clone());
         let rx = self
             .loaded
             .pool
@@ -298,15 +364,13 @@ impl<'a> Call<'a> {
                 continue;
             };
             // Interims favour speed: no temperature fallback, no word times.
-            let mut decode = (*self.setup.decode).clone();
+            let mut plan = self.plan.clone();
+            let mut decode = (*plan.decode).clone();
             decode.temperature_fallback = false;
             decode.word_timestamps = false;
             decode.fit_window = true;
-            let job = decode_job(
-                snapshot.samples.clone(),
-                self.language.clone(),
-                Arc::new(decode),
-            );
+            plan.decode = Arc::new(decode);
+            let job = decode_job(snapshot.samples.clone(), plan);
             let Ok(rx) = self
                 .loaded
                 .pool
@@ -322,16 +386,49 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Counts a decode's inference time and learns the call's language from the first one.
+    /// Counts a decode's inference time and, from the first decode that identified it,
+    /// fixes the call's dialect adapter and language for every later job.
     fn account(&mut self, d: &Decode) {
         self.busy += d.busy;
         self.shared
             .metrics
             .inference_seconds
             .inc_by(d.busy.as_secs_f64());
-        if self.language.is_none() {
-            tracing::info!(call_id = %self.setup.call_id, language = %d.language, "language detected");
-            self.language = Some(d.language.clone());
+        if self.plan.language.is_some() {
+            return;
+        }
+        let Some(sel) = &d.identified else {
+            return;
+        };
+        let mut base = (*self.setup.decode).clone();
+        if !matches!(sel.reason, Reason::Detected { .. }) {
+            base.language = d.language.clone();
+        }
+        let mut decode = sel.adapter.decode(&base);
+        decode.language = d.language.clone();
+        tracing::info!(call_id = %self.setup.call_id, language = %d.language, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect identified");
+        self.plan.language = Some(d.language.clone());
+        self.plan.decode = Arc::new(decode);
+        self.plan.adapter = Some(sel.adapter.clone());
+        self.announce = Some(super::convert::dialect_selected(sel, &d.language));
+    }
+
+    /// Sends the identified adapter once, before the result that identified it.
+    async fn announce_dialect(&mut self) -> Result<(), Gone> {
+        match self.announce.take() {
+            Some(d) => {
+                self.shared
+                    .metrics
+                    .dialect_calls
+                    .get_or_create(&super::metrics::DialectLabel {
+                        adapter: d.adapter.clone(),
+                        reason: d.reason.clone(),
+                    })
+                    .inc();
+                self.send(pb::streaming_transcribe_response::Response::Dialect(d))
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -345,13 +442,22 @@ impl<'a> Call<'a> {
             }
         };
         self.account(&decode);
-        let Some(segment) =
+        self.announce_dialect().await?;
+        let Some(mut segment) =
             Segment::from_utterance(done.channel, done.role, done.utterance.start, decode.pieces)
         else {
             return Ok(());
         };
+        if let Some(adapter) = &decode.adapter {
+            segment.normalise(adapter);
+        }
         let seq = &mut self.sequences[done.channel as usize];
-        let result = final_result(&self.setup.call_id, *seq, &segment);
+        let mut result = final_result(&self.setup.call_id, *seq, &segment);
+        result.dialect = decode
+            .adapter
+            .as_ref()
+            .map(|a| a.id().to_owned())
+            .unwrap_or_default();
         *seq += 1;
         self.final_count += 1;
         tracing::debug!(call_id = %self.setup.call_id, segment_id = %result.segment_id, text = %result.text, "final");
@@ -372,6 +478,7 @@ impl<'a> Call<'a> {
             return Ok(());
         };
         self.account(&decode);
+        self.announce_dialect().await?;
         if done.snapshot.utterance_id <= self.finalising[c] {
             return Ok(()); // its final is already on the way
         }
@@ -390,6 +497,11 @@ impl<'a> Call<'a> {
         if text.is_empty() {
             return Ok(());
         }
+        // Interims read like the final will: in the adapter's written form.
+        let text = match &decode.adapter {
+            Some(a) => a.normalise(&text),
+            None => text,
+        };
         let (id, stabiliser) = &mut self.stabilisers[c];
         if *id != done.snapshot.utterance_id {
             *id = done.snapshot.utterance_id;
@@ -474,7 +586,16 @@ pub async fn run(
     let mut call = Call {
         shared: &shared,
         loaded,
-        language: setup.language.clone(),
+        plan: Plan {
+            language: setup.language.clone(),
+            decode: setup.decode.clone(),
+            adapter: setup.selection.as_ref().map(|s| s.adapter.clone()),
+            dialects: setup.dialects.clone(),
+        },
+        announce: setup
+            .selection
+            .as_ref()
+            .map(|s| super::convert::dialect_selected(s, setup.language.as_deref().unwrap_or(""))),
         setup,
         live,
         tx,
@@ -498,7 +619,10 @@ pub async fn run(
     {
         return;
     }
-    tracing::info!(parent: &span, channels, "call accepted");
+    tracing::info!(parent: &span, channels, dialect = %call.setup.accepted.dialect, "call accepted");
+    if call.announce_dialect().await.is_err() {
+        return;
+    }
     let outcome = drive(&mut call, &mut inbound).await;
     match outcome {
         Err(Gone) => {
@@ -553,6 +677,11 @@ async fn drive(
             }
         }
         let reading = ending.is_none() && call.finals.len() < MAX_PENDING_FINALS;
+        if !reading {
+            // While back-pressure holds the client off, its silence is ours, not its own:
+            // the idle clock starts again when reading resumes.
+            idle_deadline = tokio::time::Instant::now() + idle;
+        }
         let mut stop: Option<Ending> = None;
         tokio::select! {
             biased;
@@ -564,7 +693,7 @@ async fn drive(
                     "the server is shutting down; open utterances were finalised and sent",
                 )));
             }
-            () = tokio::time::sleep_until(idle_deadline), if ending.is_none() => {
+            () = tokio::time::sleep_until(idle_deadline), if reading => {
                 stop = Some(Ending::Fail(Status::deadline_exceeded(format!(
                     "no message for {} ms (server.idle_timeout_ms); the call was finalised",
                     idle.as_millis()

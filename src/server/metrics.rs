@@ -39,6 +39,14 @@ pub struct Metrics {
     pub refused_streams: Counter,
     pub errors: Family<CodeLabel, Counter>,
     pub results: Family<KindLabel, Counter>,
+    pub dialect_calls: Family<DialectLabel, Counter>,
+    pub reloads: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct DialectLabel {
+    pub adapter: String,
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -85,7 +93,21 @@ impl Metrics {
         registry.register("errors", "RPCs ended with an error status", errors.clone());
         let results = Family::<KindLabel, Counter>::default();
         registry.register("results", "Interim and final results sent", results.clone());
+        let dialect_calls = Family::<DialectLabel, Counter>::default();
+        registry.register(
+            "dialect_calls",
+            "Calls per dialect adapter and the reason it was chosen",
+            dialect_calls.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register(
+            "dialect_reloads",
+            "Successful reloads of the dialect adapters (SIGHUP)",
+            reloads.clone(),
+        );
         Self {
+            dialect_calls,
+            reloads,
             registry: Arc::new(registry),
             active_streams,
             audio_seconds,

@@ -15,6 +15,7 @@ pub mod convert;
 pub mod metrics;
 mod service;
 
+use crate::dialect::Dialects;
 use crate::engine::{DecodeConfig, Engine, EngineError, Pool};
 use crate::proto::v1::transcription_server::TranscriptionServer;
 use crate::segment::VadConfig;
@@ -105,6 +106,8 @@ pub struct ServeSettings {
     pub workers: usize,
     pub threads: usize,
     pub max_streams: usize,
+    /// The dialect adapters and routing table; replaced on reload (SIGHUP).
+    pub dialects: Arc<Dialects>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +152,18 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
+    /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
+    /// finish with the adapter they began with.
+    pub dialects: std::sync::RwLock<Arc<Dialects>>,
+}
+
+impl Shared {
+    pub fn dialects(&self) -> Arc<Dialects> {
+        self.dialects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Loads the models, on a blocking thread; the first is the default.
@@ -182,6 +197,18 @@ impl ServerHandle {
         self.shared.metrics.encode()
     }
 
+    /// Replaces the dialect adapters and routing table without touching live calls.
+    pub fn reload_dialects(&self, dialects: Dialects) -> Result<(), String> {
+        self.reloader().reload(dialects)
+    }
+
+    /// A handle that reloads adapters from another task (the SIGHUP handler).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Begins graceful shutdown: open utterances are finalised and sent, then streams close.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
@@ -193,6 +220,44 @@ impl ServerHandle {
             Ok(r) => r,
             Err(e) => Err(ServerError::Transport(e.to_string())),
         }
+    }
+}
+
+/// Swaps in new dialect adapters (see [`ServerHandle::reloader`]).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Refused when a listed adapter (`dialects.load`) needs a model this server has not
+    /// loaded: models load only at start. A call keeps the `Arc` of the adapters it began
+    /// with, so live streams finish undisturbed.
+    pub fn reload(&self, dialects: Dialects) -> Result<(), String> {
+        if let Some(loaded) = self.shared.loaded.get() {
+            let names = loaded.model_names();
+            if !dialects.config().load.is_empty() {
+                for a in dialects.list() {
+                    if !names.contains(&a.model()) {
+                        return Err(format!(
+                            "adapter '{}' needs model '{}', which is not loaded (loaded: {}); restart to load it",
+                            a.id(),
+                            a.model(),
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        let n = dialects.list().count();
+        *self
+            .shared
+            .dialects
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(dialects);
+        self.shared.metrics.reloads.inc();
+        tracing::info!(adapters = n, "dialect adapters reloaded");
+        Ok(())
     }
 }
 
@@ -219,6 +284,7 @@ pub async fn start(
         None => None,
     };
     let shared = Arc::new(Shared {
+        dialects: std::sync::RwLock::new(settings.dialects.clone()),
         admission: Arc::new(Semaphore::new(settings.max_streams.max(1))),
         settings,
         loaded: OnceCell::new(),
