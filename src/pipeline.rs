@@ -213,6 +213,7 @@ pub fn transcribe_audio(
         language_source,
         channels: infos,
         segments,
+        suggestions: Vec::new(),
     };
     transcript.sort();
     Ok(transcript)

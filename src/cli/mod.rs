@@ -1,8 +1,10 @@
 //! Command-line front doors. Each command is a struct with `run()`; the library does the work.
 
 mod bars;
+mod kb;
 mod models;
 mod serve;
+mod spool;
 mod stream;
 mod transcribe;
 
@@ -41,6 +43,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Stream a recording to a server as a live call and print the results as they arrive.
     Stream(stream::StreamArgs),
+    /// Index and query the embedded knowledge base.
+    #[command(subcommand)]
+    Kb(kb::KbCommand),
+    /// Inspect and drain the forwarding spool.
+    #[command(subcommand)]
+    Spool(spool::SpoolCommand),
 }
 
 impl Cli {
@@ -51,6 +59,8 @@ impl Cli {
             Command::Models(cmd) => cmd.run(config),
             Command::Serve(args) => args.run(config),
             Command::Stream(args) => args.run(),
+            Command::Kb(cmd) => cmd.run(config),
+            Command::Spool(cmd) => cmd.run(config),
         }
     }
 }

@@ -149,6 +149,8 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
+    /// Where finals go after they are sent (knowledge lookup); none = nowhere.
+    pub forwarder: Option<crate::forward::Forwarder>,
 }
 
 /// Loads the models, on a blocking thread; the first is the default.
@@ -201,6 +203,16 @@ pub async fn start(
     settings: ServeSettings,
     loader: ModelLoader,
 ) -> Result<ServerHandle, ServerError> {
+    start_with_forwarder(settings, loader, None).await
+}
+
+/// [`start`], with every final also submitted to `forwarder` and its suggestions sent back on
+/// the call's stream.
+pub async fn start_with_forwarder(
+    settings: ServeSettings,
+    loader: ModelLoader,
+    forwarder: Option<crate::forward::Forwarder>,
+) -> Result<ServerHandle, ServerError> {
     settings.server.validate().map_err(ServerError::Load)?;
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
         .await
@@ -213,6 +225,9 @@ pub async fn start(
         source,
     })?;
     let metrics = metrics::Metrics::new();
+    if let Some(f) = &forwarder {
+        metrics.attach_forward(f.metrics().clone());
+    }
     let shutdown = CancellationToken::new();
     let metrics_addr = match &settings.server.metrics_listen {
         Some(a) => Some(metrics::serve(a, metrics.clone(), shutdown.clone()).await?),
@@ -224,6 +239,7 @@ pub async fn start(
         loaded: OnceCell::new(),
         metrics,
         shutdown: shutdown.clone(),
+        forwarder,
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
