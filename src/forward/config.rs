@@ -34,7 +34,7 @@ impl Default for ForwardConfig {
             sinks: vec![SinkConfig::Kb { dir: None }],
             context_segments: 3,
             max_suggestions: 3,
-            min_score: 3.0,
+            min_score: 5.0,
             retry_initial_ms: 200,
             retry_max_ms: 30_000,
             flush_timeout_ms: 10_000,

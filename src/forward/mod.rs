@@ -313,11 +313,14 @@ pub fn backoff(config: &ForwardConfig, attempt: u32) -> Duration {
     Duration::from_millis(exp / 2 + fastrand::u64(0..=exp / 2))
 }
 
+/// A spool write a delivery task runs off the runtime.
+type SpoolOp = Box<dyn FnOnce(&Spool) -> Result<(), SpoolError> + Send>;
+
 async fn deliver_loop(inner: Arc<Inner>, index: usize, sink: Arc<Sink>) {
     let name = inner.sink_names[index].clone();
     let label = ForwardMetrics::sink(&name);
     let wake = inner.wake[index].clone();
-    let blocking = |f: Box<dyn FnOnce(&Spool) -> Result<(), SpoolError> + Send>| {
+    let blocking = |f: SpoolOp| {
         let spool = inner.spool.clone();
         async move {
             match tokio::task::spawn_blocking(move || f(&spool)).await {
@@ -382,7 +385,7 @@ async fn deliver_loop(inner: Arc<Inner>, index: usize, sink: Arc<Sink>) {
                     Err(DeliveryError::Transient(e)) => {
                         inner.metrics.retried.get_or_create(&label).inc();
                         let delay = backoff(&inner.config, attempt);
-                        if attempt == 0 || attempt.is_multiple_of(10) {
+                        if attempt == 0 || attempt % 10 == 0 {
                             tracing::warn!(sink = %name, segment_id = %record.segment.segment_id, attempt, "delivery failed, retrying in {delay:?}: {e}");
                         }
                         attempt = attempt.saturating_add(1);

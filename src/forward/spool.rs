@@ -11,6 +11,10 @@
 //! ((sink, seq) → reason JSON), `meta` (next seq). The sequence number is global and
 //! increasing, so reading a sink's pending keys in order is reading each call in order.
 
+// redb's error is 160 bytes; here it lives only inside one transaction closure and is turned
+// into a `SpoolError` (a path and a message) before it leaves this module.
+#![allow(clippy::result_large_err)]
+
 use super::segment::Spooled;
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};

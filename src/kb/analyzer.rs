@@ -25,6 +25,19 @@ const ZH_STOP_WORDS: &[&str] = &[
     "一下", "请问", "好", "好的", "谢谢", "可以", "什么", "怎么", "为", "被", "把", "给", "要",
 ];
 
+/// English function words and the small talk of every call ("thank you", "how can I help"):
+/// Lucene's list alone leaves pronouns and modal verbs, which then match every FAQ phrased as
+/// a question.
+const EN_STOP_WORDS: &[&str] = &[
+    "a", "about", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by",
+    "can", "could", "did", "do", "does", "for", "from", "great", "had", "has", "have", "he",
+    "hello", "help", "her", "hi", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just",
+    "me", "my", "no", "not", "of", "ok", "okay", "on", "or", "our", "please", "she", "so", "sorry",
+    "such", "thank", "thanks", "that", "the", "their", "them", "then", "there", "these", "they",
+    "this", "those", "to", "today", "us", "very", "was", "we", "were", "what", "when", "where",
+    "which", "who", "why", "will", "with", "would", "yes", "you", "your",
+];
+
 /// jieba search-mode segmentation as a tantivy tokenizer; punctuation and spaces dropped.
 #[derive(Clone)]
 pub struct JiebaTokenizer {
@@ -84,7 +97,9 @@ impl TokenStream for JiebaTokenStream {
 pub fn analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(JiebaTokenizer::default())
         .filter(LowerCaser)
-        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
+        .filter(StopWordFilter::remove(
+            EN_STOP_WORDS.iter().map(|w| (*w).to_owned()),
+        ))
         .filter(Stemmer::new(Language::English))
         .build()
 }
