@@ -5,7 +5,7 @@
 mod common;
 
 use callscribe::forward::{
-    ForwardConfig, ForwardMetrics, ForwardSegment, Forwarder, SinkConfig, Spool, Spooled,
+    ForwardConfig, ForwardMetrics, ForwardSegment, Forwarder, Listener, SinkConfig, Spool, Spooled,
 };
 use callscribe::kb::KnowledgeBase;
 use callscribe::proto::v1 as pb;
@@ -352,7 +352,10 @@ async fn ndjson_and_kb_sinks_run_side_by_side() {
     )
     .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    fwd.listen("call-k", Arc::new(move |s| tx.try_send(s.clone()).is_ok()));
+    fwd.listen(
+        "call-k",
+        Listener::new(move |s| tx.try_send(s.clone()).is_ok()),
+    );
     fwd.submit(segment(
         "call-k",
         0,
@@ -550,4 +553,131 @@ fn kb_query_command_answers_from_the_bundled_sample() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("1. wifi"));
+}
+
+/// The main job: a live call over gRPC gets `Suggestion`s from the embedded knowledge base,
+/// each after the final it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_call_gets_kb_suggestions_after_its_finals() {
+    use common::grpc::{self, Resp};
+    let dir = tempfile::tempdir().unwrap();
+    let fwd = Forwarder::start(
+        config(
+            &dir.path().join("spool.redb"),
+            vec![SinkConfig::Kb { dir: None }],
+        ),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    let mut handle = callscribe::server::start_with_forwarder(
+        grpc::settings(1),
+        Box::new(|| Ok(vec![common::engine("tiny.en")])),
+        Some(fwd.clone()),
+    )
+    .await
+    .unwrap();
+    handle.ready().await.unwrap();
+    let mut client = grpc::client(&handle).await;
+    let (cfg, chunks) = grpc::call_audio(
+        &common::fixture("calls/en_call_16k.wav"),
+        "kb-call",
+        callscribe::audio::codec::Encoding::Linear16,
+        100,
+    );
+    let out = grpc::stream_call(&mut client, cfg, chunks, None).await;
+    assert!(out.status.is_none(), "{:?}", out.status);
+    let texts: Vec<_> = out.finals().iter().map(|f| f.text.clone()).collect();
+    // The customer's parcel question, as whisper heard it, gets the delivery article.
+    let (suggestion_at, parcel) = out
+        .responses
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| match r {
+            Resp::Suggestion(s) if s.hits[0].article_id == "delivery-status-en" => {
+                Some((i, s.segment_id.clone()))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no delivery suggestion; finals: {texts:?}"));
+    let final_at = out
+        .responses
+        .iter()
+        .position(|r| matches!(r, Resp::Final(f) if f.segment_id == parcel))
+        .expect("the suggestion's final was sent");
+    assert!(suggestion_at > final_at);
+    let Resp::Final(f) = &out.responses[final_at] else {
+        unreachable!()
+    };
+    assert!(f.text.to_lowercase().contains("parcel"), "{}", f.text);
+    // Every suggestion answers a final of this call.
+    let finals: HashSet<_> = out.finals().iter().map(|f| f.segment_id.clone()).collect();
+    for r in &out.responses {
+        if let Resp::Suggestion(s) = r {
+            assert!(finals.contains(&s.segment_id), "{}", s.segment_id);
+        }
+    }
+    assert!(handle
+        .metrics_text()
+        .contains("callscribe_forward_delivered_total{sink=\"kb\"}"));
+    handle.shutdown();
+    handle.stopped().await.unwrap();
+    fwd.shutdown().await;
+}
+
+#[test]
+fn transcribe_json_lists_kb_suggestions_for_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("callscribe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[forward]\nspool = {:?}\n",
+            dir.path().join("spool.redb").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::callscribe()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("transcribe")
+        .arg(common::fixture("calls/en_call_16k.wav"))
+        .args(["--format", "json", "--model", "tiny.en", "--language", "en"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: callscribe::transcript::Transcript = serde_json::from_slice(&out.stdout).unwrap();
+    // segment_id = {file stem}/{channel}/{n-th segment of that channel}.
+    let text_of = |id: &str| -> String {
+        let mut parts = id.rsplit('/');
+        let n: usize = parts.next().unwrap().parse().unwrap();
+        let channel: u32 = parts.next().unwrap().parse().unwrap();
+        t.segments
+            .iter()
+            .filter(|s| s.channel == channel)
+            .nth(n)
+            .unwrap()
+            .text
+            .to_lowercase()
+    };
+    let delivery = t
+        .suggestions
+        .iter()
+        .find(|s| s.hits[0].article_id == "delivery-status-en")
+        .expect("a delivery suggestion");
+    assert!(delivery.segment_id.starts_with("en_call_16k/"));
+    assert!(
+        text_of(&delivery.segment_id).contains("parcel"),
+        "{}",
+        text_of(&delivery.segment_id)
+    );
+    let billing = t
+        .suggestions
+        .iter()
+        .find(|s| s.hits[0].article_id == "double-charge-en")
+        .expect("a billing suggestion");
+    assert!(text_of(&billing.segment_id).contains("charged twice"));
 }

@@ -276,9 +276,7 @@ impl BatchForward {
         if expected > 0 {
             self.forwarder.listen(
                 &call_id,
-                std::sync::Arc::new(move |s: &crate::forward::Suggestion| {
-                    tx.try_send(s.clone()).is_ok()
-                }),
+                crate::forward::Listener::new(move |s| tx.try_send(s.clone()).is_ok()),
             );
         }
         let mut sequences = std::collections::HashMap::new();

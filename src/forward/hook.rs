@@ -28,25 +28,35 @@ pub fn final_sent(
     let Some(fwd) = forwarder else { return };
     let call_id = config.call_id.clone();
     if !fwd.is_listening(&call_id) {
-        let tx = tx.clone();
+        // Weak: the listener must not keep the call's response stream open after the call.
+        let tx = tx.downgrade();
+        let alive = tx.clone();
         let id = call_id.clone();
         fwd.listen(
             &call_id,
-            std::sync::Arc::new(move |s| {
-                if !s.hits.is_empty() {
-                    let msg = pb::StreamingTranscribeResponse {
-                        call_id: id.clone(),
-                        response: Some(pb::streaming_transcribe_response::Response::Suggestion(
-                            pb::Suggestion {
-                                segment_id: s.segment_id.clone(),
-                                hits: s.hits.iter().map(Into::into).collect(),
-                            },
-                        )),
+            super::Listener {
+                deliver: Box::new(move |s| {
+                    let Some(tx) = tx.upgrade() else {
+                        return false;
                     };
-                    let _ = tx.try_send(Ok(msg));
-                }
-                !tx.is_closed()
-            }),
+                    if !s.hits.is_empty() {
+                        let msg = pb::StreamingTranscribeResponse {
+                            call_id: id.clone(),
+                            response: Some(
+                                pb::streaming_transcribe_response::Response::Suggestion(
+                                    pb::Suggestion {
+                                        segment_id: s.segment_id.clone(),
+                                        hits: s.hits.iter().map(Into::into).collect(),
+                                    },
+                                ),
+                            ),
+                        };
+                        let _ = tx.try_send(Ok(msg));
+                    }
+                    true
+                }),
+                alive: Box::new(move || alive.upgrade().is_some_and(|t| !t.is_closed())),
+            },
         );
     }
     let estimate = config

@@ -56,8 +56,24 @@ pub enum ForwardError {
     Config(String),
 }
 
-/// Called with every suggestion for a call; returns false once the listener is gone.
-pub type Listener = Arc<dyn Fn(&Suggestion) -> bool + Send + Sync>;
+/// Where a call's suggestions go.
+pub struct Listener {
+    /// Called with each suggestion; false once the listener is gone.
+    pub deliver: Box<dyn Fn(&Suggestion) -> bool + Send + Sync>,
+    /// Whether the listener still wants suggestions: checked whenever a call starts
+    /// listening, so calls that ended without a last suggestion do not pile up.
+    pub alive: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl Listener {
+    /// A listener that lives until [`Forwarder::unlisten`].
+    pub fn new(deliver: impl Fn(&Suggestion) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            deliver: Box::new(deliver),
+            alive: Box::new(|| true),
+        }
+    }
+}
 
 struct Inner {
     config: ForwardConfig,
@@ -67,7 +83,7 @@ struct Inner {
     sink_names: Vec<String>,
     wake: Vec<Arc<Notify>>,
     metrics: ForwardMetrics,
-    listeners: Mutex<HashMap<String, Listener>>,
+    listeners: Mutex<HashMap<String, Arc<Listener>>>,
     calls: Mutex<CallMemory>,
     shutdown: CancellationToken,
 }
@@ -166,11 +182,9 @@ impl Forwarder {
 
     /// Routes the call's suggestions to `listener` (replacing an earlier one).
     pub fn listen(&self, call_id: &str, listener: Listener) {
-        self.inner
-            .listeners
-            .lock()
-            .expect("listener lock")
-            .insert(call_id.to_owned(), listener);
+        let mut listeners = self.inner.listeners.lock().expect("listener lock");
+        listeners.retain(|_, l| (l.alive)());
+        listeners.insert(call_id.to_owned(), Arc::new(listener));
     }
 
     pub fn is_listening(&self, call_id: &str) -> bool {
@@ -415,7 +429,7 @@ fn suggest(inner: &Inner, sink: &str, record: &Spooled, hits: Vec<crate::kb::Hit
         sink: sink.to_owned(),
         hits,
     };
-    if !listener(&suggestion) {
+    if !(listener.deliver)(&suggestion) {
         inner
             .listeners
             .lock()
