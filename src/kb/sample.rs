@@ -40,3 +40,19 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../kb/sample/returns.zh.md"),
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_file_in_the_sample_folder_is_compiled_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb/sample");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".md") || n.ends_with(".jsonl"))
+            .collect();
+        on_disk.sort();
+        let compiled: Vec<String> = super::FILES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        assert_eq!(compiled, on_disk);
+    }
+}
