@@ -265,7 +265,8 @@ impl Forwarder {
 /// queue so no other writer can slip in between: sequence numbers follow submission order.
 fn spool_queued(inner: &Inner, extra: Option<Spooled>) -> Result<usize, SpoolError> {
     let queue = inner.queue.lock().expect("queue lock");
-    let mut batch: Vec<Spooled> = queue.try_iter().take(INTAKE_BATCH).collect();
+    // All of it (at most SUBMIT_QUEUE): `extra` must come after every queued segment.
+    let mut batch: Vec<Spooled> = queue.try_iter().collect();
     let from_queue = batch.len();
     batch.extend(extra);
     write_batch(inner, &batch, from_queue)
