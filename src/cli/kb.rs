@@ -15,7 +15,8 @@ pub enum KbCommand {
     /// Index a folder of articles (*.md with +++ TOML front matter, *.jsonl Q/A pairs) into
     /// DIR/.index, reused while the articles are unchanged.
     Index { dir: PathBuf },
-    /// Look text up as a final segment would be: best articles first.
+    /// Look text up as a final segment would be: best articles first. Exit status 1 when
+    /// nothing scores at least the minimum (like grep finding nothing).
     Query {
         text: String,
         /// Folder of articles (default: the `kb` sink's `dir` in the config, else the bundled
