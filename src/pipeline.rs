@@ -278,6 +278,7 @@ pub fn transcribe_audio(
         dialect: selection.as_ref().map(DialectUsed::of),
         channels: infos,
         segments,
+        suggestions: Vec::new(),
     };
     transcript.sort();
     Ok(transcript)

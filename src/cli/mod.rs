@@ -2,8 +2,10 @@
 
 mod bars;
 mod dialects;
+mod kb;
 mod models;
 mod serve;
+mod spool;
 mod stream;
 mod transcribe;
 
@@ -46,6 +48,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Stream a recording to a server as a live call and print the results as they arrive.
     Stream(stream::StreamArgs),
+    /// Index and query the embedded knowledge base.
+    #[command(subcommand)]
+    Kb(kb::KbCommand),
+    /// Inspect and drain the forwarding spool.
+    #[command(subcommand)]
+    Spool(spool::SpoolCommand),
 }
 
 impl Cli {
@@ -57,6 +65,8 @@ impl Cli {
             Command::Dialects(cmd) => cmd.run(config),
             Command::Serve(args) => args.run(config, self.config.clone()),
             Command::Stream(args) => args.run(),
+            Command::Kb(cmd) => cmd.run(config),
+            Command::Spool(cmd) => cmd.run(config),
         }
     }
 }

@@ -110,8 +110,18 @@ impl ServeArgs {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
+        let forward = config.forward.clone();
         runtime.block_on(async move {
-            let mut handle = server::start(settings, loader).await?;
+            let forwarder = if forward.enabled {
+                Some(
+                    crate::forward::Forwarder::start(forward, Default::default())
+                        .context("starting the forwarder")?,
+                )
+            } else {
+                None
+            };
+            let mut handle =
+                server::start_with_forwarder(settings, loader, forwarder.clone()).await?;
             handle.ready().await?;
             // Scripts and tests read the address from here: print it only once serving.
             println!("listening on {}", handle.addr);
@@ -126,6 +136,10 @@ impl ServeArgs {
             eprintln!("shutting down: finalising open calls");
             handle.shutdown();
             handle.stopped().await?;
+            if let Some(f) = forwarder {
+                // Undelivered segments stay in the spool for the next start.
+                f.shutdown().await;
+            }
             Ok::<_, anyhow::Error>(())
         })?;
         Ok(ExitCode::SUCCESS)

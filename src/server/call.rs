@@ -461,8 +461,17 @@ impl<'a> Call<'a> {
         *seq += 1;
         self.final_count += 1;
         tracing::debug!(call_id = %self.setup.call_id, segment_id = %result.segment_id, text = %result.text, "final");
-        self.send(pb::streaming_transcribe_response::Response::Final(result))
-            .await?;
+        self.send(pb::streaming_transcribe_response::Response::Final(
+            result.clone(),
+        ))
+        .await?;
+        crate::forward::hook::final_sent(
+            self.shared.forwarder.as_ref(),
+            &self.setup.accepted,
+            self.plan.language.as_deref(),
+            &result,
+            &self.tx,
+        );
         self.shared.metrics.result("final");
         self.shared
             .metrics

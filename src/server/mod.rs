@@ -152,6 +152,8 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
+    /// Where finals go after they are sent (knowledge lookup); none = nowhere.
+    pub forwarder: Option<crate::forward::Forwarder>,
     /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
     /// finish with the adapter they began with.
     pub dialects: std::sync::RwLock<Arc<Dialects>>,
@@ -266,6 +268,16 @@ pub async fn start(
     settings: ServeSettings,
     loader: ModelLoader,
 ) -> Result<ServerHandle, ServerError> {
+    start_with_forwarder(settings, loader, None).await
+}
+
+/// [`start`], with every final also submitted to `forwarder` and its suggestions sent back on
+/// the call's stream.
+pub async fn start_with_forwarder(
+    settings: ServeSettings,
+    loader: ModelLoader,
+    forwarder: Option<crate::forward::Forwarder>,
+) -> Result<ServerHandle, ServerError> {
     settings.server.validate().map_err(ServerError::Load)?;
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
         .await
@@ -278,6 +290,9 @@ pub async fn start(
         source,
     })?;
     let metrics = metrics::Metrics::new();
+    if let Some(f) = &forwarder {
+        metrics.attach_forward(f.metrics().clone());
+    }
     let shutdown = CancellationToken::new();
     let metrics_addr = match &settings.server.metrics_listen {
         Some(a) => Some(metrics::serve(a, metrics.clone(), shutdown.clone()).await?),
@@ -290,6 +305,7 @@ pub async fn start(
         loaded: OnceCell::new(),
         metrics,
         shutdown: shutdown.clone(),
+        forwarder,
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -112,6 +112,7 @@ mod tests {
                 channel: 0,
                 role: Role::Agent,
             }],
+            suggestions: Vec::new(),
             segments: vec![
                 Segment {
                     channel: 0,

@@ -120,6 +120,10 @@ pub struct Transcript {
     pub channels: Vec<ChannelInfo>,
     /// Sorted by start time, then channel.
     pub segments: Vec<Segment>,
+    /// Knowledge-base articles for segments (by `segment_id` = `{source stem}/{channel}/{n}`,
+    /// n counting that channel's segments in timeline order), when forwarding is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suggestions: Vec<crate::forward::Suggestion>,
 }
 
 /// The adapter a transcript was made with, as reported to users.
