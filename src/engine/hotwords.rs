@@ -7,8 +7,9 @@
 //! finished as written. Starting a term gets only a fraction of the weight
 //! ([`START_FRACTION`]): a strong push on every first token would make whisper say the term
 //! where it was not spoken. The prompt carries the terms too (`decode.hotword_prompt`), and
-//! on our fixtures that is what makes whisper begin them at all; the boost then keeps a
-//! begun term's spelling (BENCHMARKS.md has the figures, including weights that hurt).
+//! on our fixtures that is what makes whisper begin them at all; because a prompt also
+//! changes the rest of the text, the prompted decode is kept only where it finds a term
+//! (`Worker::transcribe`). BENCHMARKS.md has the figures, including weights that hurt.
 
 use serde::{Deserialize, Serialize};
 use std::os::raw::{c_int, c_void};
@@ -54,6 +55,18 @@ impl std::str::FromStr for Hotword {
 
 /// Share of a term's weight given to its first token (see the module comment).
 pub const START_FRACTION: f32 = 0.25;
+
+/// How many of the terms occur in `text` (case-insensitive).
+pub fn found(text: &str, hotwords: &[Hotword]) -> usize {
+    let text = text.to_lowercase();
+    hotwords
+        .iter()
+        .filter(|h| {
+            let t = h.term.trim().to_lowercase();
+            !t.is_empty() && text.contains(&t)
+        })
+        .count()
+}
 
 /// The decoder prompt with the terms appended: whisper copies spellings it has seen in its
 /// context, which is what makes it begin an unknown word the listed way.
@@ -210,6 +223,26 @@ mod tests {
         let mut logits = vec![0.0; 8];
         b.apply(&[], &mut logits);
         assert_eq!((logits[1], logits[3], logits[2]), (0.5, 0.5, 0.0));
+    }
+
+    #[test]
+    fn terms_are_found_case_insensitively_and_prompts_list_them_once() {
+        let h = |t: &str| Hotword {
+            term: t.into(),
+            weight: 2.0,
+        };
+        let hw = [h("Zentrix"), h("畅享套餐"), h("Zentrix")];
+        assert_eq!(found("the zentrix plan", &hw), 2, "each listed term counts");
+        assert_eq!(found("办理畅享套餐", &hw[1..2]), 1);
+        assert_eq!(
+            prompt_with_terms(Some("Hello."), &hw[..1]).as_deref(),
+            Some("Hello. Zentrix.")
+        );
+        assert_eq!(
+            prompt_with_terms(None, &hw).as_deref(),
+            Some("Zentrix、畅享套餐。")
+        );
+        assert_eq!(prompt_with_terms(Some(" "), &[]), None);
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub struct DecodeConfig {
     /// Terms to favour while decoding (token-prefix boosting; see `engine::hotwords`).
     /// Dialect adapters add theirs to these.
     pub hotwords: Vec<Hotword>,
-    /// Also list the hotwords in the decoder prompt (most of their effect; BENCHMARKS.md).
+    /// Also try each utterance with the hotwords in the decoder prompt, keeping that text
+    /// when it finds a listed term (most of their effect, at a second decode; BENCHMARKS.md).
     pub hotword_prompt: bool,
 }
 
@@ -254,11 +255,45 @@ impl Worker {
     }
 
     /// Transcribes one utterance (≤ 30 s) in `language`.
+    ///
+    /// With hotwords and `hotword_prompt`, the utterance is decoded a second time with the
+    /// terms in the prompt, and that text is kept only if it contains a listed term the first
+    /// one lacks. Listing the terms in every prompt found them (0 → 3 of 6 on our fixture) but
+    /// also changed unrelated calls (+5.8 WER points); verifying keeps the gain and leaves
+    /// calls without the terms as they were, at the cost of a second decode (BENCHMARKS.md).
     pub fn transcribe(
         &mut self,
         samples: &[f32],
         language: &str,
         cfg: &DecodeConfig,
+    ) -> Result<Vec<Decoded>, EngineError> {
+        let first = self.decode(samples, language, cfg, cfg.initial_prompt.as_deref())?;
+        if !cfg.hotword_prompt || cfg.hotwords.is_empty() {
+            return Ok(first);
+        }
+        let prompt = hotwords::prompt_with_terms(cfg.initial_prompt.as_deref(), &cfg.hotwords);
+        let second = self.decode(samples, language, cfg, prompt.as_deref())?;
+        let text = |d: &[Decoded]| {
+            d.iter()
+                .map(|p| p.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if hotwords::found(&text(&second), &cfg.hotwords)
+            > hotwords::found(&text(&first), &cfg.hotwords)
+        {
+            Ok(second)
+        } else {
+            Ok(first)
+        }
+    }
+
+    fn decode(
+        &mut self,
+        samples: &[f32],
+        language: &str,
+        cfg: &DecodeConfig,
+        prompt: Option<&str>,
     ) -> Result<Vec<Decoded>, EngineError> {
         let strategy = if cfg.beam_size > 1 {
             SamplingStrategy::BeamSearch {
@@ -287,12 +322,7 @@ impl Worker {
         if !cfg.temperature_fallback {
             params.set_temperature_inc(0.0);
         }
-        let prompt = if cfg.hotword_prompt {
-            hotwords::prompt_with_terms(cfg.initial_prompt.as_deref(), &cfg.hotwords)
-        } else {
-            cfg.initial_prompt.clone()
-        };
-        if let Some(prompt) = prompt.as_deref().filter(|p| !p.is_empty()) {
+        if let Some(prompt) = prompt.filter(|p| !p.is_empty()) {
             params.set_initial_prompt(prompt);
         }
         // Lives on this frame until `full` returns: whisper.cpp calls back into it while decoding.
