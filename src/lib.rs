@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod engine;

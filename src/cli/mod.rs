@@ -1,6 +1,8 @@
 //! Command-line front doors. Each command is a struct with `run()`; the library does the work.
 
 mod bars;
+mod capture;
+mod client;
 mod models;
 mod serve;
 mod stream;
@@ -41,6 +43,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Stream a recording to a server as a live call and print the results as they arrive.
     Stream(stream::StreamArgs),
+    /// Transcribe a call live from a sound card (or send it to a server), until Ctrl-C.
+    Capture(capture::CaptureArgs),
 }
 
 impl Cli {
@@ -51,6 +55,7 @@ impl Cli {
             Command::Models(cmd) => cmd.run(config),
             Command::Serve(args) => args.run(config),
             Command::Stream(args) => args.run(),
+            Command::Capture(args) => args.run(config),
         }
     }
 }
