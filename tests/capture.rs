@@ -593,10 +593,24 @@ fn a_44k_float_card_is_transcribed_on_the_reference_timeline_and_recorded_sample
         rel,
         Format::F32,
         None,
-        &["--format", "json", "--record", wav.to_str().unwrap()],
+        &[
+            "--format",
+            "json",
+            "--record",
+            wav.to_str().unwrap(),
+            "--dialect",
+            "en-GB",
+        ],
     );
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let events = json_lines(&out.stdout);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["accepted_config"]["dialect"] == "en-GB"),
+        "the dialect is echoed: {}",
+        out.stdout
+    );
     let finals = json_finals(&events);
     let r = Reference::of(&fx.path);
     let wer = word_error_rate(&r.all_text(), &text_of(&finals, None));

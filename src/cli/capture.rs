@@ -157,11 +157,15 @@ impl CaptureArgs {
             .validate()
             .with_context(|| format!("capturing from '{}'", capture.device()))?;
         eprintln!(
-            "capturing from '{}': {} Hz, {} channel(s), {}; Ctrl-C ends the call",
+            "capturing from '{}': {} Hz, {} channel(s), {}{}; Ctrl-C ends the call",
             capture.device(),
             f.sample_rate_hz,
             f.channels,
-            f.sample.as_str()
+            f.sample.as_str(),
+            self.dialect
+                .as_deref()
+                .map(|d| format!(", dialect {d}"))
+                .unwrap_or_default()
         );
         Ok(format)
     }
