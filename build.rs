@@ -8,7 +8,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("callscribe_descriptor.bin"))
-        .compile_protos(&["proto/callscribe/v1/transcription.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/callscribe/v1/transcription.proto",
+                "proto/callscribe/v1/knowledge.proto",
+            ],
+            &["proto"],
+        )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

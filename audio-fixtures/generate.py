@@ -3,6 +3,7 @@
 for the real-speech clip). Deterministic: the same tool versions give byte-identical files.
 
 usage: generate.py            all committed fixtures, in place
+       generate.py terms      only the hotword fixture (calls/en_terms_8k.wav)
        generate.py long DIR   the 10-minute call-shaped recording (not committed), into DIR
 """
 import array
@@ -201,6 +202,18 @@ def committed():
         write_ref({"file": silence.name, "sample_rate_hz": 16000, "channels": 1, "language": "",
                    "duration_ms": 20000, "utterances": []}, silence)
         real_speech(work, calls)
+        terms_call(work, calls, dialogues)
+
+
+def terms_call(work, calls, dialogues):
+    """Invented product names (hotwords): the hotword measurement's fixture, 8 kHz stereo."""
+    spec = dialogues["terms"]
+    turns = synth_dialogue(work, spec, "terms")
+    base = work / "terms_16k.wav"
+    ref = assemble(turns, 2, base, spec["language"])
+    tel = calls / "en_terms_8k.wav"
+    sox_variant(base, tel, 8000, "sinc", "300-3400")
+    write_ref(dict(ref, hotwords=spec["hotwords"]), tel, sample_rate_hz=8000)
 
 
 def long_call(out_dir):
@@ -242,7 +255,11 @@ if __name__ == "__main__":
     for tool in ("espeak-ng", "sox"):
         if not shutil.which(tool):
             sys.exit(f"generate.py: {tool} not found; run scripts/setup.sh")
-    if len(sys.argv) > 1 and sys.argv[1] == "long":
+    if len(sys.argv) > 1 and sys.argv[1] == "terms":
+        with tempfile.TemporaryDirectory() as tmp:
+            terms_call(pathlib.Path(tmp), HERE / "calls",
+                       json.loads((HERE / "dialogues.json").read_text(encoding="utf-8")))
+    elif len(sys.argv) > 1 and sys.argv[1] == "long":
         long_call(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     else:
         committed()

@@ -6,7 +6,9 @@
 //! test so it cannot rot.
 
 use crate::audio::Role;
+use crate::dialect::DialectsConfig;
 use crate::engine::DecodeConfig;
+use crate::forward::ForwardConfig;
 use crate::segment::VadConfig;
 use crate::server::ServerConfig;
 use crate::transcript::format::Format;
@@ -21,6 +23,8 @@ pub struct Config {
     pub vad: VadConfig,
     pub transcribe: TranscribeConfig,
     pub server: ServerConfig,
+    pub dialects: DialectsConfig,
+    pub forward: ForwardConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +150,7 @@ impl Config {
         cfg.vad
             .validate()
             .and_then(|()| cfg.server.validate())
+            .and_then(|()| cfg.forward.validate())
             .map_err(|message| ConfigError::Parse {
                 path: path.to_owned(),
                 message,
@@ -199,6 +204,26 @@ mod tests {
         assert_eq!(cfg.models.default, "base");
         assert_eq!(cfg.vad, VadConfig::default());
         assert_eq!(cfg.transcribe.channels, ChannelMode::default());
+        assert_eq!(cfg.forward, crate::forward::ForwardConfig::default());
+    }
+
+    #[test]
+    fn forward_sinks_parse_and_a_sink_typo_is_an_error() {
+        let cfg = Config::from_toml(
+            Path::new("c.toml"),
+            "[[forward.sinks]]\nkind = \"webhook\"\nurl = \"http://h/x\"\n\n\
+             [[forward.sinks]]\nkind = \"kb\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.forward.sinks.len(), 2);
+        assert_eq!(cfg.forward.sinks[0].name(), "webhook:http://h/x");
+        let e = Config::from_toml(
+            Path::new("c.toml"),
+            "[[forward.sinks]]\nkind = \"grpc\"\nendpiont = \"http://h\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("endpiont"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The module tree is the pipeline (see `docs/DESIGN.md`):
 //! [`audio`] (decode, resample) → [`segment`] (voice activity → utterances) →
-//! [`engine`] (whisper) → [`transcript`] (segments on the call timeline), with [`model`]
+//! [`engine`] (whisper) with [`dialect`] adapters → [`transcript`] (segments on the call
+//! timeline) → [`forward`] (sinks, durable spool; [`kb`] the embedded knowledge base), with [`model`]
 //! provisioning the weights and [`batch`] / [`cli`] as front doors. Every front door shares
 //! these stages; none keeps a private copy.
 
@@ -11,7 +12,10 @@ pub mod batch;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod dialect;
 pub mod engine;
+pub mod forward;
+pub mod kb;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -7,10 +7,12 @@ use crate::audio::resample::{resample_all, ResampleError};
 use crate::audio::wav::{read_wav, WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
 use crate::config::ChannelMode;
+use crate::dialect::{DialectError, Dialects, Selection};
 use crate::engine::{DecodeConfig, EngineError, Worker, WINDOW_SAMPLES};
 use crate::segment::{segment_all, Cut, Utterance, VadConfig};
-use crate::transcript::{ChannelInfo, LanguageSource, Segment, Transcript};
+use crate::transcript::{ChannelInfo, DialectUsed, LanguageSource, Segment, Transcript};
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -20,6 +22,8 @@ pub enum PipelineError {
     Resample { path: String, source: ResampleError },
     #[error("{path}: {message}")]
     Channels { path: String, message: String },
+    #[error("{path}: {source}")]
+    Dialect { path: String, source: DialectError },
     #[error("{path}: {source}")]
     Engine {
         path: String,
@@ -35,6 +39,18 @@ pub struct RecordingOptions {
     /// false: fixed 30 s windows instead of voice activity.
     pub use_vad: bool,
     pub decode: DecodeConfig,
+    /// Dialect adapters and the call's hints; `None` decodes with `decode` as it is.
+    pub dialect: Option<DialectRequest>,
+}
+
+/// How to choose a recording's dialect adapter.
+#[derive(Debug, Clone)]
+pub struct DialectRequest {
+    pub dialects: Arc<Dialects>,
+    /// An adapter id named by the user.
+    pub explicit: Option<String>,
+    /// The caller's region or telephone number, for the routing table.
+    pub region: Option<String>,
 }
 
 /// Maps the file's channels to labelled pipeline channels (still at the file's rate).
@@ -169,10 +185,31 @@ pub fn transcribe_audio(
     }
     utterances.sort_by_key(|(_, u)| (u.start, u.channel));
 
-    let (language, language_source) = match configured {
-        Some(lang) => (lang, LanguageSource::Configured),
-        None if utterances.is_empty() => ("und".to_owned(), LanguageSource::NoSpeech),
-        None => {
+    // The adapter, in the documented order: explicit, region, configured language, then
+    // identification from the first speech, then the default.
+    let mut selection: Option<Selection> = match &opts.dialect {
+        Some(req) => req
+            .dialects
+            .select(
+                req.explicit.as_deref(),
+                req.region.as_deref(),
+                configured.as_deref(),
+            )
+            .map_err(|e| PipelineError::Dialect {
+                path: source.to_owned(),
+                source: e,
+            })?,
+        None => None,
+    };
+    let mut decode = opts.decode.clone();
+    let (language, language_source) = match (configured, &selection) {
+        (Some(lang), _) => (lang, LanguageSource::Configured),
+        (None, Some(sel)) => {
+            let lang = sel.adapter.profile.model.language.clone();
+            (lang, LanguageSource::Adapter)
+        }
+        (None, None) if utterances.is_empty() => ("und".to_owned(), LanguageSource::NoSpeech),
+        (None, None) => {
             // The first 30 s of speech, whoever speaks it.
             let mut speech = Vec::with_capacity(WINDOW_SAMPLES);
             for (_, u) in &utterances {
@@ -184,6 +221,14 @@ pub fn transcribe_audio(
             }
             let guess = worker.detect_language(&speech).map_err(engine_err)?;
             tracing::info!(source, language = %guess.code, probability = guess.probability, "language detected");
+            if let Some(req) = &opts.dialect {
+                let sel = req.dialects.for_detected(&guess.code, guess.probability);
+                if !matches!(sel.reason, crate::dialect::Reason::Detected { .. }) {
+                    // No adapter claims this language: decode in it rather than force another.
+                    decode.language = guess.code.clone();
+                }
+                selection = Some(sel);
+            }
             (
                 guess.code,
                 LanguageSource::Detected {
@@ -192,18 +237,37 @@ pub fn transcribe_audio(
             )
         }
     };
+    if let Some(sel) = &selection {
+        decode = sel.adapter.decode(&decode);
+        // The adapter's language must suit the model (an English-only model cannot do zh).
+        worker
+            .engine()
+            .resolve_language(&decode.language)
+            .map_err(engine_err)?;
+        tracing::info!(source, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect adapter chosen");
+        if sel.adapter.model() != worker.engine().name() {
+            tracing::info!(source, adapter_model = %sel.adapter.model(), model = %worker.engine().name(), "adapter runs on this run's model instead of its own");
+        }
+    }
+    let language = if selection.is_some() {
+        decode.language.clone()
+    } else {
+        language
+    };
 
     let mut segments = Vec::new();
     for (role, u) in utterances {
         let decoded = worker
-            .transcribe(&u.samples, &language, &opts.decode)
+            .transcribe(&u.samples, &language, &decode)
             .map_err(engine_err)?;
         progress(u.end().as_secs_f64());
-        segments.extend(
-            decoded
-                .into_iter()
-                .map(|d| Segment::from_decoded(u.channel, role, u.start, d)),
-        );
+        segments.extend(decoded.into_iter().map(|d| {
+            let mut seg = Segment::from_decoded(u.channel, role, u.start, d);
+            if let Some(sel) = &selection {
+                seg.normalise(&sel.adapter);
+            }
+            seg
+        }));
     }
     let mut transcript = Transcript {
         source: source.to_owned(),
@@ -211,8 +275,10 @@ pub fn transcribe_audio(
         model: worker.engine().name().to_owned(),
         language,
         language_source,
+        dialect: selection.as_ref().map(DialectUsed::of),
         channels: infos,
         segments,
+        suggestions: Vec::new(),
     };
     transcript.sort();
     Ok(transcript)

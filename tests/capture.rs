@@ -599,7 +599,7 @@ fn a_44k_float_card_is_transcribed_on_the_reference_timeline_and_recorded_sample
             "--record",
             wav.to_str().unwrap(),
             "--dialect",
-            "en-GB",
+            "english",
         ],
     );
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
@@ -607,8 +607,15 @@ fn a_44k_float_card_is_transcribed_on_the_reference_timeline_and_recorded_sample
     assert!(
         events
             .iter()
-            .any(|e| e["accepted_config"]["dialect"] == "en-GB"),
-        "the dialect is echoed: {}",
+            .any(|e| e["accepted_config"]["dialect"] == "english"),
+        "the selected adapter is echoed: {}",
+        out.stdout
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["dialect"]["adapter"] == "english" && e["dialect"]["reason"] == "explicit"),
+        "the adapter is reported as `stream` reports it: {}",
         out.stdout
     );
     let finals = json_finals(&events);
@@ -648,7 +655,7 @@ fn an_8k_two_channel_i16_card_keeps_agent_and_customer_apart_in_live_text() {
             "--roles",
             "agent,customer",
             "--dialect",
-            "en-US",
+            "english",
             "--record",
             wav.to_str().unwrap(),
         ],

@@ -57,7 +57,8 @@ enum Msg {
     },
     Done {
         job: usize,
-        result: Result<Transcript, PipelineError>,
+        /// Boxed: a transcript is large next to the other messages.
+        result: Box<Result<Transcript, PipelineError>>,
     },
     WorkerFailed(String),
 }
@@ -105,7 +106,13 @@ pub fn run(
                         let _ = tx.send(Msg::Progress { job: i, secs });
                     };
                     let result = transcribe_file(&job.input, &mut worker, opts, &mut on_progress);
-                    if tx.send(Msg::Done { job: i, result }).is_err() {
+                    if tx
+                        .send(Msg::Done {
+                            job: i,
+                            result: Box::new(result),
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -122,7 +129,7 @@ pub fn run(
                 Msg::Done { job, result } => {
                     finished[job] = true;
                     file_done[job] = durations[job];
-                    match result {
+                    match *result {
                         Ok(t) => match observer.finished(&jobs[job], t) {
                             Ok(()) => report.files_ok += 1,
                             Err(e) => {

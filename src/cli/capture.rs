@@ -10,7 +10,7 @@ use crate::config::{worker_layout, Config};
 use crate::engine::{Engine, Pool};
 use crate::proto::v1 as pb;
 use crate::server::convert::{encoding_to_proto, output_to_proto, role_to_proto, summary_to_proto};
-use crate::stream::{CallDriver, CallFormat, CallOutput, DriverSetup};
+use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -50,9 +50,13 @@ pub struct CaptureArgs {
     /// Role of each channel, e.g. agent,customer; default: mixed (mono), agent,customer (stereo).
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
-    /// Dialect adapter id, passed through to the adapter selection.
+    /// Dialect adapter id (`callscribe dialects list`); default: chosen as a server would
+    /// (region, language, then identified from the first speech). Sent on with --server.
     #[arg(long)]
     pub dialect: Option<String>,
+    /// The caller's region, city or telephone number, for the dialect routing table.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Write exactly what was captured to this WAV file.
     #[arg(long)]
     pub record: Option<PathBuf>,
@@ -177,8 +181,7 @@ impl CaptureArgs {
     }
 
     fn load(&self, config: &Config) -> anyhow::Result<LocalModel> {
-        let (name, path) = super::resolve_model(config, self.model.as_deref())?;
-        let engine = Engine::load(&name, &path)?;
+        let dialects = super::load_dialects(config)?;
         let mut decode = config.decode.clone();
         if let Some(l) = &self.language {
             decode.language = l.clone();
@@ -187,11 +190,40 @@ impl CaptureArgs {
         if config.server.fit_window {
             decode.fit_window = true;
         }
-        let language = engine.resolve_language(&decode.language)?;
+        // Selection before audio as a server makes it: explicit, region, configured language
+        // (language as written, before the model is known; English-only models are checked
+        // below). `None`: identify from the first speech.
+        let configured = Some(decode.language.as_str()).filter(|l| !l.trim().is_empty());
+        let selection =
+            dialects.select(self.dialect.as_deref(), self.region.as_deref(), configured)?;
+        // An adapter chosen before any audio brings its own model, unless one is named.
+        let model = self
+            .model
+            .clone()
+            .or_else(|| selection.as_ref().map(|s| s.adapter.model().to_owned()));
+        let (name, path) = super::resolve_model(config, model.as_deref())?;
+        let engine = Engine::load(&name, &path)?;
+        let configured = engine.resolve_language(&decode.language)?;
+        // An English-only model fixes the language, which may select an adapter.
+        let selection = match selection {
+            Some(s) => Some(s),
+            None => dialects.select(None, None, configured.as_deref())?,
+        };
+        if let Some(sel) = &selection {
+            decode = sel.adapter.decode(&decode);
+        }
+        let language = match &selection {
+            Some(sel) => engine
+                .resolve_language(&decode.language)
+                .with_context(|| format!("dialect adapter {}", sel.adapter.id()))?,
+            None => configured,
+        };
         let (workers, threads) = worker_layout(config.server.workers, config.decode.threads);
         let pool = Pool::start(vec![engine], workers, threads, INFERENCE_QUEUE)?;
         Ok(LocalModel {
             pool,
+            selection,
+            dialects,
             language,
             decode: Arc::new(decode),
         })
@@ -218,17 +250,24 @@ impl CaptureArgs {
             model: 0,
             language: model.language.clone(),
             decode: model.decode.clone(),
-            dialect: self.dialect.clone().unwrap_or_default(),
+            selection: model.selection.clone(),
+            dialects: model.dialects.clone(),
         };
         let mut recorder = self.recorder(&capture)?;
         let mut driver = CallDriver::new(&model.pool, setup)?;
         let mut out = Printer::new(self.format);
+        let mut accepted = self.streaming_config(&call_id, driver.live().format());
+        // As a server accepts it: the adapter actually selected (empty until identified).
+        accepted.dialect = model
+            .selection
+            .as_ref()
+            .map(|s| s.adapter.id().to_owned())
+            .unwrap_or_default();
         out.response(&response(
             &call_id,
-            pb::streaming_transcribe_response::Response::AcceptedConfig(
-                self.streaming_config(&call_id, driver.live().format()),
-            ),
+            pb::streaming_transcribe_response::Response::AcceptedConfig(accepted),
         ))?;
+        print_dialect(&mut out, &call_id, driver.take_dialect())?;
         let mut samples = Vec::new();
         let mut outputs: Vec<CallOutput> = Vec::new();
         let mut overruns = OverrunLog::default();
@@ -238,11 +277,7 @@ impl CaptureArgs {
             tokio::select! {
                 biased;
                 _ = &mut interrupted => break,
-                Some(done) = driver.next() => {
-                    if let Some(o) = done.output {
-                        out.response(&response(&call_id, output_to_proto(&call_id, &o)))?;
-                    }
-                }
+                Some(done) = driver.next() => print_completed(&mut out, &call_id, done)?,
                 _ = tick.tick() => {
                     samples.clear();
                     capture.drain(&mut samples);
@@ -270,9 +305,7 @@ impl CaptureArgs {
             out.response(&response(&call_id, output_to_proto(&call_id, &o)))?;
         }
         while let Some(done) = driver.next().await {
-            if let Some(o) = done.output {
-                out.response(&response(&call_id, output_to_proto(&call_id, &o)))?;
-            }
+            print_completed(&mut out, &call_id, done)?;
         }
         out.clear_interim()?;
         out.response(&response(
@@ -376,6 +409,7 @@ impl CaptureArgs {
                 .map(|&r| role_to_proto(r) as i32)
                 .collect(),
             dialect: self.dialect.clone().unwrap_or_default(),
+            region: self.region.clone().unwrap_or_default(),
             language: self.language.clone().unwrap_or_default(),
             interim_results: !self.no_interim,
             model: self.model.clone().unwrap_or_default(),
@@ -417,8 +451,32 @@ impl CaptureArgs {
 
 struct LocalModel {
     pool: Pool,
+    selection: Option<crate::dialect::Selection>,
+    dialects: Arc<crate::dialect::Dialects>,
     language: Option<String>,
     decode: Arc<crate::engine::DecodeConfig>,
+}
+
+/// Prints the call's dialect adapter the way `stream` prints a server's `DialectSelected`.
+fn print_dialect(out: &mut Printer, call_id: &str, d: Option<DialectOutput>) -> anyhow::Result<()> {
+    if let Some(d) = d {
+        out.response(&response(
+            call_id,
+            pb::streaming_transcribe_response::Response::Dialect(
+                crate::server::convert::dialect_selected(&d.selection, &d.language),
+            ),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Prints a decode's result, after the adapter it identified, if it did.
+fn print_completed(out: &mut Printer, call_id: &str, done: Completed) -> anyhow::Result<()> {
+    print_dialect(out, call_id, done.dialect)?;
+    if let Some(o) = done.output {
+        out.response(&response(call_id, output_to_proto(call_id, &o)))?;
+    }
+    Ok(())
 }
 
 fn response(

@@ -129,9 +129,17 @@ impl Printer {
                 R::SpeechEvent(e) => serde_json::json!({"speech_event": {
                     "kind": if e.kind == pb::speech_event::Kind::SpeechStart as i32 {"SPEECH_START"} else {"SPEECH_END"},
                     "channel": e.channel, "at_ms": e.at_ms}}),
+                R::Dialect(d) => serde_json::json!({"dialect": {
+                    "adapter": d.adapter, "version": d.version, "reason": d.reason,
+                    "detail": d.detail, "language": d.language}}),
                 R::Summary(s) => serde_json::json!({"summary": {
                     "call_id": s.call_id, "audio_ms": s.audio_ms,
                     "final_results": s.final_results, "real_time_factor": s.real_time_factor}}),
+                R::Suggestion(s) => serde_json::json!({"suggestion": {
+                    "segment_id": s.segment_id,
+                    "hits": s.hits.iter().map(|h| serde_json::json!({"article_id": h.article_id,
+                        "title": h.title, "snippet": h.snippet, "score": h.score, "source": h.source}))
+                        .collect::<Vec<_>>()}}),
             };
             let mut out = std::io::stdout().lock();
             v["call_id"] = serde_json::json!(r.call_id);
@@ -170,6 +178,13 @@ impl Printer {
                 )?;
                 out.flush()?;
             }
+            R::Dialect(d) => {
+                self.clear_interim()?;
+                eprintln!(
+                    "dialect adapter {} {} ({}), language {}",
+                    d.adapter, d.version, d.detail, d.language
+                );
+            }
             R::Summary(s) => {
                 self.clear_interim()?;
                 eprintln!(
@@ -182,6 +197,14 @@ impl Printer {
             }
             R::AcceptedConfig(c) => {
                 tracing::info!(call_id = %c.call_id, model = %c.model, language = %c.language, "call accepted");
+            }
+            R::Suggestion(s) => {
+                if let Some(h) = s.hits.first() {
+                    self.clear_interim()?;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "  ↳ kb {}: {} — {}", h.article_id, h.title, h.snippet)?;
+                    out.flush()?;
+                }
             }
             R::SpeechEvent(_) => {}
         }

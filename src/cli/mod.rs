@@ -3,11 +3,15 @@
 mod bars;
 mod capture;
 mod client;
+mod dialects;
+mod kb;
 mod models;
 mod serve;
+mod spool;
 mod stream;
 mod transcribe;
 
+pub use dialects::{load_dialects, model_resolver};
 pub use models::resolve_model;
 
 use crate::config::Config;
@@ -39,12 +43,21 @@ pub enum Command {
     /// List, fetch and import whisper models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// List, show and check dialect adapters.
+    #[command(subcommand)]
+    Dialects(dialects::DialectsCommand),
     /// Serve live calls and recordings over gRPC (telephony systems, QA tools).
     Serve(serve::ServeArgs),
     /// Stream a recording to a server as a live call and print the results as they arrive.
     Stream(stream::StreamArgs),
     /// Transcribe a call live from a sound card (or send it to a server), until Ctrl-C.
     Capture(capture::CaptureArgs),
+    /// Index and query the embedded knowledge base.
+    #[command(subcommand)]
+    Kb(kb::KbCommand),
+    /// Inspect and drain the forwarding spool.
+    #[command(subcommand)]
+    Spool(spool::SpoolCommand),
 }
 
 impl Cli {
@@ -53,9 +66,12 @@ impl Cli {
         match self.command {
             Command::Transcribe(args) => args.run(config),
             Command::Models(cmd) => cmd.run(config),
-            Command::Serve(args) => args.run(config),
+            Command::Dialects(cmd) => cmd.run(config),
+            Command::Serve(args) => args.run(config, self.config.clone()),
             Command::Stream(args) => args.run(),
             Command::Capture(args) => args.run(config),
+            Command::Kb(cmd) => cmd.run(config),
+            Command::Spool(cmd) => cmd.run(config),
         }
     }
 }

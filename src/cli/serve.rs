@@ -36,7 +36,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
+    pub fn run(
+        self,
+        mut config: Config,
+        config_path: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<ExitCode> {
         if let Some(l) = self.listen {
             config.server.listen = l;
         }
@@ -61,9 +65,17 @@ impl ServeArgs {
         }
         config.server.validate().map_err(anyhow::Error::msg)?;
 
+        let dialects = super::load_dialects(&config)?;
         // Resolve (and pull, if allowed) every model before binding, so a typo fails at once.
+        // A deployment that lists its adapters (`dialects.load`) gets their models loaded,
+        // once per distinct model; otherwise adapters run on the call's model.
         let mut names = vec![config.models.default.clone()];
-        for m in &config.server.models {
+        let adapter_models = if config.dialects.load.is_empty() {
+            Default::default()
+        } else {
+            dialects.models()
+        };
+        for m in config.server.models.iter().chain(&adapter_models) {
             if !names.contains(m) {
                 names.push(m.clone());
             }
@@ -85,6 +97,7 @@ impl ServeArgs {
             workers,
             threads,
             max_streams,
+            dialects,
         };
         let loader: server::ModelLoader = Box::new(move || {
             models
@@ -97,8 +110,18 @@ impl ServeArgs {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
+        let forward = config.forward.clone();
         runtime.block_on(async move {
-            let mut handle = server::start(settings, loader).await?;
+            let forwarder = if forward.enabled {
+                Some(
+                    crate::forward::Forwarder::start(forward, Default::default())
+                        .context("starting the forwarder")?,
+                )
+            } else {
+                None
+            };
+            let mut handle =
+                server::start_with_forwarder(settings, loader, forwarder.clone()).await?;
             handle.ready().await?;
             // Scripts and tests read the address from here: print it only once serving.
             println!("listening on {}", handle.addr);
@@ -107,14 +130,61 @@ impl ServeArgs {
             }
             use std::io::Write;
             std::io::stdout().flush().ok();
+            #[cfg(unix)]
+            reload_on_sighup(&handle, config_path, config.clone());
             shutdown_signal().await;
             eprintln!("shutting down: finalising open calls");
             handle.shutdown();
             handle.stopped().await?;
+            if let Some(f) = forwarder {
+                // Undelivered segments stay in the spool for the next start.
+                f.shutdown().await;
+            }
             Ok::<_, anyhow::Error>(())
         })?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// SIGHUP re-reads the config file's `[dialects]` section and the adapter profiles and
+/// swaps them in; live calls keep the adapter they started with. A broken profile leaves the
+/// running set in place and is logged with its file and field.
+#[cfg(unix)]
+fn reload_on_sighup(
+    handle: &server::ServerHandle,
+    config_path: Option<std::path::PathBuf>,
+    running: Config,
+) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGHUP: {e}");
+            return;
+        }
+    };
+    let reloader = handle.reloader();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let fresh = match Config::load(config_path.as_deref()) {
+                Ok(c) => Config {
+                    dialects: c.dialects,
+                    ..running.clone()
+                },
+                Err(e) => {
+                    eprintln!("reload failed, keeping the running adapters: {e}");
+                    continue;
+                }
+            };
+            let result =
+                crate::dialect::Dialects::load(&fresh.dialects, &super::model_resolver(&fresh))
+                    .map_err(|e| e.to_string().replace('\n', "; "))
+                    .and_then(|d| reloader.reload(d));
+            match result {
+                Ok(()) => eprintln!("reloaded dialect adapters"),
+                Err(e) => eprintln!("reload failed, keeping the running adapters: {e}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -48,6 +48,16 @@ pub struct TranscribeArgs {
     /// Skip voice-activity segmentation: fixed 30 s windows.
     #[arg(long)]
     pub no_vad: bool,
+    /// Terms to favour while decoding, comma-separated, each optionally `term:weight`
+    /// (default weight 2): product and plan names whisper does not know.
+    #[arg(long, value_delimiter = ',')]
+    pub hotwords: Vec<crate::engine::Hotword>,
+    /// Dialect adapter id (`callscribe dialects list`); default: chosen per recording.
+    #[arg(long)]
+    pub dialect: Option<String>,
+    /// The callers' region, city or telephone number, for the dialect routing table.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Fit whisper's encoder window to each utterance instead of 30 s (faster; see BENCHMARKS.md).
     #[arg(long)]
     pub fit_window: bool,
@@ -55,6 +65,7 @@ pub struct TranscribeArgs {
 
 struct Writer {
     format: Format,
+    forward: Option<BatchForward>,
     bar: ProgressBar,
     total_secs: f64,
     files: usize,
@@ -93,7 +104,13 @@ impl BatchObserver for Writer {
         self.update_message(done_secs);
     }
 
-    fn finished(&self, job: &Job, transcript: Transcript) -> Result<(), String> {
+    fn finished(&self, job: &Job, mut transcript: Transcript) -> Result<(), String> {
+        if let Some(d) = &transcript.dialect {
+            tracing::info!(file = %job.input.display(), dialect = %d.id, reason = %d.reason, "dialect");
+        }
+        if let Some(f) = &self.forward {
+            transcript.suggestions = f.forward(job, &transcript, self.format == Format::Json);
+        }
         let text = render(&transcript, self.format);
         self.done.fetch_add(1, Ordering::Relaxed);
         match &job.output {
@@ -140,6 +157,7 @@ impl TranscribeArgs {
         if let Some(t) = self.threads {
             config.decode.threads = t;
         }
+        config.decode.hotwords.extend(self.hotwords.iter().cloned());
         if self.fit_window {
             config.decode.fit_window = true;
         }
@@ -155,17 +173,36 @@ impl TranscribeArgs {
             anyhow::bail!("nothing to transcribe");
         }
 
-        let (model_name, model_path) = super::resolve_model(&config, self.model.as_deref())?;
+        let dialects = super::load_dialects(&config)?;
+        // An adapter chosen before any audio brings its own model, unless one is named.
+        let preselected = dialects.select(self.dialect.as_deref(), self.region.as_deref(), None)?;
+        let model = self
+            .model
+            .clone()
+            .or_else(|| preselected.as_ref().map(|s| s.adapter.model().to_owned()));
+        let (model_name, model_path) = super::resolve_model(&config, model.as_deref())?;
         let engine = Engine::load(&model_name, &model_path)
             .with_context(|| format!("loading model {model_name}"))?;
-        // Fail on a bad --language before the batch starts, not once per file.
+        // Fail on a bad --language (or an adapter the model cannot decode) before the batch
+        // starts, not once per file.
         engine.resolve_language(&config.decode.language)?;
+        if let Some(sel) = &preselected {
+            engine
+                .resolve_language(&sel.adapter.decode(&config.decode).language)
+                .with_context(|| format!("dialect adapter {}", sel.adapter.id()))?;
+        }
         let (workers, threads) = worker_layout(config.transcribe.workers, config.decode.threads);
         tracing::info!(model = %model_name, workers, threads, files = jobs.len(), "transcribing");
 
         let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();
+        let forward = config
+            .forward
+            .enabled
+            .then(|| BatchForward::start(&config))
+            .flatten();
         let writer = Writer {
             format,
+            forward,
             bar: batch_bar(total_secs, jobs.len()),
             total_secs,
             files: jobs.len(),
@@ -178,9 +215,17 @@ impl TranscribeArgs {
             vad: config.vad.clone(),
             use_vad: config.transcribe.vad,
             decode: config.decode.clone(),
+            dialect: Some(crate::pipeline::DialectRequest {
+                dialects,
+                explicit: self.dialect.clone(),
+                region: self.region.clone(),
+            }),
         };
         let report = batch::run(&engine, &jobs, &opts, workers, threads, &writer);
         writer.bar.finish_and_clear();
+        if let Some(f) = &writer.forward {
+            f.finish();
+        }
         let failed = report.files_failed + missing.len();
         if jobs.iter().any(|j| j.output.is_some()) || failed > 0 {
             eprintln!(
@@ -201,5 +246,107 @@ impl TranscribeArgs {
         } else {
             ExitCode::SUCCESS
         })
+    }
+}
+
+/// Forwarding for batch jobs: each recording is a call (its file stem the call id), each
+/// segment a final. A tokio runtime of one thread carries the delivery tasks.
+struct BatchForward {
+    runtime: tokio::runtime::Runtime,
+    forwarder: crate::forward::Forwarder,
+    flush_timeout: std::time::Duration,
+}
+
+impl BatchForward {
+    /// `None` (with a warning) when forwarding cannot start, e.g. another callscribe process
+    /// holds the spool: transcripts matter more than suggestions.
+    fn start(config: &Config) -> Option<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| eprintln!("warning: forwarding off for this run: {e}"))
+            .ok()?;
+        let forwarder = {
+            let _guard = runtime.enter();
+            crate::forward::Forwarder::start(config.forward.clone(), Default::default())
+        }
+        .map_err(|e| eprintln!("warning: forwarding off for this run: {e}"))
+        .ok()?;
+        Some(Self {
+            runtime,
+            forwarder,
+            flush_timeout: std::time::Duration::from_millis(config.forward.flush_timeout_ms),
+        })
+    }
+
+    /// Submits the transcript's segments; when `wait`, collects the suggestions for them
+    /// (up to the flush timeout) for the JSON output.
+    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::forward::Suggestion> {
+        let call_id = job
+            .input
+            .file_stem()
+            .map_or_else(|| t.source.clone(), |s| s.to_string_lossy().into_owned());
+        let suggesting = self
+            .forwarder
+            .config()
+            .sinks
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    crate::forward::SinkConfig::Kb { .. } | crate::forward::SinkConfig::Grpc { .. }
+                )
+            })
+            .count();
+        let expected = if wait {
+            t.segments.len() * suggesting
+        } else {
+            0
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(expected + 1);
+        if expected > 0 {
+            self.forwarder.listen(
+                &call_id,
+                crate::forward::Listener::new(move |s| tx.try_send(s.clone()).is_ok()),
+            );
+        }
+        let mut sequences = std::collections::HashMap::new();
+        for s in &t.segments {
+            let seq = sequences.entry(s.channel).or_insert(0u64);
+            self.forwarder.submit(crate::forward::hook::from_recording(
+                &call_id,
+                *seq,
+                s,
+                &t.language,
+                t.dialect.as_ref().map_or("", |d| d.id.as_str()),
+            ));
+            *seq += 1;
+        }
+        let deadline = Instant::now() + self.flush_timeout;
+        let mut out = Vec::new();
+        while out.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) => out.push(s),
+                Err(_) => break,
+            }
+        }
+        self.forwarder.unlisten(&call_id);
+        out.retain(|s| !s.hits.is_empty());
+        out
+    }
+
+    /// Waits (up to the flush timeout) for the sinks; what is left stays in the spool.
+    fn finish(&self) {
+        let flushed = self
+            .runtime
+            .block_on(self.forwarder.flush(self.flush_timeout));
+        if !flushed {
+            eprintln!(
+                "warning: some segments are not delivered yet; they stay in the spool (`callscribe spool status`, `callscribe spool replay`)"
+            );
+        }
+        self.runtime.block_on(self.forwarder.shutdown());
     }
 }

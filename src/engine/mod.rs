@@ -5,6 +5,7 @@
 //! contend for a lock. Everything here blocks for hundreds of milliseconds: call it from
 //! dedicated threads or `spawn_blocking`, never from an async runtime worker.
 
+pub mod hotwords;
 pub mod pool;
 mod words;
 
@@ -16,6 +17,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+pub use hotwords::Hotword;
 pub use pool::{Pool, PoolError, Priority};
 pub use words::Word;
 
@@ -58,6 +60,11 @@ pub struct DecodeConfig {
     /// for 30 s; fitting the window cuts that roughly tenfold, at the accuracy cost measured
     /// in BENCHMARKS.md.
     pub fit_window: bool,
+    /// Terms to favour while decoding (token-prefix boosting; see `engine::hotwords`).
+    /// Dialect adapters add theirs to these.
+    pub hotwords: Vec<Hotword>,
+    /// Also list the hotwords in the decoder prompt (most of their effect; BENCHMARKS.md).
+    pub hotword_prompt: bool,
 }
 
 impl Default for DecodeConfig {
@@ -71,6 +78,8 @@ impl Default for DecodeConfig {
             initial_prompt: None,
             word_timestamps: true,
             fit_window: false,
+            hotwords: Vec::new(),
+            hotword_prompt: true,
         }
     }
 }
@@ -147,6 +156,20 @@ impl Engine {
 
     pub fn is_multilingual(&self) -> bool {
         self.multilingual
+    }
+
+    /// The hotwords as token sequences of this model's vocabulary.
+    pub fn hotword_bias(&self, hotwords: &[Hotword]) -> hotwords::Bias {
+        if hotwords.is_empty() {
+            return hotwords::Bias::default();
+        }
+        let tokenize = |text: &str| self.ctx.tokenize(text, 64).ok();
+        hotwords::Bias::new(
+            hotwords,
+            self.ctx.token_eot(),
+            self.ctx.n_vocab() as usize,
+            &tokenize,
+        )
     }
 
     /// A worker with its own decoding state, for one inference thread.
@@ -264,8 +287,24 @@ impl Worker {
         if !cfg.temperature_fallback {
             params.set_temperature_inc(0.0);
         }
-        if let Some(prompt) = cfg.initial_prompt.as_deref().filter(|p| !p.is_empty()) {
+        let prompt = if cfg.hotword_prompt {
+            hotwords::prompt_with_terms(cfg.initial_prompt.as_deref(), &cfg.hotwords)
+        } else {
+            cfg.initial_prompt.clone()
+        };
+        if let Some(prompt) = prompt.as_deref().filter(|p| !p.is_empty()) {
             params.set_initial_prompt(prompt);
+        }
+        // Lives on this frame until `full` returns: whisper.cpp calls back into it while decoding.
+        let bias = self.engine.hotword_bias(&cfg.hotwords);
+        if !bias.is_empty() {
+            // SAFETY: `bias` outlives `full` below, and the callback only reads it.
+            unsafe {
+                params.set_filter_logits_callback(Some(hotwords::Bias::callback));
+                params.set_filter_logits_callback_user_data(
+                    &bias as *const hotwords::Bias as *mut std::ffi::c_void,
+                );
+            }
         }
         let n = samples.len().min(WINDOW_SAMPLES);
         if cfg.fit_window {

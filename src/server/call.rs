@@ -10,10 +10,11 @@
 
 use super::convert::{invalid, output_to_proto, role_to_proto, summary_to_proto};
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
+use crate::dialect::{Dialects, Selection};
 use crate::engine::DecodeConfig;
 use crate::proto::v1 as pb;
 use crate::segment::VadConfig;
-use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DriverSetup};
+use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -33,23 +34,20 @@ pub struct CallSetup {
     pub language: Option<String>,
     pub decode: Arc<DecodeConfig>,
     pub interim: bool,
+    /// The adapter chosen before audio; `None` while identification is pending.
+    pub selection: Option<Selection>,
+    /// The adapters as they were when the call began (identification maps into these).
+    pub dialects: Arc<Dialects>,
 }
 
-/// Checks a stream's first message against the server's models and limits.
+/// Checks a stream's first message against the server's models, adapters and limits.
 pub fn setup(
     shared: &Shared,
     loaded: &Loaded,
     cfg: pb::StreamingConfig,
 ) -> Result<CallSetup, Status> {
     let format = super::convert::call_format(&cfg)?;
-    let model = loaded.model_index(&cfg.model).ok_or_else(|| {
-        Status::invalid_argument(format!(
-            "model '{}' is not loaded here (loaded: {})",
-            cfg.model,
-            loaded.model_names().join(", ")
-        ))
-    })?;
-    let engine = &loaded.pool.engines()[model];
+    let dialects = shared.dialects();
     let mut decode = shared.settings.decode.clone();
     if !cfg.language.trim().is_empty() {
         decode.language = cfg.language.trim().to_owned();
@@ -57,7 +55,37 @@ pub fn setup(
     if shared.settings.server.fit_window {
         decode.fit_window = true;
     }
-    let language = engine.resolve_language(&decode.language).map_err(invalid)?;
+    let requested_model = |name: &str| {
+        loaded.model_index(name).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "model '{}' is not loaded here (loaded: {})",
+                name,
+                loaded.model_names().join(", ")
+            ))
+        })
+    };
+    let mut model = requested_model(&cfg.model)?;
+    // The language as configured, resolved against the model (English-only → en).
+    let configured = loaded.pool.engines()[model]
+        .resolve_language(&decode.language)
+        .map_err(invalid)?;
+    let selection = dialects
+        .select(Some(&cfg.dialect), Some(&cfg.region), configured.as_deref())
+        .map_err(invalid)?;
+    if let Some(sel) = &selection {
+        if cfg.model.trim().is_empty() {
+            // The adapter's own model when this server has it loaded.
+            if let Some(m) = loaded.model_index(sel.adapter.model()) {
+                model = m;
+            }
+        }
+        decode = sel.adapter.decode(&decode);
+    }
+    let engine = &loaded.pool.engines()[model];
+    let language = match &selection {
+        Some(_) => engine.resolve_language(&decode.language).map_err(invalid)?,
+        None => configured,
+    };
     let mut vad = shared.settings.vad.clone();
     if cfg.endpoint_silence_ms != 0 {
         if !(100..=5000).contains(&cfg.endpoint_silence_ms) {
@@ -86,6 +114,10 @@ pub fn setup(
         language: language.clone().unwrap_or_else(|| "auto".into()),
         endpoint_silence_ms: vad.endpoint_silence_ms,
         model: engine.name().to_owned(),
+        dialect: selection
+            .as_ref()
+            .map(|s| s.adapter.id().to_owned())
+            .unwrap_or_default(),
         ..cfg
     };
     Ok(CallSetup {
@@ -97,6 +129,8 @@ pub fn setup(
         model,
         language,
         decode: Arc::new(decode),
+        selection,
+        dialects,
     })
 }
 
@@ -115,7 +149,8 @@ impl CallSetup {
             model: self.model,
             language: self.language.clone(),
             decode: self.decode.clone(),
-            dialect: self.accepted.dialect.clone(),
+            selection: self.selection.clone(),
+            dialects: self.dialects.clone(),
         }
     }
 }
@@ -145,6 +180,8 @@ struct Call<'a> {
     call_id: String,
     driver: CallDriver<'a>,
     tx: ResponseTx,
+    /// The config as accepted (forwarded with each final).
+    accepted: pb::StreamingConfig,
     outputs: Vec<CallOutput>,
 }
 
@@ -168,16 +205,50 @@ impl Call<'_> {
         Ok(())
     }
 
-    /// Sends a decode's result, if it yields one, and counts it.
+    /// Reports the call's dialect adapter (once: the driver hands it over once).
+    async fn announce_dialect(&mut self, d: Option<DialectOutput>) -> Result<(), Gone> {
+        let Some(d) = d else {
+            return Ok(());
+        };
+        let d = super::convert::dialect_selected(&d.selection, &d.language);
+        self.shared
+            .metrics
+            .dialect_calls
+            .get_or_create(&super::metrics::DialectLabel {
+                adapter: d.adapter.clone(),
+                reason: d.reason.clone(),
+            })
+            .inc();
+        self.send(pb::streaming_transcribe_response::Response::Dialect(d))
+            .await
+    }
+
+    /// Sends a decode's result, if it yields one, and counts it; before it, the dialect
+    /// adapter the decode identified, if it did.
     async fn completed(&mut self, done: Completed) -> Result<(), Gone> {
         let metrics = &self.shared.metrics;
         metrics
             .inference_seconds
             .inc_by(done.inference.as_secs_f64());
+        self.announce_dialect(done.dialect).await?;
         let Some(output) = done.output else {
             return Ok(());
         };
-        self.send(output_to_proto(&self.call_id, &output)).await?;
+        let response = output_to_proto(&self.call_id, &output);
+        let sent_final = match &response {
+            pb::streaming_transcribe_response::Response::Final(r) => Some(r.clone()),
+            _ => None,
+        };
+        self.send(response).await?;
+        if let Some(result) = sent_final {
+            crate::forward::hook::final_sent(
+                self.shared.forwarder.as_ref(),
+                &self.accepted,
+                self.driver.language(),
+                &result,
+                &self.tx,
+            );
+        }
         match &output {
             CallOutput::Final(f) => {
                 self.shared.metrics.result("final");
@@ -255,6 +326,7 @@ pub async fn run(
         call_id: call_id.clone(),
         driver,
         tx,
+        accepted: accepted.clone(),
         outputs: Vec::new(),
     };
     if call
@@ -266,7 +338,11 @@ pub async fn run(
     {
         return;
     }
-    tracing::info!(parent: &span, channels, "call accepted");
+    tracing::info!(parent: &span, channels, dialect = %call.accepted.dialect, "call accepted");
+    let selected = call.driver.take_dialect();
+    if call.announce_dialect(selected).await.is_err() {
+        return;
+    }
     let outcome = drive(&mut call, &mut inbound).await;
     match outcome {
         Err(Gone) => {
@@ -312,6 +388,11 @@ async fn drive(
             }
         }
         let reading = ending.is_none() && call.driver.pending_finals() < MAX_PENDING_FINALS;
+        if !reading {
+            // While back-pressure holds the client off, its silence is ours, not its own:
+            // the idle clock starts again when reading resumes.
+            idle_deadline = tokio::time::Instant::now() + idle;
+        }
         let mut stop: Option<Ending> = None;
         tokio::select! {
             biased;
@@ -322,7 +403,7 @@ async fn drive(
                     "the server is shutting down; open utterances were finalised and sent",
                 )));
             }
-            () = tokio::time::sleep_until(idle_deadline), if ending.is_none() => {
+            () = tokio::time::sleep_until(idle_deadline), if reading => {
                 stop = Some(Ending::Fail(Status::deadline_exceeded(format!(
                     "no message for {} ms (server.idle_timeout_ms); the call was finalised",
                     idle.as_millis()

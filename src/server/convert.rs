@@ -110,6 +110,27 @@ pub fn final_result(call_id: &str, sequence: u64, s: &Segment) -> pb::FinalResul
             })
             .collect(),
         sequence,
+        raw_text: s.raw_text.clone(),
+        dialect: String::new(),
+    }
+}
+
+/// The adapter report sent to clients.
+pub fn dialect_selected(sel: &crate::dialect::Selection, language: &str) -> pb::DialectSelected {
+    use crate::dialect::Reason;
+    let reason = match &sel.reason {
+        Reason::Explicit => "explicit",
+        Reason::Region { .. } => "region",
+        Reason::Language { .. } => "language",
+        Reason::Detected { .. } => "detected",
+        Reason::Default => "default",
+    };
+    pb::DialectSelected {
+        adapter: sel.adapter.id().to_owned(),
+        version: sel.adapter.profile.version.clone(),
+        reason: reason.into(),
+        detail: sel.reason.to_string(),
+        language: language.to_owned(),
     }
 }
 
@@ -142,7 +163,11 @@ pub fn output_to_proto(
             start_ms: i.start.as_ms(),
             end_ms: i.end.as_ms(),
         }),
-        CallOutput::Final(f) => R::Final(final_result(call_id, f.sequence, &f.segment)),
+        CallOutput::Final(f) => {
+            let mut result = final_result(call_id, f.sequence, &f.segment);
+            result.dialect = f.dialect.clone();
+            R::Final(result)
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +39,16 @@ pub struct Metrics {
     pub refused_streams: Counter,
     pub errors: Family<CodeLabel, Counter>,
     pub results: Family<KindLabel, Counter>,
+    /// The forwarder's metrics, appended to `/metrics` once a forwarder runs.
+    forward: Arc<OnceLock<crate::forward::ForwardMetrics>>,
+    pub dialect_calls: Family<DialectLabel, Counter>,
+    pub reloads: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct DialectLabel {
+    pub adapter: String,
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -85,7 +95,21 @@ impl Metrics {
         registry.register("errors", "RPCs ended with an error status", errors.clone());
         let results = Family::<KindLabel, Counter>::default();
         registry.register("results", "Interim and final results sent", results.clone());
+        let dialect_calls = Family::<DialectLabel, Counter>::default();
+        registry.register(
+            "dialect_calls",
+            "Calls per dialect adapter and the reason it was chosen",
+            dialect_calls.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register(
+            "dialect_reloads",
+            "Successful reloads of the dialect adapters (SIGHUP)",
+            reloads.clone(),
+        );
         Self {
+            dialect_calls,
+            reloads,
             registry: Arc::new(registry),
             active_streams,
             audio_seconds,
@@ -94,6 +118,7 @@ impl Metrics {
             refused_streams,
             errors,
             results,
+            forward: Arc::new(OnceLock::new()),
         }
     }
 
@@ -111,11 +136,20 @@ impl Metrics {
             .inc();
     }
 
+    /// Includes the forwarder's metrics in [`encode`](Self::encode) (first call wins).
+    pub fn attach_forward(&self, m: crate::forward::ForwardMetrics) {
+        let _ = self.forward.set(m);
+    }
+
     /// Prometheus text exposition format.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        if let Some(f) = self.forward.get() {
+            encode_registry(&mut out, &f.registry).expect("writing to a String cannot fail");
+        }
+        encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

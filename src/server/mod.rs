@@ -15,6 +15,7 @@ pub mod convert;
 pub mod metrics;
 mod service;
 
+use crate::dialect::Dialects;
 use crate::engine::{DecodeConfig, Engine, EngineError, Pool};
 use crate::proto::v1::transcription_server::TranscriptionServer;
 use crate::segment::VadConfig;
@@ -105,6 +106,8 @@ pub struct ServeSettings {
     pub workers: usize,
     pub threads: usize,
     pub max_streams: usize,
+    /// The dialect adapters and routing table; replaced on reload (SIGHUP).
+    pub dialects: Arc<Dialects>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +152,20 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
+    /// Where finals go after they are sent (knowledge lookup); none = nowhere.
+    pub forwarder: Option<crate::forward::Forwarder>,
+    /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
+    /// finish with the adapter they began with.
+    pub dialects: std::sync::RwLock<Arc<Dialects>>,
+}
+
+impl Shared {
+    pub fn dialects(&self) -> Arc<Dialects> {
+        self.dialects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Loads the models, on a blocking thread; the first is the default.
@@ -182,6 +199,18 @@ impl ServerHandle {
         self.shared.metrics.encode()
     }
 
+    /// Replaces the dialect adapters and routing table without touching live calls.
+    pub fn reload_dialects(&self, dialects: Dialects) -> Result<(), String> {
+        self.reloader().reload(dialects)
+    }
+
+    /// A handle that reloads adapters from another task (the SIGHUP handler).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Begins graceful shutdown: open utterances are finalised and sent, then streams close.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
@@ -196,10 +225,58 @@ impl ServerHandle {
     }
 }
 
+/// Swaps in new dialect adapters (see [`ServerHandle::reloader`]).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Refused when a listed adapter (`dialects.load`) needs a model this server has not
+    /// loaded: models load only at start. A call keeps the `Arc` of the adapters it began
+    /// with, so live streams finish undisturbed.
+    pub fn reload(&self, dialects: Dialects) -> Result<(), String> {
+        if let Some(loaded) = self.shared.loaded.get() {
+            let names = loaded.model_names();
+            if !dialects.config().load.is_empty() {
+                for a in dialects.list() {
+                    if !names.contains(&a.model()) {
+                        return Err(format!(
+                            "adapter '{}' needs model '{}', which is not loaded (loaded: {}); restart to load it",
+                            a.id(),
+                            a.model(),
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        let n = dialects.list().count();
+        *self
+            .shared
+            .dialects
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(dialects);
+        self.shared.metrics.reloads.inc();
+        tracing::info!(adapters = n, "dialect adapters reloaded");
+        Ok(())
+    }
+}
+
 /// Binds the listeners and starts serving at once; models load in the background.
 pub async fn start(
     settings: ServeSettings,
     loader: ModelLoader,
+) -> Result<ServerHandle, ServerError> {
+    start_with_forwarder(settings, loader, None).await
+}
+
+/// [`start`], with every final also submitted to `forwarder` and its suggestions sent back on
+/// the call's stream.
+pub async fn start_with_forwarder(
+    settings: ServeSettings,
+    loader: ModelLoader,
+    forwarder: Option<crate::forward::Forwarder>,
 ) -> Result<ServerHandle, ServerError> {
     settings.server.validate().map_err(ServerError::Load)?;
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
@@ -213,17 +290,22 @@ pub async fn start(
         source,
     })?;
     let metrics = metrics::Metrics::new();
+    if let Some(f) = &forwarder {
+        metrics.attach_forward(f.metrics().clone());
+    }
     let shutdown = CancellationToken::new();
     let metrics_addr = match &settings.server.metrics_listen {
         Some(a) => Some(metrics::serve(a, metrics.clone(), shutdown.clone()).await?),
         None => None,
     };
     let shared = Arc::new(Shared {
+        dialects: std::sync::RwLock::new(settings.dialects.clone()),
         admission: Arc::new(Semaphore::new(settings.max_streams.max(1))),
         settings,
         loaded: OnceCell::new(),
         metrics,
         shutdown: shutdown.clone(),
+        forwarder,
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();

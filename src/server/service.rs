@@ -139,11 +139,21 @@ impl Transcription for TranscriptionService {
         } else {
             cfg.call_id.clone()
         };
+        let dialects = self.shared.dialects();
+        // An unknown adapter id is the client's mistake: say so before any work.
+        if let Err(e) = dialects.select(Some(&cfg.dialect), None, None) {
+            return self.fail(invalid(e));
+        }
         let opts = RecordingOptions {
             channels: roles,
             vad: self.shared.settings.vad.clone(),
             use_vad: true,
             decode,
+            dialect: Some(crate::pipeline::DialectRequest {
+                dialects,
+                explicit: Some(cfg.dialect.clone()).filter(|d| !d.trim().is_empty()),
+                region: Some(cfg.region.clone()).filter(|r| !r.trim().is_empty()),
+            }),
         };
         let audio_secs = audio.duration_secs() * audio.channels.len() as f64;
         let source = call_id.clone();
@@ -171,22 +181,39 @@ impl Transcription for TranscriptionService {
             .inference_seconds
             .inc_by(started.elapsed().as_secs_f64());
         let mut sequences = [0u64; 2];
+        let adapter_id = transcript
+            .dialect
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
         let results = transcript
             .segments
             .iter()
             .map(|s| {
                 let seq = &mut sequences[s.channel as usize % 2];
-                let r = final_result(&call_id, *seq, s);
+                let mut r = final_result(&call_id, *seq, s);
+                r.dialect = adapter_id.clone();
                 *seq += 1;
                 r
             })
             .collect();
+        let dialect = transcript.dialect.as_ref().and_then(|d| {
+            let adapter = self.shared.dialects().get(&d.id).ok()?;
+            Some(super::convert::dialect_selected(
+                &crate::dialect::Selection {
+                    adapter,
+                    reason: d.reason.clone(),
+                },
+                &transcript.language,
+            ))
+        });
         Ok(Response::new(pb::TranscribeResponse {
             call_id,
             results,
             duration_ms: transcript.duration_ms,
             language: transcript.language,
             model: transcript.model,
+            dialect,
         }))
     }
 
@@ -207,6 +234,48 @@ impl Transcription for TranscriptionService {
             })
             .collect();
         Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn list_dialects(
+        &self,
+        _request: Request<pb::ListDialectsRequest>,
+    ) -> Result<Response<pb::ListDialectsResponse>, Status> {
+        Ok(Response::new(self.list_dialects_now()))
+    }
+}
+
+impl TranscriptionService {
+    fn list_dialects_now(&self) -> pb::ListDialectsResponse {
+        let d = self.shared.dialects();
+        pb::ListDialectsResponse {
+            dialects: d
+                .list()
+                .map(|a| {
+                    let p = &a.profile;
+                    pb::DialectInfo {
+                        id: p.id.clone(),
+                        version: p.version.clone(),
+                        name: p.name.clone(),
+                        model: p.model.name.clone(),
+                        language: p.model.language.clone(),
+                        provinces: p.regions.provinces.clone(),
+                        cities: p.regions.cities.clone(),
+                        area_codes: p.regions.area_codes.clone(),
+                        note: p.note.clone(),
+                    }
+                })
+                .collect(),
+            default: d.config().default.clone(),
+            identification: d.config().detect,
+            routes: d
+                .routes()
+                .entries()
+                .map(|(key, adapter)| pb::Route {
+                    key: key.to_owned(),
+                    adapter: adapter.to_owned(),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -8,13 +8,15 @@
 //! [`CallDriver::next`] awaits the next result.
 //!
 //! Two seams are kept deliberately narrow for features that land later:
-//! - **setup**: everything per call is in [`DriverSetup`] (dialect adapter selection and
-//!   normalisation settings go there);
+//! - **setup**: everything per call is in [`DriverSetup`], including the dialect adapter
+//!   selected before audio (or the adapters to identify one from the first speech);
 //! - **final delivery**: every final passes through [`CallDriver::deliver_final`] exactly
-//!   once, in order, before any front door sees it (knowledge forwarding hooks in there).
+//!   once, in order, normalised with the call's adapter, before any front door sees it
+//!   (the gRPC front door forwards it to knowledge lookup right after sending it).
 
 use super::{CallEvent, CallFormat, InterimSnapshot, LiveCall, Stabiliser, StreamError};
 use crate::audio::{CallTime, Role};
+use crate::dialect::{Adapter, Dialects, Reason, Selection};
 use crate::engine::{DecodeConfig, Decoded, EngineError, Pool, Priority, Worker};
 use crate::segment::{Utterance, VadConfig};
 use crate::transcript::Segment;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything a call is set up with; fixed for its life.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriverSetup {
     pub call_id: String,
     pub format: CallFormat,
@@ -38,9 +40,11 @@ pub struct DriverSetup {
     /// `None`: detect from the first utterance decoded, then keep it for the call.
     pub language: Option<String>,
     pub decode: Arc<DecodeConfig>,
-    /// Dialect adapter id as requested (empty: none). Passed through for now; adapter
-    /// selection resolves it here once adapters exist.
-    pub dialect: String,
+    /// The adapter chosen before audio; `None` while identification is pending. `decode`
+    /// and `language` already have the adapter applied.
+    pub selection: Option<Selection>,
+    /// The adapters as they were when the call began (identification maps into these).
+    pub dialects: Arc<Dialects>,
 }
 
 /// A result of the call, in the order a listener should see it.
@@ -60,6 +64,15 @@ pub enum CallOutput {
     Final(FinalOutput),
 }
 
+/// The call's dialect adapter, reported once: at the start when selected before audio,
+/// else with the first decode that identified it (before that decode's result).
+#[derive(Debug, Clone)]
+pub struct DialectOutput {
+    pub selection: Selection,
+    /// The language the call is decoded in.
+    pub language: String,
+}
+
 /// The open utterance as the latest re-decode hears it.
 #[derive(Debug, Clone)]
 pub struct InterimOutput {
@@ -75,7 +88,10 @@ pub struct InterimOutput {
 pub struct FinalOutput {
     /// Counts the channel's finals from 0; with the call id and channel it names the segment.
     pub sequence: u64,
+    /// Normalised with the adapter (`segment.raw_text` keeps whisper's text).
     pub segment: Segment,
+    /// Id of the adapter the final was decoded and normalised with (empty: none).
+    pub dialect: String,
     /// From the segmenter closing the utterance to this final being ready.
     pub latency: Duration,
 }
@@ -85,6 +101,8 @@ pub struct FinalOutput {
 #[derive(Debug)]
 pub struct Completed {
     pub inference: Duration,
+    /// The call's adapter, identified by this decode: announce it before `output`.
+    pub dialect: Option<DialectOutput>,
     pub output: Option<CallOutput>,
 }
 
@@ -102,24 +120,57 @@ struct Decode {
     language: String,
     pieces: Vec<Decoded>,
     busy: Duration,
+    /// The adapter the text was decoded with (normalise with it).
+    adapter: Option<Arc<Adapter>>,
+    /// Set when this job identified the call's dialect.
+    identified: Option<Selection>,
+}
+
+/// How a job decodes: the call's adapter and language once known, or identify first.
+#[derive(Clone)]
+struct Plan {
+    language: Option<String>,
+    decode: Arc<DecodeConfig>,
+    adapter: Option<Arc<Adapter>>,
+    dialects: Arc<Dialects>,
 }
 
 fn decode_job(
     samples: Vec<f32>,
-    language: Option<String>,
-    decode: Arc<DecodeConfig>,
+    plan: Plan,
 ) -> impl FnOnce(&mut Worker) -> Result<Decode, EngineError> + Send + 'static {
     move |w: &mut Worker| {
         let started = Instant::now();
-        let language = match language {
-            Some(l) => l,
-            None => w.detect_language(&samples)?.code,
+        let (language, decode, adapter, identified) = match plan.language {
+            Some(l) => (l, plan.decode, plan.adapter, None),
+            None => {
+                let guess = w.detect_language(&samples)?;
+                let sel = plan.dialects.for_detected(&guess.code, guess.probability);
+                let mut base = (*plan.decode).clone();
+                if !matches!(sel.reason, Reason::Detected { .. }) {
+                    // No adapter claims the language: decode in it rather than force another.
+                    base.language = guess.code.clone();
+                }
+                let decode = sel.adapter.decode(&base);
+                let language = match w.engine().resolve_language(&decode.language) {
+                    Ok(Some(l)) => l,
+                    _ => guess.code.clone(),
+                };
+                (
+                    language,
+                    Arc::new(decode),
+                    Some(sel.adapter.clone()),
+                    Some(sel),
+                )
+            }
         };
         let pieces = w.transcribe(&samples, &language, &decode)?;
         Ok(Decode {
             language,
             pieces,
             busy: started.elapsed(),
+            adapter,
+            identified,
         })
     }
 }
@@ -156,7 +207,10 @@ pub struct CallDriver<'p> {
     pool: &'p Pool,
     setup: DriverSetup,
     live: LiveCall,
-    language: Option<String>,
+    /// How the next job decodes; fixed once the call's adapter is known.
+    plan: Plan,
+    /// The adapter, still to be announced.
+    announce: Option<DialectOutput>,
     finals: FuturesOrdered<Pending<FinalDone>>,
     interims: FuturesUnordered<Pending<InterimDone>>,
     interim_in_flight: Vec<bool>,
@@ -175,7 +229,16 @@ impl<'p> CallDriver<'p> {
         let channels = setup.format.roles.len();
         Ok(Self {
             pool,
-            language: setup.language.clone(),
+            plan: Plan {
+                language: setup.language.clone(),
+                decode: setup.decode.clone(),
+                adapter: setup.selection.as_ref().map(|s| s.adapter.clone()),
+                dialects: setup.dialects.clone(),
+            },
+            announce: setup.selection.as_ref().map(|s| DialectOutput {
+                selection: s.clone(),
+                language: setup.language.clone().unwrap_or_default(),
+            }),
             setup,
             live,
             finals: FuturesOrdered::new(),
@@ -196,6 +259,17 @@ impl<'p> CallDriver<'p> {
 
     pub fn live(&self) -> &LiveCall {
         &self.live
+    }
+
+    /// The call's language once configured or identified.
+    pub fn language(&self) -> Option<&str> {
+        self.plan.language.as_deref()
+    }
+
+    /// The adapter selected before audio, once, to report right after the call is accepted
+    /// (an identified one comes with the [`Completed`] that identified it).
+    pub fn take_dialect(&mut self) -> Option<DialectOutput> {
+        self.announce.take()
     }
 
     /// Finals submitted and not yet delivered: a front door that can slow its source (gRPC
@@ -240,12 +314,14 @@ impl<'p> CallDriver<'p> {
     /// The next decode to come back, finals first; `None` when none is outstanding.
     /// Cancel-safe: a result not returned stays queued.
     pub async fn next(&mut self) -> Option<Completed> {
-        tokio::select! {
+        let mut done = tokio::select! {
             biased;
-            Some(done) = self.finals.next() => Some(self.deliver_final(done)),
-            Some(done) = self.interims.next() => Some(self.deliver_interim(done)),
-            else => None,
-        }
+            Some(done) = self.finals.next() => self.deliver_final(done),
+            Some(done) = self.interims.next() => self.deliver_interim(done),
+            else => return None,
+        };
+        done.dialect = self.announce.take();
+        Some(done)
     }
 
     pub fn summary(&self) -> CallSummary {
@@ -292,11 +368,7 @@ impl<'p> CallDriver<'p> {
     }
 
     fn submit_final(&mut self, role: Role, utterance: Utterance) {
-        let job = decode_job(
-            utterance.samples.clone(),
-            self.language.clone(),
-            self.setup.decode.clone(),
-        );
+        let job = decode_job(utterance.samples.clone(), self.plan.clone());
         let rx = self.pool.submit(self.setup.model, Priority::Final, job);
         let channel = utterance.channel;
         let closed_at = Instant::now();
@@ -325,15 +397,13 @@ impl<'p> CallDriver<'p> {
                 continue;
             };
             // Interims favour speed: no temperature fallback, no word times.
-            let mut decode = (*self.setup.decode).clone();
+            let mut plan = self.plan.clone();
+            let mut decode = (*plan.decode).clone();
             decode.temperature_fallback = false;
             decode.word_timestamps = false;
             decode.fit_window = true;
-            let job = decode_job(
-                snapshot.samples.clone(),
-                self.language.clone(),
-                Arc::new(decode),
-            );
+            plan.decode = Arc::new(decode);
+            let job = decode_job(snapshot.samples.clone(), plan);
             let Ok(rx) = self.pool.submit(self.setup.model, Priority::Interim, job) else {
                 continue; // a skipped interim costs nothing; the final still comes
             };
@@ -345,13 +415,31 @@ impl<'p> CallDriver<'p> {
         }
     }
 
-    /// Counts a decode's inference time and learns the call's language from the first one.
+    /// Counts a decode's inference time and, from the first decode that identified it,
+    /// fixes the call's dialect adapter and language for every later job (and queues the
+    /// announcement).
     fn account(&mut self, d: &Decode) {
         self.busy += d.busy;
-        if self.language.is_none() {
-            tracing::info!(call_id = %self.setup.call_id, language = %d.language, "language detected");
-            self.language = Some(d.language.clone());
+        if self.plan.language.is_some() {
+            return;
         }
+        let Some(sel) = &d.identified else {
+            return;
+        };
+        let mut base = (*self.setup.decode).clone();
+        if !matches!(sel.reason, Reason::Detected { .. }) {
+            base.language = d.language.clone();
+        }
+        let mut decode = sel.adapter.decode(&base);
+        decode.language = d.language.clone();
+        tracing::info!(call_id = %self.setup.call_id, language = %d.language, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect identified");
+        self.plan.language = Some(d.language.clone());
+        self.plan.decode = Arc::new(decode);
+        self.plan.adapter = Some(sel.adapter.clone());
+        self.announce = Some(DialectOutput {
+            selection: sel.clone(),
+            language: d.language.clone(),
+        });
     }
 
     /// The one place every final passes, in utterance order, exactly once: it gets its
@@ -365,20 +453,26 @@ impl<'p> CallDriver<'p> {
                 tracing::error!(call_id = %self.setup.call_id, channel = done.channel, "final decode failed: {e}");
                 return Completed {
                     inference: Duration::ZERO,
+                    dialect: None,
                     output: None,
                 };
             }
         };
         self.account(&decode);
         let inference = decode.busy;
-        let Some(segment) =
+        let adapter = decode.adapter;
+        let Some(mut segment) =
             Segment::from_utterance(done.channel, done.role, done.utterance.start, decode.pieces)
         else {
             return Completed {
                 inference,
+                dialect: None,
                 output: None,
             };
         };
+        if let Some(adapter) = &adapter {
+            segment.normalise(adapter);
+        }
         let seq = &mut self.sequences[done.channel as usize];
         let sequence = *seq;
         *seq += 1;
@@ -386,9 +480,11 @@ impl<'p> CallDriver<'p> {
         tracing::debug!(call_id = %self.setup.call_id, channel = done.channel, sequence, text = %segment.text, "final");
         Completed {
             inference,
+            dialect: None,
             output: Some(CallOutput::Final(FinalOutput {
                 sequence,
                 segment,
+                dialect: adapter.map(|a| a.id().to_owned()).unwrap_or_default(),
                 latency: done.closed_at.elapsed(),
             })),
         }
@@ -400,12 +496,14 @@ impl<'p> CallDriver<'p> {
         let Ok(decode) = done.result else {
             return Completed {
                 inference: Duration::ZERO,
+                dialect: None,
                 output: None,
             };
         };
         self.account(&decode);
         let nothing = Completed {
             inference: decode.busy,
+            dialect: None,
             output: None,
         };
         if done.snapshot.utterance_id <= self.finalising[c] {
@@ -426,6 +524,11 @@ impl<'p> CallDriver<'p> {
         if text.is_empty() {
             return nothing;
         }
+        // Interims read like the final will: in the adapter's written form.
+        let text = match &decode.adapter {
+            Some(a) => a.normalise(&text),
+            None => text,
+        };
         let (id, stabiliser) = &mut self.stabilisers[c];
         if *id != done.snapshot.utterance_id {
             *id = done.snapshot.utterance_id;
@@ -435,6 +538,7 @@ impl<'p> CallDriver<'p> {
         let start = done.snapshot.start;
         Completed {
             inference: decode.busy,
+            dialect: None,
             output: Some(CallOutput::Interim(InterimOutput {
                 channel: done.snapshot.channel,
                 role: done.snapshot.role,

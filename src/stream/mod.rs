@@ -10,7 +10,8 @@ pub mod driver;
 pub mod stabilise;
 
 pub use driver::{
-    CallDriver, CallOutput, CallSummary, Completed, DriverSetup, FinalOutput, InterimOutput,
+    CallDriver, CallOutput, CallSummary, Completed, DialectOutput, DriverSetup, FinalOutput,
+    InterimOutput,
 };
 pub use stabilise::{Interim, Stabiliser};
 

@@ -72,6 +72,13 @@ pub fn render(t: &Transcript, format: Format) -> String {
         }
         Format::Vtt => {
             out.push_str("WEBVTT\n\n");
+            if let Some(d) = &t.dialect {
+                let _ = write!(
+                    out,
+                    "NOTE dialect adapter {} {} ({})\n\n",
+                    d.id, d.version, d.reason
+                );
+            }
             for s in &t.segments {
                 let _ = write!(
                     out,
@@ -100,10 +107,12 @@ mod tests {
             model: "base".into(),
             language: "en".into(),
             language_source: LanguageSource::Configured,
+            dialect: None,
             channels: vec![ChannelInfo {
                 channel: 0,
                 role: Role::Agent,
             }],
+            suggestions: Vec::new(),
             segments: vec![
                 Segment {
                     channel: 0,
@@ -111,6 +120,7 @@ mod tests {
                     start_ms: 1_234,
                     end_ms: 3_456,
                     text: "Hello.".into(),
+                    raw_text: "Hello.".into(),
                     confidence: 0.9,
                     words: vec![],
                 },
@@ -120,6 +130,7 @@ mod tests {
                     start_ms: 3_723_000,
                     end_ms: 3_724_500,
                     text: "a <b> c".into(),
+                    raw_text: "a <b> c".into(),
                     confidence: 0.8,
                     words: vec![],
                 },

@@ -16,7 +16,12 @@ pub struct Segment {
     pub role: Role,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// The text in the dialect adapter's standard written form (what a knowledge lookup
+    /// and a reader want).
     pub text: String,
+    /// The text as whisper wrote it, before normalisation (for QA and re-normalising).
+    #[serde(default)]
+    pub raw_text: String,
     /// Mean probability of the segment's text tokens (0–1).
     pub confidence: f32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -32,6 +37,7 @@ impl Segment {
             role,
             start_ms: base + d.start_ms,
             end_ms: base + d.end_ms,
+            raw_text: d.text.clone(),
             text: d.text,
             confidence: d.confidence,
             words: d
@@ -66,11 +72,19 @@ impl Segment {
             weighted += p.confidence * w;
             weight += w;
             merged.text = join_text(&merged.text, &p.text);
+            merged.raw_text = join_text(&merged.raw_text, &p.raw_text);
             merged.end_ms = merged.end_ms.max(p.end_ms);
             merged.words.extend(p.words);
         }
         merged.confidence = if weight > 0.0 { weighted / weight } else { 0.0 };
         Some(merged)
+    }
+}
+
+impl Segment {
+    /// Applies a dialect adapter's normalisation; the raw text stays in `raw_text`.
+    pub fn normalise(&mut self, adapter: &crate::dialect::Adapter) {
+        self.text = adapter.normalise(&self.raw_text);
     }
 }
 
@@ -100,9 +114,34 @@ pub struct Transcript {
     /// Language decoded in, and how it was chosen.
     pub language: String,
     pub language_source: LanguageSource,
+    /// The dialect adapter used and why it was chosen; `None` when adapters are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<DialectUsed>,
     pub channels: Vec<ChannelInfo>,
     /// Sorted by start time, then channel.
     pub segments: Vec<Segment>,
+    /// Knowledge-base articles for segments (by `segment_id` = `{source stem}/{channel}/{n}`,
+    /// n counting that channel's segments in timeline order), when forwarding is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suggestions: Vec<crate::forward::Suggestion>,
+}
+
+/// The adapter a transcript was made with, as reported to users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DialectUsed {
+    pub id: String,
+    pub version: String,
+    pub reason: crate::dialect::Reason,
+}
+
+impl DialectUsed {
+    pub fn of(selection: &crate::dialect::Selection) -> Self {
+        Self {
+            id: selection.adapter.id().to_owned(),
+            version: selection.adapter.profile.version.clone(),
+            reason: selection.reason.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +151,8 @@ pub enum LanguageSource {
     Configured,
     /// Detected from the recording's first 30 s of speech.
     Detected { probability: f32 },
+    /// The dialect adapter chosen before any audio (by id or region) set it.
+    Adapter,
     /// No speech was found, so nothing was detected.
     NoSpeech,
 }

@@ -21,11 +21,22 @@ pub use pb::streaming_transcribe_response::Response as Resp;
 
 /// Server settings for tests: one inference worker, English; tiny.en by default and base for
 /// the 8 kHz calls (tiny.en is too weak on narrow-band speech for a meaningful WER bound).
+/// The built-in dialect adapters with the default selection policy.
+pub fn shipped_dialects() -> std::sync::Arc<callscribe::dialect::Dialects> {
+    std::sync::Arc::new(
+        callscribe::dialect::Dialects::load(&Default::default(), &|_: &str| true)
+            .expect("the shipped adapters load"),
+    )
+}
+
 pub fn settings(max_streams: usize) -> ServeSettings {
     let server = ServerConfig {
         listen: "127.0.0.1:0".into(),
         metrics_listen: Some("127.0.0.1:0".into()),
         interim_interval_ms: 1000,
+        // Tests hold calls open while others are transcribed; on a loaded 2-core CI machine
+        // that can outlast the 30 s default. The idle-timeout test sets its own.
+        idle_timeout_ms: 180_000,
         ..ServerConfig::default()
     };
     ServeSettings {
@@ -38,6 +49,7 @@ pub fn settings(max_streams: usize) -> ServeSettings {
         workers: 1,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         max_streams,
+        dialects: shipped_dialects(),
     }
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Independent callscribe gRPC client, for wire tests (driven by tests/grpc_python.rs).
 
-Built only from proto/callscribe/v1/transcription.proto with grpcio + grpcio-tools: the stubs
-are generated at run time into a temporary directory, so nothing generated is committed.
+Built only from proto/callscribe/v1/transcription.proto (and knowledge.proto, which it imports)
+with grpcio + grpcio-tools: the stubs are generated at run time into a temporary directory, so
+nothing generated is committed.
 
     client.py --server HOST:PORT --wav FILE [--encoding linear16|mulaw|alaw] [--chunk-ms 100]
               [--realtime] [--interim] [--call-id ID] [--language en] [--model tiny.en]
@@ -33,6 +34,8 @@ sys.dont_write_bytecode = True
 REPO = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "proto"
 PROTO_FILE = "callscribe/v1/transcription.proto"
+# Imported by transcription.proto (suggestions carry knowledge-base hits).
+PROTO_DEPS = ["callscribe/v1/knowledge.proto"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,6 +116,7 @@ def load_stubs(tmp):
             f"--python_out={tmp}",
             f"--grpc_python_out={tmp}",
             str(PROTO_ROOT / PROTO_FILE),
+            *(str(PROTO_ROOT / d) for d in PROTO_DEPS),
         ]
     )
     if rc != 0:

@@ -1,0 +1,119 @@
+//! `[forward]` section of the configuration: where final segments go.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Forward finals at all (`serve` and `transcribe`).
+    pub enabled: bool,
+    /// The durable spool (redb file). Default: `callscribe/spool.redb` in the user's data dir.
+    pub spool: Option<PathBuf>,
+    /// Where each final goes; several at once. Default: the embedded knowledge base only.
+    pub sinks: Vec<SinkConfig>,
+    /// Previous segments of the call sent along with each one (gRPC `context`).
+    pub context_segments: usize,
+    /// Suggestions per segment from the embedded knowledge base.
+    pub max_suggestions: usize,
+    /// Lowest BM25 score that is still a suggestion (filters greetings and small talk).
+    pub min_score: f32,
+    /// First retry delay after a transient failure; doubles up to `retry_max_ms`, with jitter.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// `transcribe` waits this long for the sinks before exiting; what is left stays in the
+    /// spool for the next run or `callscribe spool replay`.
+    pub flush_timeout_ms: u64,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            spool: None,
+            sinks: vec![SinkConfig::Kb { dir: None }],
+            context_segments: 3,
+            max_suggestions: 3,
+            min_score: 5.0,
+            retry_initial_ms: 200,
+            retry_max_ms: 30_000,
+            flush_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ForwardConfig {
+    pub fn spool_path(&self) -> PathBuf {
+        self.spool.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("callscribe")
+                .join("spool.redb")
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            return Err("forward.retry_initial_ms must be > 0 and ≤ forward.retry_max_ms".into());
+        }
+        let mut names: Vec<String> = self.sinks.iter().map(SinkConfig::name).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "forward.sinks: two sinks named '{}'; give one a `name`",
+                w[0]
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One destination. The name keys the sink's queue in the spool, so renaming a sink leaves
+/// its undelivered segments behind (visible in `callscribe spool status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// The embedded knowledge base; suggestions come back to the call.
+    Kb {
+        /// Folder of articles; none = the bundled sample (`kb/sample`).
+        dir: Option<PathBuf>,
+    },
+    /// A downstream `callscribe.v1.KnowledgeLookup` service; its hits come back as suggestions.
+    Grpc {
+        name: Option<String>,
+        /// `http://host:port`.
+        endpoint: String,
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// JSON POST of `{segment, context}` per segment.
+    Webhook {
+        name: Option<String>,
+        url: String,
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// One JSON line per segment, appended to a file (`-` = stdout).
+    Ndjson { name: Option<String>, path: PathBuf },
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+impl SinkConfig {
+    pub fn name(&self) -> String {
+        match self {
+            SinkConfig::Kb { .. } => "kb".into(),
+            SinkConfig::Grpc { name, endpoint, .. } => {
+                name.clone().unwrap_or_else(|| format!("grpc:{endpoint}"))
+            }
+            SinkConfig::Webhook { name, url, .. } => {
+                name.clone().unwrap_or_else(|| format!("webhook:{url}"))
+            }
+            SinkConfig::Ndjson { name, path } => name
+                .clone()
+                .unwrap_or_else(|| format!("ndjson:{}", path.display())),
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! Forwarding: every final segment, with its timestamps, to the downstream sinks (embedded
+//! knowledge base, gRPC `KnowledgeLookup`, webhook, NDJSON), at least once, in order per call.
+//!
+//! [`Forwarder::submit`] never waits on a downstream: it puts the segment on a bounded
+//! in-memory queue that one intake thread writes to the durable [`Spool`] in batches (one
+//! fsync per batch). Each sink has its own delivery task reading its pending segments from
+//! the spool in sequence order, retrying transient failures with exponential backoff and
+//! jitter, and parking segments the downstream rejects as invalid in a dead-letter table. A
+//! segment leaves the spool once every sink has it, so a restart replays exactly what was not
+//! yet delivered. A duplicate is possible (delivered, then killed before the acknowledgement
+//! reached the disk): downstreams de-duplicate on `segment_id`.
+//!
+//! Sinks that answer lookups (the knowledge base, gRPC) produce [`Suggestion`]s, routed to
+//! whoever [`listen`](Forwarder::listen)s for the call.
+
+pub mod config;
+pub mod hook;
+pub mod metrics;
+pub mod segment;
+pub mod sink;
+pub mod spool;
+
+pub use config::{ForwardConfig, SinkConfig};
+pub use metrics::ForwardMetrics;
+pub use segment::{ForwardSegment, Spooled, Suggestion};
+pub use sink::{DeliveryError, Sink};
+pub use spool::{DeadLetter, Spool, SpoolError, SpoolStatus};
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Segments waiting for the intake thread. A final is a few hundred bytes and calls produce
+/// one every few seconds, so 4096 is minutes of a busy server's output: only a stalled disk
+/// fills it, and then `submit` writes to the spool itself rather than drop anything.
+pub const SUBMIT_QUEUE: usize = 4096;
+/// Most segments the intake thread commits in one transaction.
+const INTAKE_BATCH: usize = 256;
+/// Pending segments a delivery task reads from the spool at once.
+const DELIVERY_BATCH: usize = 64;
+/// Calls whose recent segments are kept for `context`; the oldest call is forgotten first.
+const CONTEXT_CALLS: usize = 4096;
+/// How long the intake thread holds the queue waiting for a first segment.
+const INTAKE_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
+    #[error("forward config: {0}")]
+    Config(String),
+}
+
+/// Where a call's suggestions go.
+pub struct Listener {
+    /// Called with each suggestion; false once the listener is gone.
+    pub deliver: Box<dyn Fn(&Suggestion) -> bool + Send + Sync>,
+    /// Whether the listener still wants suggestions: checked whenever a call starts
+    /// listening, so calls that ended without a last suggestion do not pile up.
+    pub alive: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl Listener {
+    /// A listener that lives until [`Forwarder::unlisten`].
+    pub fn new(deliver: impl Fn(&Suggestion) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            deliver: Box::new(deliver),
+            alive: Box::new(|| true),
+        }
+    }
+}
+
+struct Inner {
+    config: ForwardConfig,
+    intake: SyncSender<Spooled>,
+    queue: Mutex<Receiver<Spooled>>,
+    spool: Arc<Spool>,
+    sink_names: Vec<String>,
+    wake: Vec<Arc<Notify>>,
+    metrics: ForwardMetrics,
+    listeners: Mutex<HashMap<String, Arc<Listener>>>,
+    calls: Mutex<CallMemory>,
+    shutdown: CancellationToken,
+}
+
+/// The forwarding stage. Cheap to clone.
+#[derive(Clone)]
+pub struct Forwarder {
+    inner: Arc<Inner>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Forwarder {
+    /// Opens the spool and starts the intake thread and one delivery task per sink on the
+    /// current tokio runtime. Whatever the spool holds from an earlier run is delivered first.
+    pub fn start(config: ForwardConfig, metrics: ForwardMetrics) -> Result<Self, ForwardError> {
+        config.validate().map_err(ForwardError::Config)?;
+        let spool = Arc::new(Spool::open(&config.spool_path())?);
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|c| Sink::new(c, config.max_suggestions, config.min_score).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sink_names: Vec<String> = config.sinks.iter().map(SinkConfig::name).collect();
+        let status = spool.status()?;
+        for name in &sink_names {
+            metrics
+                .pending
+                .get_or_create(&ForwardMetrics::sink(name))
+                .set(status.pending.get(name).copied().unwrap_or(0) as i64);
+        }
+        let (intake, queue) = std::sync::mpsc::sync_channel(SUBMIT_QUEUE);
+        let inner = Arc::new(Inner {
+            wake: sink_names.iter().map(|_| Arc::new(Notify::new())).collect(),
+            config,
+            intake,
+            queue: Mutex::new(queue),
+            spool,
+            sink_names,
+            metrics,
+            listeners: Mutex::new(HashMap::new()),
+            calls: Mutex::new(CallMemory::default()),
+            shutdown: CancellationToken::new(),
+        });
+        {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("forward-intake".into())
+                .spawn(move || intake_loop(&inner))
+                .map_err(|e| ForwardError::Config(format!("cannot start intake thread: {e}")))?;
+        }
+        let tasks = sinks
+            .into_iter()
+            .enumerate()
+            .map(|(i, sink)| tokio::spawn(deliver_loop(inner.clone(), i, sink)))
+            .collect();
+        tracing::info!(sinks = ?inner.sink_names, spool = %inner.spool.path().display(), "forwarding finals");
+        Ok(Self {
+            inner,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// Queues a final segment for every sink. Never waits on a downstream; the previous
+    /// segments of the same call go along as context.
+    pub fn submit(&self, segment: ForwardSegment) {
+        let context = self
+            .inner
+            .calls
+            .lock()
+            .expect("call memory lock")
+            .remember(&segment, self.inner.config.context_segments);
+        let record = Spooled { segment, context };
+        match self.inner.intake.try_send(record) {
+            Ok(()) => {
+                self.inner.metrics.queue_depth.inc();
+            }
+            Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) => {
+                // The disk is behind by SUBMIT_QUEUE segments: write this one ourselves (after
+                // those queued, to keep the order) rather than drop it.
+                tracing::warn!("forward queue full; spooling on the caller's thread");
+                if let Err(e) = spool_queued(&self.inner, Some(r)) {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+    }
+
+    /// Wall-clock start of a call as first estimated from one of its finals (see [`hook`]).
+    pub fn call_started_at(&self, call_id: &str, estimate_unix_ms: i64) -> i64 {
+        self.inner
+            .calls
+            .lock()
+            .expect("call memory lock")
+            .started_at(call_id, estimate_unix_ms)
+    }
+
+    /// Routes the call's suggestions to `listener` (replacing an earlier one).
+    pub fn listen(&self, call_id: &str, listener: Listener) {
+        let mut listeners = self.inner.listeners.lock().expect("listener lock");
+        listeners.retain(|_, l| (l.alive)());
+        listeners.insert(call_id.to_owned(), Arc::new(listener));
+    }
+
+    pub fn is_listening(&self, call_id: &str) -> bool {
+        self.inner
+            .listeners
+            .lock()
+            .expect("listener lock")
+            .contains_key(call_id)
+    }
+
+    pub fn unlisten(&self, call_id: &str) {
+        self.inner
+            .listeners
+            .lock()
+            .expect("listener lock")
+            .remove(call_id);
+    }
+
+    pub fn metrics(&self) -> &ForwardMetrics {
+        &self.inner.metrics
+    }
+
+    /// The spool, for status and dead letters while the forwarder runs (redb lets one
+    /// process open the file at a time).
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
+    }
+
+    pub fn sink_names(&self) -> &[String] {
+        &self.inner.sink_names
+    }
+
+    /// Whether any sink answers with suggestions (so a caller knows whether to wait for them).
+    pub fn config(&self) -> &ForwardConfig {
+        &self.inner.config
+    }
+
+    /// Waits until everything submitted has reached every sink (delivered or dead-lettered),
+    /// or `timeout`. Returns whether it did.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let queued = self.inner.metrics.queue_depth.get() > 0;
+            let inner = self.inner.clone();
+            let pending = tokio::task::spawn_blocking(move || {
+                inner.spool.status().map(|s| {
+                    inner
+                        .sink_names
+                        .iter()
+                        .any(|n| s.pending.get(n).copied().unwrap_or(0) > 0)
+                })
+            })
+            .await;
+            if !queued && matches!(pending, Ok(Ok(false))) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops delivery and waits for the tasks; what is undelivered stays in the spool.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("task lock"));
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Whatever the intake thread had not written yet.
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || spool_queued(&inner, None)).await;
+    }
+}
+
+/// Writes everything queued (and `extra` after it) to the spool in one commit, holding the
+/// queue so no other writer can slip in between: sequence numbers follow submission order.
+fn spool_queued(inner: &Inner, extra: Option<Spooled>) -> Result<usize, SpoolError> {
+    let queue = inner.queue.lock().expect("queue lock");
+    // All of it (at most SUBMIT_QUEUE): `extra` must come after every queued segment.
+    let mut batch: Vec<Spooled> = queue.try_iter().collect();
+    let from_queue = batch.len();
+    batch.extend(extra);
+    write_batch(inner, &batch, from_queue)
+}
+
+fn write_batch(inner: &Inner, batch: &[Spooled], from_queue: usize) -> Result<usize, SpoolError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    inner.spool.append(batch, &inner.sink_names)?;
+    inner.metrics.queue_depth.dec_by(from_queue as i64);
+    inner.metrics.spooled.inc_by(batch.len() as u64);
+    for (name, wake) in inner.sink_names.iter().zip(&inner.wake) {
+        inner
+            .metrics
+            .pending
+            .get_or_create(&ForwardMetrics::sink(name))
+            .inc_by(batch.len() as i64);
+        wake.notify_one();
+    }
+    Ok(batch.len())
+}
+
+fn intake_loop(inner: &Inner) {
+    loop {
+        let written = {
+            let queue = inner.queue.lock().expect("queue lock");
+            match queue.recv_timeout(INTAKE_POLL) {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    batch.extend(queue.try_iter().take(INTAKE_BATCH - 1));
+                    let n = batch.len();
+                    // Retried until it works: the segments are only in memory.
+                    let mut delay = Duration::from_millis(100);
+                    while let Err(e) = write_batch(inner, &batch, n) {
+                        tracing::error!("{e}; retrying in {delay:?}");
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    n
+                }
+                Err(RecvTimeoutError::Timeout) => 0,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        if written == 0 && inner.shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Exponential backoff with equal jitter: half the delay fixed, half random, so retries of
+/// many calls after an outage do not arrive at the downstream in lockstep.
+pub fn backoff(config: &ForwardConfig, attempt: u32) -> Duration {
+    let exp = config
+        .retry_initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(config.retry_max_ms);
+    Duration::from_millis(exp / 2 + fastrand::u64(0..=exp / 2))
+}
+
+/// A spool write a delivery task runs off the runtime.
+type SpoolOp = Box<dyn FnOnce(&Spool) -> Result<(), SpoolError> + Send>;
+
+async fn deliver_loop(inner: Arc<Inner>, index: usize, sink: Arc<Sink>) {
+    let name = inner.sink_names[index].clone();
+    let label = ForwardMetrics::sink(&name);
+    let wake = inner.wake[index].clone();
+    let blocking = |f: SpoolOp| {
+        let spool = inner.spool.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || f(&spool)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("{e}"),
+                Err(e) => tracing::error!("spool task failed: {e}"),
+            }
+        }
+    };
+    loop {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let batch = {
+            let (spool, name) = (inner.spool.clone(), name.clone());
+            tokio::task::spawn_blocking(move || spool.pending(&name, DELIVERY_BATCH)).await
+        };
+        let batch = match batch {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(sink = %name, "{e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(sink = %name, "reading the spool failed: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                () = wake.notified() => {}
+                () = inner.shutdown.cancelled() => return,
+                // A safety net: segments written by another path without a wake-up.
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        for (seq, record) in batch {
+            let mut attempt = 0u32;
+            loop {
+                match sink.deliver(&record).await {
+                    Ok(hits) => {
+                        let sink_name = name.clone();
+                        blocking(Box::new(move |s| s.ack(&sink_name, seq))).await;
+                        inner.metrics.delivered.get_or_create(&label).inc();
+                        inner.metrics.pending.get_or_create(&label).dec();
+                        if sink.suggests() {
+                            suggest(&inner, &name, &record, hits);
+                        }
+                        break;
+                    }
+                    Err(DeliveryError::Rejected(reason)) => {
+                        tracing::warn!(sink = %name, segment_id = %record.segment.segment_id, "rejected; dead-lettered: {reason}");
+                        let sink_name = name.clone();
+                        blocking(Box::new(move |s| s.dead_letter(&sink_name, seq, &reason))).await;
+                        inner.metrics.dead_lettered.get_or_create(&label).inc();
+                        inner.metrics.pending.get_or_create(&label).dec();
+                        break;
+                    }
+                    Err(DeliveryError::Transient(e)) => {
+                        inner.metrics.retried.get_or_create(&label).inc();
+                        let delay = backoff(&inner.config, attempt);
+                        if attempt == 0 || attempt % 10 == 0 {
+                            tracing::warn!(sink = %name, segment_id = %record.segment.segment_id, attempt, "delivery failed, retrying in {delay:?}: {e}");
+                        }
+                        attempt = attempt.saturating_add(1);
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = inner.shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn suggest(inner: &Inner, sink: &str, record: &Spooled, hits: Vec<crate::kb::Hit>) {
+    let call_id = &record.segment.call_id;
+    let listener = inner
+        .listeners
+        .lock()
+        .expect("listener lock")
+        .get(call_id)
+        .cloned();
+    let Some(listener) = listener else { return };
+    let suggestion = Suggestion {
+        call_id: call_id.clone(),
+        segment_id: record.segment.segment_id.clone(),
+        sink: sink.to_owned(),
+        hits,
+    };
+    if !(listener.deliver)(&suggestion) {
+        inner
+            .listeners
+            .lock()
+            .expect("listener lock")
+            .remove(call_id);
+    }
+}
+
+/// Recent segments and the estimated start of each call the forwarder has seen lately.
+#[derive(Default)]
+struct CallMemory {
+    calls: HashMap<String, (i64, VecDeque<ForwardSegment>)>,
+    order: VecDeque<String>,
+}
+
+impl CallMemory {
+    fn entry(&mut self, call_id: &str, started_at: i64) -> &mut (i64, VecDeque<ForwardSegment>) {
+        if !self.calls.contains_key(call_id) {
+            if self.order.len() >= CONTEXT_CALLS {
+                if let Some(old) = self.order.pop_front() {
+                    self.calls.remove(&old);
+                }
+            }
+            self.order.push_back(call_id.to_owned());
+        }
+        self.calls
+            .entry(call_id.to_owned())
+            .or_insert_with(|| (started_at, VecDeque::new()))
+    }
+
+    /// The context for `segment` (the call's last `keep` segments); then remembers it.
+    fn remember(&mut self, segment: &ForwardSegment, keep: usize) -> Vec<ForwardSegment> {
+        let (_, recent) = self.entry(&segment.call_id, segment.call_started_at_unix_ms);
+        let context: Vec<_> = recent.iter().cloned().collect();
+        if keep > 0 {
+            if recent.len() >= keep {
+                recent.pop_front();
+            }
+            recent.push_back(segment.clone());
+        }
+        context
+    }
+
+    fn started_at(&mut self, call_id: &str, estimate: i64) -> i64 {
+        self.entry(call_id, estimate).0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(call: &str, seq: u64) -> ForwardSegment {
+        ForwardSegment {
+            call_id: call.into(),
+            segment_id: segment::segment_id(call, 0, seq),
+            sequence: seq,
+            channel: 0,
+            role: "customer".into(),
+            dialect: String::new(),
+            raw_text: format!("text {seq}"),
+            text: format!("text {seq}"),
+            start_ms: seq * 1000,
+            end_ms: seq * 1000 + 500,
+            call_started_at_unix_ms: 0,
+            confidence: 0.9,
+            language: "en".into(),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_never_exceeds_it() {
+        let c = ForwardConfig {
+            retry_initial_ms: 100,
+            retry_max_ms: 1000,
+            ..Default::default()
+        };
+        for attempt in 0..40 {
+            let d = backoff(&c, attempt).as_millis() as u64;
+            let exp = (100u64 << attempt.min(20)).min(1000);
+            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d} ms");
+        }
+    }
+
+    #[test]
+    fn context_is_the_calls_previous_segments_only() {
+        let mut m = CallMemory::default();
+        assert!(m.remember(&seg("a", 0), 2).is_empty());
+        m.remember(&seg("b", 0), 2);
+        m.remember(&seg("a", 1), 2);
+        let ctx = m.remember(&seg("a", 2), 2);
+        let ids: Vec<_> = ctx.iter().map(|s| s.sequence).collect();
+        assert_eq!(ids, vec![0, 1]);
+        assert!(ctx.iter().all(|s| s.call_id == "a"));
+    }
+
+    #[test]
+    fn a_spool_keeps_a_record_until_every_sink_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("s.redb")).unwrap();
+        let sinks = vec!["kb".to_string(), "hook".to_string()];
+        let rec = Spooled {
+            segment: seg("a", 0),
+            context: vec![],
+        };
+        let seqs = spool.append(&[rec.clone(), rec], &sinks).unwrap();
+        assert_eq!(seqs, vec![0, 1]);
+        spool.ack("kb", 0).unwrap();
+        assert_eq!(spool.status().unwrap().segments, 2);
+        spool.dead_letter("hook", 0, "HTTP 400").unwrap();
+        spool.ack("kb", 1).unwrap();
+        spool.ack("hook", 1).unwrap();
+        let st = spool.status().unwrap();
+        // seq 0 is held by its dead letter; seq 1 is gone.
+        assert_eq!(st.segments, 1);
+        assert_eq!(st.pending.values().sum::<u64>(), 0);
+        let dead = spool.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].seq, dead[0].reason.as_str()), (0, "HTTP 400"));
+        drop(spool);
+        // Sequence numbers continue after a reopen: order survives restarts.
+        let spool = Spool::open(&dir.path().join("s.redb")).unwrap();
+        let seqs = spool
+            .append(
+                &[Spooled {
+                    segment: seg("a", 1),
+                    context: vec![],
+                }],
+                &sinks,
+            )
+            .unwrap();
+        assert_eq!(seqs, vec![2]);
+    }
+}

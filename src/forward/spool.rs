@@ -1,0 +1,252 @@
+//! The durable spool: every segment is written here before any sink sees it, and leaves
+//! only when every sink has it (delivered or dead-lettered), so a slow or dead downstream
+//! and a crash or restart lose nothing.
+//!
+//! redb rather than SQLite: it is pure Rust (no C library to build beside whisper.cpp), its
+//! typed tables suit a queue keyed by sequence number, and its copy-on-write commits survive
+//! SIGKILL without a write-ahead log to recover. Every call here blocks (a commit fsyncs):
+//! async code calls it through `spawn_blocking` or the forwarder's intake thread.
+//!
+//! Tables: `segments` (seq → record JSON), `pending` ((sink, seq) → ()), `dead_letters`
+//! ((sink, seq) → reason JSON), `meta` (next seq). The sequence number is global and
+//! increasing, so reading a sink's pending keys in order is reading each call in order.
+
+// redb's error is 160 bytes; here it lives only inside one transaction closure and is turned
+// into a `SpoolError` (a path and a message) before it leaves this module.
+#![allow(clippy::result_large_err)]
+
+use super::segment::Spooled;
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const SEGMENTS: TableDefinition<u64, &str> = TableDefinition::new("segments");
+const PENDING: TableDefinition<(&str, u64), ()> = TableDefinition::new("pending");
+const DEAD: TableDefinition<(&str, u64), &str> = TableDefinition::new("dead_letters");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Sinks still holding a record (pending or dead-lettered): the record goes at zero.
+const HOLDERS: TableDefinition<u64, u64> = TableDefinition::new("holders");
+const NEXT_SEQ: &str = "next_seq";
+
+#[derive(Debug, thiserror::Error)]
+#[error("spool {path}: {message}")]
+pub struct SpoolError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Why a segment was parked instead of delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub sink: String,
+    pub seq: u64,
+    pub reason: String,
+    pub at_unix_ms: i64,
+    pub record: Spooled,
+}
+
+/// Counts per sink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SpoolStatus {
+    /// Segments held (pending for at least one sink, or dead-lettered).
+    pub segments: u64,
+    pub pending: BTreeMap<String, u64>,
+    pub dead_letters: BTreeMap<String, u64>,
+}
+
+pub struct Spool {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool file; after a crash redb repairs it here.
+    pub fn open(path: &Path) -> Result<Self, SpoolError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| SpoolError {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| SpoolError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let spool = Spool {
+            db,
+            path: path.to_owned(),
+        };
+        // Create the tables so that readers never meet a missing one.
+        spool.write(Durability::Immediate, |txn| {
+            txn.open_table(SEGMENTS)?;
+            txn.open_table(PENDING)?;
+            txn.open_table(DEAD)?;
+            txn.open_table(META)?;
+            txn.open_table(HOLDERS)?;
+            Ok(())
+        })?;
+        Ok(spool)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SpoolError {
+        SpoolError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, SpoolError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(durability);
+        let out = f(&txn).map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Appends records pending for every one of `sinks`, in one durable commit (one fsync
+    /// for the batch). Returns their sequence numbers.
+    pub fn append(&self, records: &[Spooled], sinks: &[String]) -> Result<Vec<u64>, SpoolError> {
+        let json: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("a record always serialises"))
+            .collect();
+        self.write(Durability::Immediate, |txn| {
+            let mut meta = txn.open_table(META)?;
+            let mut next = meta.get(NEXT_SEQ)?.map_or(0, |v| v.value());
+            let mut segments = txn.open_table(SEGMENTS)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let mut holders = txn.open_table(HOLDERS)?;
+            let mut seqs = Vec::with_capacity(json.len());
+            for j in &json {
+                segments.insert(next, j.as_str())?;
+                for s in sinks {
+                    pending.insert((s.as_str(), next), ())?;
+                }
+                holders.insert(next, sinks.len() as u64)?;
+                seqs.push(next);
+                next += 1;
+            }
+            meta.insert(NEXT_SEQ, next)?;
+            Ok(seqs)
+        })
+    }
+
+    /// The oldest `limit` records pending for `sink`, in sequence order.
+    pub fn pending(&self, sink: &str, limit: usize) -> Result<Vec<(u64, Spooled)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let pending = txn.open_table(PENDING).map_err(|e| self.err(e))?;
+        let segments = txn.open_table(SEGMENTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in pending
+            .range((sink, 0)..=(sink, u64::MAX))
+            .map_err(|e| self.err(e))?
+            .take(limit)
+        {
+            let (key, _) = item.map_err(|e| self.err(e))?;
+            let seq = key.value().1;
+            let Some(json) = segments.get(seq).map_err(|e| self.err(e))? else {
+                continue;
+            };
+            let record = serde_json::from_str(json.value())
+                .map_err(|e| self.err(format!("record {seq}: {e}")))?;
+            out.push((seq, record));
+        }
+        Ok(out)
+    }
+
+    /// `sink` has `seq`. Not fsynced: a lost acknowledgement only means one more delivery,
+    /// which at-least-once allows, and it saves a disk flush per segment.
+    pub fn ack(&self, sink: &str, seq: u64) -> Result<(), SpoolError> {
+        self.write(Durability::Eventual, |txn| {
+            if txn.open_table(PENDING)?.remove((sink, seq))?.is_some() {
+                Self::release(txn, seq)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Parks `seq` for `sink` with the reason the downstream gave; it is not retried.
+    pub fn dead_letter(&self, sink: &str, seq: u64, reason: &str) -> Result<(), SpoolError> {
+        let entry = serde_json::json!({
+            "reason": reason,
+            "at_unix_ms": super::segment::unix_ms_now(),
+        })
+        .to_string();
+        self.write(Durability::Immediate, |txn| {
+            txn.open_table(PENDING)?.remove((sink, seq))?;
+            txn.open_table(DEAD)?.insert((sink, seq), entry.as_str())?;
+            Ok(())
+        })
+    }
+
+    /// One sink fewer holds the record; the last one removes it.
+    fn release(txn: &redb::WriteTransaction, seq: u64) -> Result<(), redb::Error> {
+        let mut holders = txn.open_table(HOLDERS)?;
+        let left = holders.get(seq)?.map_or(0, |v| v.value()).saturating_sub(1);
+        if left == 0 {
+            holders.remove(seq)?;
+            txn.open_table(SEGMENTS)?.remove(seq)?;
+        } else {
+            holders.insert(seq, left)?;
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> Result<SpoolStatus, SpoolError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let mut status = SpoolStatus {
+            segments: txn
+                .open_table(SEGMENTS)
+                .and_then(|t| Ok(t.len()?))
+                .map_err(|e| self.err(e))?,
+            ..Default::default()
+        };
+        let pending = txn.open_table(PENDING).map_err(|e| self.err(e))?;
+        for item in pending.iter().map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            *status.pending.entry(k.value().0.to_owned()).or_default() += 1;
+        }
+        let dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
+        for item in dead.iter().map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            *status
+                .dead_letters
+                .entry(k.value().0.to_owned())
+                .or_default() += 1;
+        }
+        Ok(status)
+    }
+
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
+        let segments = txn.open_table(SEGMENTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in dead.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (sink, seq) = k.value();
+            let entry: serde_json::Value =
+                serde_json::from_str(v.value()).map_err(|e| self.err(e))?;
+            let Some(json) = segments.get(seq).map_err(|e| self.err(e))? else {
+                continue;
+            };
+            out.push(DeadLetter {
+                sink: sink.to_owned(),
+                seq,
+                reason: entry["reason"].as_str().unwrap_or_default().to_owned(),
+                at_unix_ms: entry["at_unix_ms"].as_i64().unwrap_or_default(),
+                record: serde_json::from_str(json.value()).map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,683 @@
+//! Forwarding finals downstream: real gRPC and HTTP servers on loopback written here, a real
+//! redb spool in a temporary folder, the real binary killed with SIGKILL, the bundled
+//! knowledge base against the fixtures' reference utterances.
+
+mod common;
+
+use callscribe::forward::{
+    ForwardConfig, ForwardMetrics, ForwardSegment, Forwarder, Listener, SinkConfig, Spool, Spooled,
+};
+use callscribe::kb::KnowledgeBase;
+use callscribe::proto::v1 as pb;
+use pb::knowledge_lookup_server::{KnowledgeLookup, KnowledgeLookupServer};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// A downstream that records every segment it accepts, in arrival order.
+#[derive(Clone, Default)]
+struct Downstream {
+    received: Arc<Mutex<Vec<pb::TranscriptSegment>>>,
+    /// While set, every lookup answers UNAVAILABLE (an overloaded or restarting service).
+    unavailable: Arc<AtomicBool>,
+    /// Accept this many, then answer UNAVAILABLE.
+    accept_limit: Arc<AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl KnowledgeLookup for Downstream {
+    async fn lookup(
+        &self,
+        req: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        let r = req.into_inner();
+        let seg = r
+            .segment
+            .ok_or_else(|| Status::invalid_argument("no segment"))?;
+        if seg.text.contains("INVALID") {
+            return Err(Status::invalid_argument("text refused by policy"));
+        }
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("restarting"));
+        }
+        let mut got = self.received.lock().unwrap();
+        if got.len() >= self.accept_limit.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("over the limit"));
+        }
+        got.push(seg.clone());
+        Ok(Response::new(pb::LookupResponse {
+            hits: vec![pb::KnowledgeHit {
+                article_id: format!("echo-{}", seg.segment_id),
+                title: "echo".into(),
+                snippet: format!("context of {}", r.context.len()),
+                score: 1.0,
+                source: "test".into(),
+            }],
+        }))
+    }
+}
+
+impl Downstream {
+    fn new() -> Self {
+        let d = Self::default();
+        d.accept_limit.store(usize::MAX, Ordering::SeqCst);
+        d
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.segment_id.clone())
+            .collect()
+    }
+}
+
+/// Serves `downstream` on `addr` until the returned sender fires; the join handle ends when
+/// the server has closed its connections.
+async fn serve(
+    downstream: Downstream,
+    addr: SocketAddr,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(KnowledgeLookupServer::new(downstream))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("downstream serves");
+    });
+    (stop, task)
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn segment(call: &str, seq: u64, text: &str) -> ForwardSegment {
+    ForwardSegment {
+        call_id: call.into(),
+        segment_id: format!("{call}/1/{seq}"),
+        sequence: seq,
+        channel: 1,
+        role: "customer".into(),
+        dialect: String::new(),
+        raw_text: text.into(),
+        text: text.into(),
+        start_ms: seq * 2000,
+        end_ms: seq * 2000 + 1500,
+        call_started_at_unix_ms: 1_700_000_000_000,
+        confidence: 0.8,
+        language: "en".into(),
+    }
+}
+
+fn config(spool: &Path, sinks: Vec<SinkConfig>) -> ForwardConfig {
+    ForwardConfig {
+        spool: Some(spool.to_owned()),
+        sinks,
+        retry_initial_ms: 20,
+        retry_max_ms: 200,
+        ..ForwardConfig::default()
+    }
+}
+
+/// Every id once, and per call in sequence order (first arrival of each id counts).
+fn assert_complete_and_ordered(ids: &[String], calls: &[&str], per_call: u64) {
+    let mut seen = HashSet::new();
+    let firsts: Vec<&String> = ids.iter().filter(|id| seen.insert(*id)).collect();
+    for call in calls {
+        let order: Vec<u64> = firsts
+            .iter()
+            .filter(|id| id.starts_with(&format!("{call}/")))
+            .map(|id| id.rsplit('/').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            (0..per_call).collect::<Vec<_>>(),
+            "call {call}: {ids:?}"
+        );
+    }
+}
+
+fn grpc_sink(addr: SocketAddr) -> SinkConfig {
+    SinkConfig::Grpc {
+        name: Some("lookup".into()),
+        endpoint: format!("http://{addr}"),
+        timeout_ms: 2000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_downstream_stopped_mid_stream_and_restarted_gets_every_segment_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let downstream = Downstream::new();
+    let (stop, server) = serve(downstream.clone(), addr).await;
+    let fwd = Forwarder::start(
+        config(&dir.path().join("spool.redb"), vec![grpc_sink(addr)]),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    for seq in 0..10 {
+        fwd.submit(segment("call-a", seq, "parcel late"));
+        fwd.submit(segment("call-b", seq, "charged twice"));
+    }
+    assert!(
+        fwd.flush(Duration::from_secs(20)).await,
+        "first half flushed"
+    );
+    // The downstream goes away while the calls go on.
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    for seq in 10..20 {
+        fwd.submit(segment("call-a", seq, "parcel late"));
+        fwd.submit(segment("call-b", seq, "charged twice"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        fwd.spool().status().unwrap().pending["lookup"] > 0,
+        "segments wait in the spool while the downstream is down"
+    );
+    let (stop, server) = serve(downstream.clone(), addr).await;
+    assert!(
+        fwd.flush(Duration::from_secs(30)).await,
+        "all delivered after restart"
+    );
+    let label = ForwardMetrics::sink("lookup");
+    assert!(fwd.metrics().retried.get_or_create(&label).get() > 0);
+    assert_eq!(fwd.metrics().delivered.get_or_create(&label).get(), 40);
+    fwd.shutdown().await;
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    assert_complete_and_ordered(&downstream.ids(), &["call-a", "call-b"], 20);
+    // Context: the call's previous segments travel with each one.
+    let got = downstream.received.lock().unwrap();
+    assert!(got
+        .iter()
+        .all(|s| s.call_started_at_unix_ms == 1_700_000_000_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_the_downstream_calls_invalid_is_dead_lettered_and_the_rest_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let downstream = Downstream::new();
+    let (stop, server) = serve(downstream.clone(), addr).await;
+    let fwd = Forwarder::start(
+        config(&dir.path().join("spool.redb"), vec![grpc_sink(addr)]),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    for seq in 0..5 {
+        let text = if seq == 2 { "INVALID text" } else { "fine" };
+        fwd.submit(segment("call-x", seq, text));
+    }
+    assert!(fwd.flush(Duration::from_secs(20)).await);
+    assert_eq!(
+        downstream.ids(),
+        ["call-x/1/0", "call-x/1/1", "call-x/1/3", "call-x/1/4"]
+    );
+    let dead = fwd.spool().dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].record.segment.segment_id, "call-x/1/2");
+    assert!(
+        dead[0].reason.contains("INVALID_ARGUMENT"),
+        "{}",
+        dead[0].reason
+    );
+    let label = ForwardMetrics::sink("lookup");
+    assert_eq!(fwd.metrics().dead_lettered.get_or_create(&label).get(), 1);
+    // Not retried: one rejection, no retry counted.
+    assert_eq!(fwd.metrics().retried.get_or_create(&label).get(), 0);
+    let text = fwd.metrics().encode();
+    assert!(
+        text.contains("callscribe_forward_dead_lettered_total{sink=\"lookup\"} 1"),
+        "{text}"
+    );
+    fwd.shutdown().await;
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_gets_every_segment_as_json_retrying_5xx_and_parking_4xx() {
+    use axum::http::StatusCode;
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let failures_left = Arc::new(AtomicUsize::new(2));
+    let app = {
+        let bodies = bodies.clone();
+        let failures_left = failures_left.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let bodies = bodies.clone();
+                let failures_left = failures_left.clone();
+                async move {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    if v["segment"]["text"].as_str().unwrap().contains("INVALID") {
+                        return StatusCode::UNPROCESSABLE_ENTITY;
+                    }
+                    // The first two attempts meet a server error: retried, not lost.
+                    if failures_left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    bodies.lock().unwrap().push(v);
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let fwd = Forwarder::start(
+        config(
+            &dir.path().join("spool.redb"),
+            vec![SinkConfig::Webhook {
+                name: Some("hook".into()),
+                url: format!("http://{addr}/hook"),
+                timeout_ms: 2000,
+            }],
+        ),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    for seq in 0..4 {
+        let text = if seq == 1 { "INVALID" } else { "my parcel" };
+        fwd.submit(segment("call-w", seq, text));
+    }
+    assert!(fwd.flush(Duration::from_secs(20)).await);
+    let bodies = bodies.lock().unwrap().clone();
+    let ids: Vec<_> = bodies
+        .iter()
+        .map(|b| b["segment"]["segment_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["call-w/1/0", "call-w/1/2", "call-w/1/3"]);
+    let last = &bodies[2];
+    assert_eq!(last["segment"]["start_ms"], 6000);
+    assert_eq!(last["segment"]["end_ms"], 7500);
+    assert_eq!(last["segment"]["role"], "customer");
+    // Context: the call's previous segments (3 by default), the rejected one included.
+    let ctx: Vec<_> = last["context"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ctx, [0, 1, 2]);
+    let label = ForwardMetrics::sink("hook");
+    assert_eq!(fwd.metrics().retried.get_or_create(&label).get(), 2);
+    assert_eq!(fwd.spool().dead_letters().unwrap()[0].reason, "HTTP 422");
+    fwd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_and_kb_sinks_run_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("finals.ndjson");
+    let fwd = Forwarder::start(
+        config(
+            &dir.path().join("spool.redb"),
+            vec![
+                SinkConfig::Kb { dir: None },
+                SinkConfig::Ndjson {
+                    name: None,
+                    path: out.clone(),
+                },
+            ],
+        ),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    fwd.listen(
+        "call-k",
+        Listener::new(move |s| tx.try_send(s.clone()).is_ok()),
+    );
+    fwd.submit(segment(
+        "call-k",
+        0,
+        "Hi, my parcel has not arrived yet. I ordered a pair of headphones last week.",
+    ));
+    fwd.submit(segment("call-k", 1, "另外，我这个月的话费被扣了两次。"));
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.segment_id.as_str(), first.hits[0].article_id.as_str()),
+        ("call-k/1/0", "delivery-status-en")
+    );
+    assert_eq!(
+        (
+            second.segment_id.as_str(),
+            second.hits[0].article_id.as_str()
+        ),
+        ("call-k/1/1", "double-charge-zh")
+    );
+    assert!(fwd.flush(Duration::from_secs(10)).await);
+    fwd.shutdown().await;
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[1]["segment"]["text"],
+        "另外，我这个月的话费被扣了两次。"
+    );
+}
+
+#[test]
+fn the_bundled_kb_finds_the_right_article_for_fixture_utterances() {
+    let kb = KnowledgeBase::sample().unwrap();
+    let en = common::Reference::of(&common::fixture("calls/en_call_16k.wav"));
+    let zh = common::Reference::of(&common::fixture("calls/zh_call_16k.wav"));
+    let yue = common::Reference::of(&common::fixture("calls/yue_clip_16k.wav"));
+    let utterance = |r: &common::Reference, needle: &str| -> String {
+        r.utterances
+            .iter()
+            .find(|u| u.text.contains(needle))
+            .unwrap_or_else(|| panic!("no utterance with {needle}"))
+            .text
+            .clone()
+    };
+    let cases = [
+        (
+            utterance(&en, "parcel has not arrived"),
+            "delivery-status-en",
+        ),
+        (utterance(&en, "charged twice"), "double-charge-en"),
+        (utterance(&zh, "还没有收到"), "delivery-status-zh"),
+        (utterance(&zh, "话费被扣了两次"), "double-charge-zh"),
+        (yue.utterances[0].normalized.clone().unwrap(), "returns-zh"),
+    ];
+    let min = ForwardConfig::default().min_score;
+    for (text, want) in cases {
+        let hits = kb.query(&text, 3, min).unwrap();
+        assert_eq!(
+            hits.first().map(|h| h.article_id.as_str()),
+            Some(want),
+            "{text}: {hits:?}"
+        );
+    }
+    // Small talk is not a suggestion.
+    let greeting = utterance(&en, "thank you very much");
+    assert!(
+        kb.query(&greeting, 3, min).unwrap().is_empty(),
+        "{greeting}"
+    );
+}
+
+/// `callscribe spool replay` with a downstream that takes 3 segments and then stalls
+/// (UNAVAILABLE): SIGKILL it, bring the downstream back, replay again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarder_killed_with_segments_spooled_delivers_them_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_path = dir.path().join("spool.redb");
+    let addr = free_addr();
+    let cfg = dir.path().join("callscribe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[forward]\nspool = {:?}\nretry_initial_ms = 20\nretry_max_ms = 100\n\n\
+             [[forward.sinks]]\nkind = \"grpc\"\nname = \"lookup\"\nendpoint = \"http://{addr}\"\n",
+            spool_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    {
+        let spool = Spool::open(&spool_path).unwrap();
+        let records: Vec<Spooled> = (0..10)
+            .map(|seq| Spooled {
+                segment: segment("call-k", seq, "where is my parcel"),
+                context: vec![],
+            })
+            .collect();
+        spool.append(&records, &["lookup".to_string()]).unwrap();
+    }
+    let downstream = Downstream::new();
+    downstream.accept_limit.store(3, Ordering::SeqCst);
+    let (stop, server) = serve(downstream.clone(), addr).await;
+
+    let mut child = common::callscribe()
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["spool", "replay"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while downstream.ids().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // retrying the 4th now
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let status = common::callscribe()
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["spool", "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let left = status["pending"]["lookup"].as_u64().unwrap();
+    assert!((7..=10).contains(&left), "{status}");
+
+    downstream.accept_limit.store(usize::MAX, Ordering::SeqCst);
+    let out = common::callscribe()
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["spool", "replay", "--timeout-secs", "60"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    assert_complete_and_ordered(&downstream.ids(), &["call-k"], 10);
+    let spool = Spool::open(&spool_path).unwrap();
+    let st = spool.status().unwrap();
+    assert_eq!((st.segments, st.pending.get("lookup")), (0, None));
+}
+
+#[test]
+fn kb_query_command_answers_from_the_bundled_sample() {
+    let out = common::callscribe()
+        .args(["kb", "query", "--json", "我想退货，他们说不行。"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["article_id"], "returns-zh");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.md"),
+        "+++\nid = \"wifi\"\ntitle = \"Router keeps dropping Wi-Fi\"\n+++\nRestart the router.\n",
+    )
+    .unwrap();
+    let out = common::callscribe()
+        .args(["kb", "index"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join(".index").join("meta.json").exists());
+    let out = common::callscribe()
+        .args(["kb", "query", "--min-score", "0", "--kb"])
+        .arg(dir.path())
+        .arg("my wifi router dropped")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1. wifi"));
+}
+
+/// The main job: a live call over gRPC gets `Suggestion`s from the embedded knowledge base,
+/// each after the final it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_call_gets_kb_suggestions_after_its_finals() {
+    use common::grpc::{self, Resp};
+    let dir = tempfile::tempdir().unwrap();
+    let fwd = Forwarder::start(
+        config(
+            &dir.path().join("spool.redb"),
+            vec![SinkConfig::Kb { dir: None }],
+        ),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    let mut handle = callscribe::server::start_with_forwarder(
+        grpc::settings(1),
+        Box::new(|| Ok(vec![common::engine("tiny.en")])),
+        Some(fwd.clone()),
+    )
+    .await
+    .unwrap();
+    handle.ready().await.unwrap();
+    let mut client = grpc::client(&handle).await;
+    let (cfg, chunks) = grpc::call_audio(
+        &common::fixture("calls/en_call_16k.wav"),
+        "kb-call",
+        callscribe::audio::codec::Encoding::Linear16,
+        100,
+    );
+    let out = grpc::stream_call(&mut client, cfg, chunks, None).await;
+    assert!(out.status.is_none(), "{:?}", out.status);
+    let texts: Vec<_> = out.finals().iter().map(|f| f.text.clone()).collect();
+    // The customer's parcel question, as whisper heard it, gets the delivery article.
+    let (suggestion_at, parcel) = out
+        .responses
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| match r {
+            Resp::Suggestion(s) if s.hits[0].article_id == "delivery-status-en" => {
+                Some((i, s.segment_id.clone()))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no delivery suggestion; finals: {texts:?}"));
+    let final_at = out
+        .responses
+        .iter()
+        .position(|r| matches!(r, Resp::Final(f) if f.segment_id == parcel))
+        .expect("the suggestion's final was sent");
+    assert!(suggestion_at > final_at);
+    let Resp::Final(f) = &out.responses[final_at] else {
+        unreachable!()
+    };
+    assert!(f.text.to_lowercase().contains("parcel"), "{}", f.text);
+    // Every suggestion answers a final of this call.
+    let finals: HashSet<_> = out.finals().iter().map(|f| f.segment_id.clone()).collect();
+    for r in &out.responses {
+        if let Resp::Suggestion(s) = r {
+            assert!(finals.contains(&s.segment_id), "{}", s.segment_id);
+        }
+    }
+    assert!(handle
+        .metrics_text()
+        .contains("callscribe_forward_delivered_total{sink=\"kb\"}"));
+    handle.shutdown();
+    handle.stopped().await.unwrap();
+    fwd.shutdown().await;
+}
+
+#[test]
+fn transcribe_json_lists_kb_suggestions_for_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("callscribe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[forward]\nspool = {:?}\n",
+            dir.path().join("spool.redb").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::callscribe()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("transcribe")
+        .arg(common::fixture("calls/en_call_16k.wav"))
+        .args(["--format", "json", "--model", "tiny.en", "--language", "en"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: callscribe::transcript::Transcript = serde_json::from_slice(&out.stdout).unwrap();
+    // segment_id = {file stem}/{channel}/{n-th segment of that channel}.
+    let text_of = |id: &str| -> String {
+        let mut parts = id.rsplit('/');
+        let n: usize = parts.next().unwrap().parse().unwrap();
+        let channel: u32 = parts.next().unwrap().parse().unwrap();
+        t.segments
+            .iter()
+            .filter(|s| s.channel == channel)
+            .nth(n)
+            .unwrap()
+            .text
+            .to_lowercase()
+    };
+    let delivery = t
+        .suggestions
+        .iter()
+        .find(|s| s.hits[0].article_id == "delivery-status-en")
+        .expect("a delivery suggestion");
+    assert!(delivery.segment_id.starts_with("en_call_16k/"));
+    assert!(
+        text_of(&delivery.segment_id).contains("parcel"),
+        "{}",
+        text_of(&delivery.segment_id)
+    );
+    let billing = t
+        .suggestions
+        .iter()
+        .find(|s| s.hits[0].article_id == "double-charge-en")
+        .expect("a billing suggestion");
+    assert!(text_of(&billing.segment_id).contains("charged twice"));
+}
