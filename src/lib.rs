@@ -9,6 +9,7 @@
 
 pub mod audio;
 pub mod batch;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod dialect;

@@ -1,6 +1,8 @@
 //! Command-line front doors. Each command is a struct with `run()`; the library does the work.
 
 mod bars;
+mod capture;
+mod client;
 mod dialects;
 mod kb;
 mod models;
@@ -48,6 +50,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Stream a recording to a server as a live call and print the results as they arrive.
     Stream(stream::StreamArgs),
+    /// Transcribe a call live from a sound card (or send it to a server), until Ctrl-C.
+    Capture(capture::CaptureArgs),
     /// Index and query the embedded knowledge base.
     #[command(subcommand)]
     Kb(kb::KbCommand),
@@ -65,6 +69,7 @@ impl Cli {
             Command::Dialects(cmd) => cmd.run(config),
             Command::Serve(args) => args.run(config, self.config.clone()),
             Command::Stream(args) => args.run(),
+            Command::Capture(args) => args.run(config),
             Command::Kb(cmd) => cmd.run(config),
             Command::Spool(cmd) => cmd.run(config),
         }

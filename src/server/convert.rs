@@ -4,7 +4,9 @@
 use crate::audio::codec::Encoding;
 use crate::audio::Role;
 use crate::proto::v1 as pb;
-use crate::stream::{CallFormat, StreamError, MAX_CHANNELS, RATE_RANGE_HZ};
+use crate::stream::{
+    CallFormat, CallOutput, CallSummary, StreamError, MAX_CHANNELS, RATE_RANGE_HZ,
+};
 use crate::transcript::Segment;
 use tonic::Status;
 
@@ -129,6 +131,52 @@ pub fn dialect_selected(sel: &crate::dialect::Selection, language: &str) -> pb::
         reason: reason.into(),
         detail: sel.reason.to_string(),
         language: language.to_owned(),
+    }
+}
+
+/// A call driver's output as the response a client receives.
+pub fn output_to_proto(
+    call_id: &str,
+    o: &CallOutput,
+) -> pb::streaming_transcribe_response::Response {
+    use pb::streaming_transcribe_response::Response as R;
+    let speech = |kind: pb::speech_event::Kind, channel: u32, at: crate::audio::CallTime| {
+        R::SpeechEvent(pb::SpeechEvent {
+            kind: kind as i32,
+            channel,
+            at_ms: at.as_ms(),
+        })
+    };
+    match o {
+        CallOutput::SpeechStart { channel, at, .. } => {
+            speech(pb::speech_event::Kind::SpeechStart, *channel, *at)
+        }
+        CallOutput::SpeechEnd { channel, at, .. } => {
+            speech(pb::speech_event::Kind::SpeechEnd, *channel, *at)
+        }
+        CallOutput::Interim(i) => R::Interim(pb::InterimResult {
+            channel: i.channel,
+            role: role_to_proto(i.role) as i32,
+            text: i.shown.text.clone(),
+            stable_text: i.shown.stable_text.clone(),
+            stability: i.shown.stability,
+            start_ms: i.start.as_ms(),
+            end_ms: i.end.as_ms(),
+        }),
+        CallOutput::Final(f) => {
+            let mut result = final_result(call_id, f.sequence, &f.segment);
+            result.dialect = f.dialect.clone();
+            R::Final(result)
+        }
+    }
+}
+
+pub fn summary_to_proto(call_id: &str, s: &CallSummary) -> pb::CallSummary {
+    pb::CallSummary {
+        call_id: call_id.to_owned(),
+        audio_ms: s.audio_ms,
+        final_results: s.final_count,
+        real_time_factor: s.real_time_factor,
     }
 }
 

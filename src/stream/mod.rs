@@ -6,8 +6,13 @@
 //! same code. Every time it reports comes from the channel's 16 kHz sample counter, so a
 //! 30-minute call has exactly the timestamps its audio implies, however the bytes were chunked.
 
+pub mod driver;
 pub mod stabilise;
 
+pub use driver::{
+    CallDriver, CallOutput, CallSummary, Completed, DialectOutput, DriverSetup, FinalOutput,
+    InterimOutput,
+};
 pub use stabilise::{Interim, Stabiliser};
 
 use crate::audio::codec::{self, Encoding};
@@ -177,14 +182,37 @@ impl LiveCall {
                 channels: self.channels.len(),
             });
         }
-        self.interleaved.clear();
-        codec::decode(self.format.encoding, bytes, &mut self.interleaved);
+        // Taken out and put back so the decoded samples can be borrowed while `self` is not.
+        let mut interleaved = std::mem::take(&mut self.interleaved);
+        interleaved.clear();
+        codec::decode(self.format.encoding, bytes, &mut interleaved);
+        let result = self.push_samples(&interleaved, events);
+        self.interleaved = interleaved;
+        result
+    }
+
+    /// Feeds decoded samples in [-1, 1], channels interleaved: the entry for sources that are
+    /// not byte streams (a sound card delivers samples in its own format). The call's
+    /// `encoding` is ignored here. A trailing partial frame is refused like a torn message.
+    pub fn push_samples(
+        &mut self,
+        interleaved: &[f32],
+        events: &mut Vec<CallEvent>,
+    ) -> Result<(), StreamError> {
         let n = self.channels.len();
-        self.frames_in += (self.interleaved.len() / n) as u64;
+        if interleaved.len() % n != 0 {
+            return Err(StreamError::PartialFrame {
+                len: interleaved.len() * self.format.encoding.bytes_per_sample(),
+                frame_bytes: self.format.frame_bytes(),
+                encoding: self.format.encoding,
+                channels: n,
+            });
+        }
+        self.frames_in += (interleaved.len() / n) as u64;
         for c in 0..n {
             self.planar.clear();
             self.planar
-                .extend(self.interleaved.iter().skip(c).step_by(n).copied());
+                .extend(interleaved.iter().skip(c).step_by(n).copied());
             self.resampled.clear();
             self.channels[c]
                 .resampler
