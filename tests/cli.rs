@@ -85,7 +85,14 @@ fn a_folder_with_bad_files_reports_each_in_one_line_and_finishes_the_rest() {
 #[test]
 fn one_file_prints_srt_or_vtt_to_stdout() {
     model_path("tiny.en");
-    for (format, head) in [("srt", "1\n00:00:0"), ("vtt", "WEBVTT\n\n00:00:0")] {
+    // VTT names the dialect adapter in a NOTE block before the first cue.
+    for (format, head) in [
+        ("srt", "1\n00:00:0"),
+        (
+            "vtt",
+            "WEBVTT\n\nNOTE dialect adapter english 1.0.0 (configured language en)\n\n00:00:0",
+        ),
+    ] {
         let out = callscribe()
             .args(["transcribe", "--model", "tiny.en", "--format", format])
             .arg(fixture("real/alsa_voices_48k.wav"))
