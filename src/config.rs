@@ -139,7 +139,17 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("${var}={value:?}: {reason}")]
+    Env {
+        var: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
+
+/// Overrides `decode.threads`, between the config file and the command line: a container or a
+/// shared machine knows its CPU share better than a config file written for the fleet.
+pub const THREADS_ENV: &str = "CALLSCRIBE_THREADS";
 
 impl Config {
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
@@ -158,24 +168,39 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads `path`, or returns the defaults when there is none.
+    /// Reads `path`, or returns the defaults when there is none, then applies the
+    /// environment's overrides ([`THREADS_ENV`]).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        match path {
-            None => Ok(Config::default()),
+        let mut cfg = match path {
+            None => Config::default(),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.to_owned(),
                     source,
                 })?;
-                Self::from_toml(p, &text)
+                Self::from_toml(p, &text)?
             }
+        };
+        if let Some(v) = std::env::var_os(THREADS_ENV) {
+            cfg.decode.threads = threads_from_env(&v.to_string_lossy())?;
         }
+        Ok(cfg)
     }
+}
+
+fn threads_from_env(value: &str) -> Result<usize, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Env {
+        var: THREADS_ENV,
+        value: value.to_owned(),
+        reason: "expected a whole number of threads per worker (0 = auto)",
+    })
 }
 
 /// Threads per inference worker and number of workers for this machine: whisper.cpp scales
 /// well to about 4 threads per state, beyond that more workers use the cores better, and
-/// workers × threads never exceeds the cores (oversubscription only adds context switches).
+/// workers × threads never exceeds the cores. Oversubscription is far worse than idle cores:
+/// ggml's threads spin at each barrier, so two 2-thread decodes sharing 2 cores ran 10× slower
+/// than one after the other (BENCHMARKS.md, "Threads and workers").
 pub fn worker_layout(requested_workers: usize, requested_threads: usize) -> (usize, usize) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if requested_threads > 0 {
@@ -191,6 +216,23 @@ pub fn worker_layout(requested_workers: usize, requested_threads: usize) -> (usi
         (cores / threads).max(1)
     };
     (workers, threads)
+}
+
+/// Layout for a batch of `jobs` recordings. Left to auto, one worker per recording up to the
+/// cores, and the cores shared among them: each worker runs one recording, so a second
+/// recording is only as fast as a second worker, and two single-threaded workers got through
+/// two calls 1.3× faster than one two-threaded worker (BENCHMARKS.md, "Threads and workers").
+pub fn batch_layout(
+    jobs: usize,
+    requested_workers: usize,
+    requested_threads: usize,
+) -> (usize, usize) {
+    if requested_workers > 0 || requested_threads > 0 {
+        return worker_layout(requested_workers, requested_threads);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = jobs.clamp(1, cores);
+    (workers, (cores / workers).clamp(1, 4))
 }
 
 #[cfg(test)]
@@ -258,10 +300,28 @@ mod tests {
     }
 
     #[test]
+    fn threads_from_the_environment_are_a_number_or_a_clear_error() {
+        assert_eq!(threads_from_env(" 1 ").unwrap(), 1);
+        let err = threads_from_env("two").unwrap_err().to_string();
+        assert!(err.contains("$CALLSCRIBE_THREADS=\"two\""), "{err}");
+    }
+
+    #[test]
     fn worker_layout_never_oversubscribes() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (w, t) = worker_layout(0, 0);
         assert!(w * t <= cores.max(1) && w >= 1 && t >= 1);
         assert_eq!(worker_layout(3, 1), (3, 1));
+    }
+
+    #[test]
+    fn a_batch_gets_a_worker_per_recording_up_to_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(batch_layout(1, 0, 0), (1, cores.clamp(1, 4)));
+        let (w, t) = batch_layout(cores * 3, 0, 0);
+        assert_eq!((w, t), (cores, 1));
+        // What the user asks for wins.
+        assert_eq!(batch_layout(10, 1, 2), (1, 2));
+        assert_eq!(batch_layout(10, 0, 1), worker_layout(0, 1));
     }
 }

@@ -671,6 +671,27 @@ fn an_8k_two_channel_i16_card_keeps_agent_and_customer_apart_in_live_text() {
         assert!(wer <= 0.5, "channel {ch} WER {wer:.3}: {finals:?}");
     }
     assert_on_timeline(&finals, &r, 350);
+    // Finals go on to knowledge lookup (the default forwarding: the bundled sample KB), and
+    // each suggestion is printed under the utterance it answers.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for (article, words) in [
+        ("delivery-status-en", "parcel"),
+        ("double-charge-en", "charge"),
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("  ↳ kb {article}:")))
+            .unwrap_or_else(|| panic!("no {article} suggestion in: {}", out.stdout));
+        let answered = lines[..at]
+            .iter()
+            .rev()
+            .find(|l| l.starts_with('['))
+            .expect("a final before the suggestion");
+        assert!(
+            answered.to_lowercase().contains(words),
+            "{article} printed under '{answered}'"
+        );
+    }
     assert!(
         out.stderr.contains("0 overrun(s) (0 frame(s) lost)"),
         "stderr: {}",

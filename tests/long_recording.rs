@@ -55,7 +55,7 @@ fn ten_minutes_of_silence_with_three_utterances_yields_just_those_three() {
         ..Default::default()
     };
     opts.decode.language = "en".into();
-    let mut worker = engine("tiny.en").worker(2).unwrap();
+    let mut worker = engine("tiny.en").worker(common::TEST_THREADS).unwrap();
     let t = transcribe_file(&path, &mut worker, &opts, &mut |_| {}).unwrap();
     assert_eq!(t.duration_ms, 600_000);
     for s in &t.segments {

@@ -10,7 +10,9 @@ use callscribe::transcript::Transcript;
 use common::{engine, fixture, Reference};
 
 fn worker(model: &str) -> Worker {
-    engine(model).worker(2).expect("whisper state")
+    engine(model)
+        .worker(common::TEST_THREADS)
+        .expect("whisper state")
 }
 
 fn transcribe(model: &str, rel: &str, language: &str) -> (Transcript, Reference) {

@@ -8,6 +8,7 @@ use crate::audio::Role;
 use crate::capture::{self, Capture, CaptureRequest, CaptureStats, Recorder, SampleKind};
 use crate::config::{worker_layout, Config};
 use crate::engine::{Engine, Pool};
+use crate::forward::Forwarder;
 use crate::proto::v1 as pb;
 use crate::server::convert::{encoding_to_proto, output_to_proto, role_to_proto, summary_to_proto};
 use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
@@ -29,6 +30,11 @@ const INFERENCE_QUEUE: usize = 256;
 /// Audio messages queued towards `--server` before the capture loop waits on the network
 /// (and the ring, not memory, absorbs the delay): 64 × 10 ms.
 const SEND_QUEUE: usize = 64;
+/// Suggestions waiting to be printed; more are dropped (a late suggestion is worth little).
+const SUGGESTION_QUEUE: usize = 64;
+
+type SuggestionTx =
+    tokio::sync::mpsc::Sender<Result<pb::StreamingTranscribeResponse, tonic::Status>>;
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
@@ -255,7 +261,6 @@ impl CaptureArgs {
         };
         let mut recorder = self.recorder(&capture)?;
         let mut driver = CallDriver::new(&model.pool, setup)?;
-        let mut out = Printer::new(self.format);
         let mut accepted = self.streaming_config(&call_id, driver.live().format());
         // As a server accepts it: the adapter actually selected (empty until identified).
         accepted.dialect = model
@@ -263,11 +268,19 @@ impl CaptureArgs {
             .as_ref()
             .map(|s| s.adapter.id().to_owned())
             .unwrap_or_default();
-        out.response(&response(
-            &call_id,
-            pb::streaming_transcribe_response::Response::AcceptedConfig(accepted),
+        let (suggestions, mut suggested) = tokio::sync::mpsc::channel(SUGGESTION_QUEUE);
+        let mut out = LocalOut {
+            printer: Printer::new(self.format),
+            call_id: call_id.clone(),
+            accepted: accepted.clone(),
+            forwarder: start_forwarder(config),
+            language: model.language.clone(),
+            suggestions,
+        };
+        out.send(pb::streaming_transcribe_response::Response::AcceptedConfig(
+            accepted,
         ))?;
-        print_dialect(&mut out, &call_id, driver.take_dialect())?;
+        out.dialect(driver.take_dialect())?;
         let mut samples = Vec::new();
         let mut outputs: Vec<CallOutput> = Vec::new();
         let mut overruns = OverrunLog::default();
@@ -277,7 +290,8 @@ impl CaptureArgs {
             tokio::select! {
                 biased;
                 _ = &mut interrupted => break,
-                Some(done) = driver.next() => print_completed(&mut out, &call_id, done)?,
+                Some(done) = driver.next() => out.completed(done, driver.language())?,
+                Some(Ok(s)) = suggested.recv() => out.printer.response(&s)?,
                 _ = tick.tick() => {
                     samples.clear();
                     capture.drain(&mut samples);
@@ -286,7 +300,7 @@ impl CaptureArgs {
                     }
                     driver.push_samples(&samples, &mut outputs)?;
                     for o in outputs.drain(..) {
-                        out.response(&response(&call_id, output_to_proto(&call_id, &o)))?;
+                        out.output(&o)?;
                     }
                     overruns.check(capture.stats());
                 }
@@ -302,19 +316,30 @@ impl CaptureArgs {
         driver.push_samples(&samples, &mut outputs)?;
         driver.finish(&mut outputs)?;
         for o in outputs.drain(..) {
-            out.response(&response(&call_id, output_to_proto(&call_id, &o)))?;
+            out.output(&o)?;
         }
         while let Some(done) = driver.next().await {
-            print_completed(&mut out, &call_id, done)?;
+            out.completed(done, driver.language())?;
         }
-        out.clear_interim()?;
-        out.response(&response(
-            &call_id,
-            pb::streaming_transcribe_response::Response::Summary(summary_to_proto(
-                &call_id,
-                &driver.summary(),
-            )),
+        // Every final is submitted: wait for the sinks (and the suggestions they answer).
+        if let Some(f) = &out.forwarder {
+            let timeout = Duration::from_millis(config.forward.flush_timeout_ms);
+            if !f.flush(timeout).await {
+                eprintln!(
+                    "warning: some segments are not delivered yet; they stay in the spool (`callscribe spool status`, `callscribe spool replay`)"
+                );
+            }
+        }
+        while let Ok(Ok(s)) = suggested.try_recv() {
+            out.printer.response(&s)?;
+        }
+        out.printer.clear_interim()?;
+        out.send(pb::streaming_transcribe_response::Response::Summary(
+            summary_to_proto(&call_id, &driver.summary()),
         ))?;
+        if let Some(f) = out.forwarder.take() {
+            f.shutdown().await;
+        }
         self.finish(capture, recorder)
     }
 
@@ -457,26 +482,70 @@ struct LocalModel {
     decode: Arc<crate::engine::DecodeConfig>,
 }
 
-/// Prints the call's dialect adapter the way `stream` prints a server's `DialectSelected`.
-fn print_dialect(out: &mut Printer, call_id: &str, d: Option<DialectOutput>) -> anyhow::Result<()> {
-    if let Some(d) = d {
-        out.response(&response(
-            call_id,
-            pb::streaming_transcribe_response::Response::Dialect(
-                crate::server::convert::dialect_selected(&d.selection, &d.language),
-            ),
-        ))?;
-    }
-    Ok(())
+/// Where a locally transcribed call's events go: the terminal (as `stream` prints a server's
+/// responses), and each final on to knowledge lookup, as the server forwards its calls'.
+struct LocalOut {
+    printer: Printer,
+    call_id: String,
+    /// The call's config as a server would have accepted it (forwarded with each final).
+    accepted: pb::StreamingConfig,
+    forwarder: Option<Forwarder>,
+    /// The call's language as last decoded (forwarded with each final).
+    language: Option<String>,
+    /// Suggestions come back here, to be printed under the utterance they answer.
+    suggestions: SuggestionTx,
 }
 
-/// Prints a decode's result, after the adapter it identified, if it did.
-fn print_completed(out: &mut Printer, call_id: &str, done: Completed) -> anyhow::Result<()> {
-    print_dialect(out, call_id, done.dialect)?;
-    if let Some(o) = done.output {
-        out.response(&response(call_id, output_to_proto(call_id, &o)))?;
+impl LocalOut {
+    fn send(&mut self, r: pb::streaming_transcribe_response::Response) -> anyhow::Result<()> {
+        self.printer.response(&response(&self.call_id, r))
     }
-    Ok(())
+
+    fn output(&mut self, o: &CallOutput) -> anyhow::Result<()> {
+        let r = output_to_proto(&self.call_id, o);
+        self.send(r.clone())?;
+        if let pb::streaming_transcribe_response::Response::Final(result) = &r {
+            crate::forward::hook::final_sent(
+                self.forwarder.as_ref(),
+                &self.accepted,
+                self.language.as_deref(),
+                result,
+                &self.suggestions,
+            );
+        }
+        Ok(())
+    }
+
+    /// The call's dialect adapter, the way `stream` prints a server's `DialectSelected`.
+    fn dialect(&mut self, d: Option<DialectOutput>) -> anyhow::Result<()> {
+        if let Some(d) = d {
+            self.send(pb::streaming_transcribe_response::Response::Dialect(
+                crate::server::convert::dialect_selected(&d.selection, &d.language),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// A decode's result, after the adapter it identified, if it did.
+    fn completed(&mut self, done: Completed, language: Option<&str>) -> anyhow::Result<()> {
+        self.dialect(done.dialect)?;
+        if let Some(o) = done.output {
+            self.language = language.map(str::to_owned);
+            self.output(&o)?;
+        }
+        Ok(())
+    }
+}
+
+/// The forwarder for a local call, as `serve` starts it; `None` (with a warning) when it
+/// cannot start, e.g. another callscribe process holds the spool: the transcript matters more.
+fn start_forwarder(config: &Config) -> Option<Forwarder> {
+    if !config.forward.enabled {
+        return None;
+    }
+    Forwarder::start(config.forward.clone(), Default::default())
+        .map_err(|e| eprintln!("warning: forwarding off for this call: {e}"))
+        .ok()
 }
 
 fn response(

@@ -2,7 +2,7 @@
 
 use super::bars::batch_bar;
 use crate::batch::{self, BatchObserver, Job};
-use crate::config::{worker_layout, ChannelMode, Config};
+use crate::config::{batch_layout, ChannelMode, Config};
 use crate::engine::Engine;
 use crate::pipeline::RecordingOptions;
 use crate::transcript::format::{render, Format};
@@ -58,7 +58,8 @@ pub struct TranscribeArgs {
     /// The callers' region, city or telephone number, for the dialect routing table.
     #[arg(long)]
     pub region: Option<String>,
-    /// Fit whisper's encoder window to each utterance instead of 30 s (faster; see BENCHMARKS.md).
+    /// Fit whisper's encoder window to each utterance instead of 30 s (3.5× faster; costs
+    /// accuracy on some utterances, see BENCHMARKS.md).
     #[arg(long)]
     pub fit_window: bool,
 }
@@ -191,7 +192,8 @@ impl TranscribeArgs {
                 .resolve_language(&sel.adapter.decode(&config.decode).language)
                 .with_context(|| format!("dialect adapter {}", sel.adapter.id()))?;
         }
-        let (workers, threads) = worker_layout(config.transcribe.workers, config.decode.threads);
+        let (workers, threads) =
+            batch_layout(jobs.len(), config.transcribe.workers, config.decode.threads);
         tracing::info!(model = %model_name, workers, threads, files = jobs.len(), "transcribing");
 
         let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();

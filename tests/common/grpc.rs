@@ -46,8 +46,9 @@ pub fn settings(max_streams: usize) -> ServeSettings {
             language: "en".into(),
             ..DecodeConfig::default()
         },
-        workers: 1,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // Two single-threaded workers: see `TEST_THREADS`.
+        workers: 2,
+        threads: super::TEST_THREADS,
         max_streams,
         dialects: shipped_dialects(),
     }

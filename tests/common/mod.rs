@@ -102,10 +102,23 @@ pub fn engine(name: &str) -> Engine {
     e
 }
 
-/// The real binary, with the same model store as the tests.
+/// whisper threads per decode in tests: cargo runs two tests at once, and multi-threaded
+/// decodes sharing the cores spin at ggml's barriers (10× slower, BENCHMARKS.md).
+pub const TEST_THREADS: usize = 1;
+
+/// The real binary, with the same model store as the tests and a data directory of its own
+/// (the default forwarding spool lives there and admits one process at a time; a user's own
+/// spool is none of a test's business).
 pub fn callscribe() -> std::process::Command {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = std::env::temp_dir()
+        .join(format!("callscribe-tests-{}", std::process::id()))
+        .join(run.to_string());
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callscribe"));
     cmd.env_remove("CALLSCRIBE_CONFIG")
-        .env("CALLSCRIBE_MODELS", store().dir());
+        .env("CALLSCRIBE_MODELS", store().dir())
+        .env("XDG_DATA_HOME", data)
+        .env(callscribe::config::THREADS_ENV, TEST_THREADS.to_string());
     cmd
 }
