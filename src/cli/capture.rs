@@ -10,7 +10,7 @@ use crate::config::{worker_layout, Config};
 use crate::engine::{Engine, Pool};
 use crate::forward::Forwarder;
 use crate::proto::v1 as pb;
-use crate::server::convert::{encoding_to_proto, output_to_proto, role_to_proto, summary_to_proto};
+use crate::server::convert::{output_to_proto, set_call_format, summary_to_proto};
 use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
 use anyhow::Context;
 use clap::Args;
@@ -423,23 +423,17 @@ impl CaptureArgs {
     }
 
     fn streaming_config(&self, call_id: &str, format: &CallFormat) -> pb::StreamingConfig {
-        pb::StreamingConfig {
+        let mut config = pb::StreamingConfig {
             call_id: call_id.to_owned(),
-            encoding: encoding_to_proto(Encoding::Linear16) as i32,
-            sample_rate_hz: format.sample_rate_hz,
-            channel_count: format.roles.len() as u32,
-            channel_roles: format
-                .roles
-                .iter()
-                .map(|&r| role_to_proto(r) as i32)
-                .collect(),
             dialect: self.dialect.clone().unwrap_or_default(),
             region: self.region.clone().unwrap_or_default(),
             language: self.language.clone().unwrap_or_default(),
             interim_results: !self.no_interim,
             model: self.model.clone().unwrap_or_default(),
             ..Default::default()
-        }
+        };
+        set_call_format(&mut config, format);
+        config
     }
 
     /// Closes the recording and reports what the device did.

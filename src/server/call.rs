@@ -8,7 +8,7 @@
 //! input, bad audio, idle timeout, call too long, server shutdown) first finalises the audio
 //! already received and delivers those finals; then the summary; then the status if any.
 
-use super::convert::{invalid, output_to_proto, role_to_proto, summary_to_proto};
+use super::convert::{invalid, output_to_proto, summary_to_proto};
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
 use crate::dialect::{Dialects, Selection};
 use crate::engine::DecodeConfig;
@@ -101,16 +101,8 @@ pub fn setup(
     } else {
         cfg.call_id.trim().to_owned()
     };
-    let accepted = pb::StreamingConfig {
+    let mut accepted = pb::StreamingConfig {
         call_id: call_id.clone(),
-        encoding: super::convert::encoding_to_proto(format.encoding) as i32,
-        sample_rate_hz: format.sample_rate_hz,
-        channel_count: format.roles.len() as u32,
-        channel_roles: format
-            .roles
-            .iter()
-            .map(|&r| role_to_proto(r) as i32)
-            .collect(),
         language: language.clone().unwrap_or_else(|| "auto".into()),
         endpoint_silence_ms: vad.endpoint_silence_ms,
         model: engine.name().to_owned(),
@@ -120,6 +112,7 @@ pub fn setup(
             .unwrap_or_default(),
         ..cfg
     };
+    super::convert::set_call_format(&mut accepted, &format);
     Ok(CallSetup {
         call_id,
         interim: accepted.interim_results && shared.settings.server.interim_interval_ms > 0,

@@ -37,6 +37,19 @@ pub fn encoding_to_proto(e: Encoding) -> pb::AudioEncoding {
     }
 }
 
+/// Writes `format` into a config, as the server echoes it in `accepted_config` and as
+/// `capture --server` declares what the card delivers.
+pub fn set_call_format(cfg: &mut pb::StreamingConfig, format: &CallFormat) {
+    cfg.encoding = encoding_to_proto(format.encoding) as i32;
+    cfg.sample_rate_hz = format.sample_rate_hz;
+    cfg.channel_count = format.roles.len() as u32;
+    cfg.channel_roles = format
+        .roles
+        .iter()
+        .map(|&r| role_to_proto(r) as i32)
+        .collect();
+}
+
 /// The audio format a config declares; proto defaults (0) mean mono and default roles.
 pub fn call_format(cfg: &pb::StreamingConfig) -> Result<CallFormat, Status> {
     let encoding = match pb::AudioEncoding::try_from(cfg.encoding) {
