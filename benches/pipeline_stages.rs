@@ -1,10 +1,14 @@
-//! Micro-benchmarks of the CPU stages in front of whisper, per second of audio:
-//! resampling from telephony and studio rates, and voice-activity segmentation.
-//! Figures go to BENCHMARKS.md. Run: `cargo bench --bench pipeline_stages`.
+//! Micro-benchmarks of the CPU stages in front of whisper, per second of audio: G.711 and
+//! LINEAR16 decoding, resampling from telephony and studio rates (our FFT resampler against
+//! rubato's sinc resampler, the alternative it was chosen over), and voice-activity
+//! segmentation. Figures go to BENCHMARKS.md. Run: `cargo bench --bench pipeline_stages`.
 
+use callscribe::audio::codec::{self, Encoding};
 use callscribe::audio::resample::resample_all;
 use callscribe::segment::{segment_all, VadConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rubato::audioadapter_buffers::direct::SequentialSlice;
+use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};
 use std::hint::black_box;
 
 /// One second of a speech-like test signal: a 150 Hz buzz with formant-ish harmonics,
@@ -40,6 +44,62 @@ fn resample(c: &mut Criterion) {
     g.finish();
 }
 
+/// rubato's asynchronous sinc resampler on the same input (256 taps, Blackman-Harris, as
+/// rubato recommends), whole clip at once: what `Resampler` would cost built on it instead.
+fn sinc_resample_all(x: &[f32], rate: u32) -> Vec<f32> {
+    let params = SincInterpolationParameters::new(256, WindowFunction::BlackmanHarris2);
+    let mut r = Async::<f32>::new_sinc(
+        16_000.0 / f64::from(rate),
+        1.0,
+        &params,
+        1024,
+        1,
+        FixedAsync::Input,
+    )
+    .expect("sinc resampler");
+    let input = SequentialSlice::new(x, 1, x.len()).expect("input");
+    let n_out = r.process_all_needed_output_len(x.len());
+    let mut out = vec![0.0f32; n_out];
+    let mut output = SequentialSlice::new_mut(&mut out, 1, n_out).expect("output");
+    let (_, produced) = r
+        .process_all_into_buffer(&input, &mut output, x.len(), None)
+        .expect("resampled");
+    out.truncate(produced);
+    out
+}
+
+fn resample_sinc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("resample_to_16k_sinc");
+    for rate in [8000u32, 48000] {
+        let x = signal(rate, 10);
+        g.throughput(Throughput::Elements(10));
+        g.bench_with_input(BenchmarkId::from_parameter(rate), &x, |b, x| {
+            b.iter(|| sinc_resample_all(black_box(x), rate))
+        });
+    }
+    g.finish();
+}
+
+/// Decoding 10 s of 8 kHz telephony audio from the wire format to f32 samples.
+fn decode(c: &mut Criterion) {
+    let x = signal(8000, 10);
+    let mut g = c.benchmark_group("decode_8k");
+    g.throughput(Throughput::Elements(10));
+    for enc in [Encoding::Mulaw, Encoding::Alaw, Encoding::Linear16] {
+        let mut bytes = Vec::new();
+        codec::encode(enc, &x, &mut bytes);
+        let mut out = Vec::with_capacity(x.len());
+        g.bench_function(format!("{enc:?}"), |b| {
+            b.iter(|| {
+                out.clear();
+                codec::decode(enc, black_box(&bytes), &mut out);
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn vad(c: &mut Criterion) {
     let x = signal(16_000, 10);
     let mut g = c.benchmark_group("segment_16k");
@@ -50,5 +110,5 @@ fn vad(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, resample, vad);
+criterion_group!(benches, decode, resample, resample_sinc, vad);
 criterion_main!(benches);
