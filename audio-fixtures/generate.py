@@ -5,6 +5,7 @@ for the real-speech clip). Deterministic: the same tool versions give byte-ident
 usage: generate.py            all committed fixtures, in place
        generate.py terms      only the hotword fixture (calls/en_terms_8k.wav)
        generate.py long DIR   the 10-minute call-shaped recording (not committed), into DIR
+       generate.py long40 DIR the comparison harness's 10-minute call, 40 % silence (not committed)
 """
 import array
 import json
@@ -251,6 +252,67 @@ def long_call(out_dir):
               f"{100 - 100 * speech / (ref['duration_ms'] * 16):.0f}% silence")
 
 
+# Short acknowledgements (about 1 s each) for long_call40: real calls are full of them.
+BACKCHANNELS = [("customer", "Yes, that is right."), ("agent", "Okay, one moment please."),
+                ("customer", "Sure, no problem."), ("agent", "Alright, thank you.")]
+
+
+def long_call40(out_dir):
+    """The comparison harness's long call (issue #7): 10 minutes with exactly 40 % of the timeline
+    silent, utterances from ~1 s (acknowledgements) to ~15 s (three lines joined), 8 kHz
+    stereo and mono. `long` above stays as it was (≈9 min, ≈1/3 silence, 2–10 s utterances)."""
+    dialogues = json.loads((HERE / "dialogues.json").read_text(encoding="utf-8"))
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        spec = dialogues["en"]
+        lines = synth_dialogue(work, spec, "en")
+        short = []
+        for k, (role, text) in enumerate(BACKCHANNELS):
+            out = work / f"ack_{k}.wav"
+            speak(work, spec["voices"][role], text, out)
+            short.append((role, read(out), text, {}))
+        pause = array.array("h", bytes(2 * RATE // 4))
+        turns, speech, i = [], 0, 0
+        total_speech = 360 * RATE  # 6 min of speech + 4 min of pauses = 10 min, 40 % silent
+        while speech < total_speech:
+            n = len(turns)
+            if n % 6 == 5:
+                role, clip, text, extra = short[(n // 6) % len(short)]
+            else:
+                role, clip, text, extra = lines[i % len(lines)]
+                # Two lines (~10 s) every 4th turn, three (~15 s) every 9th: the same speaker's
+                # next lines (dialogue turns alternate speakers).
+                for j in ((2,) if n % 4 == 3 else (2, 4) if n % 9 == 8 else ()):
+                    nxt = lines[(i + j) % len(lines)]
+                    clip = clip + pause + nxt[1]
+                    text = text + " " + nxt[2]
+                i += 1
+            turns.append((role, clip, text, extra))
+            speech += len(clip)
+        # Pauses: a fixed uneven pattern (0.4–6 s; hold music, typing), scaled so the silence
+        # (lead, pauses and tail) is exactly 2/3 of the speech.
+        pattern = [1500, 3200, 400, 4100, 2300, 1200, 6000, 2700, 800, 3500]
+        lead, tail = RATE // 2, RATE
+        budget = speech * 2 // 3 - lead - tail
+        raw = [pattern[k % len(pattern)] for k in range(1, len(turns))]
+        gaps = [0] + [g * budget // (sum(raw) * RATE // 1000) for g in raw]  # ms, per turn
+        stereo = out_dir / "long_call40_16k.wav"
+        ref = assemble(turns, 2, stereo, "en", gaps=gaps)
+        tel = out_dir / "long_call40_8k.wav"
+        sox_variant(stereo, tel, 8000, "sinc", "300-3400")
+        write_ref(ref, tel, sample_rate_hz=8000)
+        mono = out_dir / "long_call40_8k_mono.wav"
+        sox_variant(tel, mono, 8000, "remix", "1,2", channels=1)
+        write_ref(ref, mono, channels=1, utterances=[dict(u, channel=0, role="mixed") for u in ref["utterances"]])
+        stereo.unlink()
+        lengths = [len(t[1]) / RATE for t in turns]
+        print(f"{tel}: {ref['duration_ms'] / 60000:.1f} min, {len(turns)} utterances of "
+              f"{min(lengths):.1f}–{max(lengths):.1f} s, "
+              f"{100 - 100 * speech / (ref['duration_ms'] * 16):.0f}% silence")
+
+
 if __name__ == "__main__":
     for tool in ("espeak-ng", "sox"):
         if not shutil.which(tool):
@@ -261,5 +323,7 @@ if __name__ == "__main__":
                        json.loads((HERE / "dialogues.json").read_text(encoding="utf-8")))
     elif len(sys.argv) > 1 and sys.argv[1] == "long":
         long_call(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
+    elif len(sys.argv) > 1 and sys.argv[1] == "long40":
+        long_call40(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     else:
         committed()

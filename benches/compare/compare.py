@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""End-to-end comparison of callscribe with faster-whisper and whisper.cpp (issue #7).
+
+Same audio, same weights (callscribe's ggml file for whisper.cpp; the CTranslate2 files it was
+converted from for faster-whisper), same thread count, greedy decoding, same language. Every run
+of every engine is its own child process, so wall time, CPU time (user + sys) and peak RSS are
+that engine's alone (os.wait4). Engines alternate run by run (A B C A B C …) so that drift in
+the machine's load hits them alike. Reports medians per engine and file, ratios to callscribe,
+and word (English) or character (Chinese) error rates against the fixtures' references.
+
+The harness itself needs only the standard library; the peer engines run under a venv it makes
+in the cache dir (faster-whisper, pywhispercpp), through benches/compare/engine.py.
+
+usage: python3 benches/compare/compare.py [--bin target/release/callscribe] [--models base,tiny.en]
+           [--runs 5] [--threads 2] [--engines ...] [--long] [--json OUT] [FIXTURE.wav ...]
+See benches/compare/README.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import wave
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import benchlib  # noqa: E402
+
+ROOT = benchlib.ROOT
+PEER_PACKAGES = ["faster-whisper==1.2.1", "pywhispercpp==1.5.1"]
+DEFAULT_FIXTURES = ["audio-fixtures/calls/en_call_8k.wav", "audio-fixtures/calls/en_call_8k_mono.wav",
+                    "audio-fixtures/calls/zh_call_16k.wav"]
+LONG = ["long_call40_8k.wav", "long_call40_8k_mono.wav"]  # generate.py long40
+# name → (kind, options). callscribe is the baseline every ratio is taken against.
+ENGINES = {
+    "callscribe": ("callscribe", {}),
+    "callscribe-fit": ("callscribe", {"fit_window": True}),
+    "fw-int8": ("fw", {"compute": "int8", "vad": True}),
+    "fw-f32": ("fw", {"compute": "float32", "vad": True}),
+    "fw-int8-novad": ("fw", {"compute": "int8", "vad": False}),
+    "fw-f32-novad": ("fw", {"compute": "float32", "vad": False}),
+    "whispercpp": ("whispercpp", {}),
+}
+DEFAULT_ENGINES = "callscribe,fw-int8,fw-f32,fw-int8-novad,fw-f32-novad,whispercpp"
+
+
+def ensure_venv(cache):
+    """The peers' venv, made once: wheels only first; pywhispercpp from its sdist if no wheel fits
+    (a whisper.cpp build: slow, so niced)."""
+    venv = cache / "venv"
+    py = venv / "bin" / "python"
+    check = [str(py), "-c", "import faster_whisper, pywhispercpp.model"]
+    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return py
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if subprocess.run(pip + ["--only-binary=:all:"] + PEER_PACKAGES).returncode != 0:
+        subprocess.run(["nice", "-n", "10"] + pip + PEER_PACKAGES, check=True)
+    subprocess.run(check, check=True)
+    return py
+
+
+def load_reference(wav):
+    ref = json.loads(wav.with_suffix(".json").read_text(encoding="utf-8"))
+    with wave.open(str(wav), "rb") as w:
+        ref["audio_s"] = w.getnframes() / w.getframerate()
+        ref["channels"] = w.getnchannels()
+    return ref
+
+
+def split_channels(wav, channels, work):
+    """16 kHz mono 16-bit WAV per channel, made with sox before any timing. The peers take one
+    channel per call (faster-whisper would mix a stereo file down, pywhispercpp reads only
+    16 kHz WAVs), so a stereo call is two inputs, transcribed in one process, one after the
+    other; callscribe reads the original file and splits and resamples it itself."""
+    out = []
+    for c in range(channels):
+        dst = work / f"{wav.stem}_ch{c}_16k.wav"
+        if not dst.exists():
+            subprocess.run(["sox", "-R", "-D", str(wav), "-r", "16000", "-c", "1", "-b", "16", str(dst),
+                            "remix", str(c + 1)], check=True)
+        out.append(dst)
+    return out
+
+
+def peer_prompt(language):
+    """What callscribe's dialect adapter prompts with for this language (putonghua for zh: a
+    simplified-character prompt, without which base writes traditional characters), given to the
+    peers too so all decode from the same prompt. English adapters have none."""
+    with open(ROOT / "models" / "dialects" / "putonghua.toml", "rb") as f:
+        zh = tomllib.load(f)["prompt"]
+    return zh if language == "zh" else ""
+
+
+def measure(cmd, env, log):
+    """Runs one child; returns wall s, CPU s (user + sys), peak RSS MiB, exit code."""
+    t0 = time.perf_counter()
+    with open(log, "w") as err:
+        p = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode
+
+
+def hypothesis_by_channel(kind, out_file, n_channels):
+    """Text per channel, segments in time order (mono: one channel holding everything)."""
+    data = json.loads(out_file.read_text(encoding="utf-8"))
+    if kind == "callscribe":
+        segs = sorted(data["segments"], key=lambda s: (s["start_ms"], s["channel"]))
+        text = [" ".join(s["text"] for s in segs if s["channel"] == c) for c in range(n_channels)]
+        raw = [" ".join(s["raw_text"] for s in segs if s["channel"] == c) for c in range(n_channels)]
+        return text, raw, data
+    text = [" ".join(s["text"] for s in f["segments"]) for f in data["files"]]
+    return text, None, data
+
+
+def score(ref, texts, language):
+    """Edits and reference tokens per channel (stereo: each channel against its own
+    utterances; mono: all utterances in time order against the whole transcript)."""
+    unit = benchlib.error_unit(language)
+    per = []
+    for c, hyp in enumerate(texts):
+        reference = " ".join(u["text"] for u in sorted(ref["utterances"], key=lambda u: u["start_ms"])
+                             if u["channel"] == c)
+        per.append(benchlib.error_counts(reference, hyp, unit))
+    edits, n = sum(e for e, _ in per), sum(n for _, n in per)
+    return {"unit": "CER" if unit == "char" else "WER", "rate": edits / n if n else 0.0,
+            "per_channel": [e / n if n else 0.0 for e, n in per]}
+
+
+def engine_cmd(name, args, job, run_dir, venv_py):
+    kind, opt = ENGINES[name]
+    out = run_dir / "out.json"
+    if kind == "callscribe":
+        cfg = run_dir / "callscribe.toml"
+        # Greedy, no temperature fallback; forwarding off (the kb sink and its spool are not
+        # transcription); no auto pull (the store is already provisioned).
+        cfg.write_text("[models]\nauto_pull = false\n[decode]\nbeam_size = 1\ntemperature_fallback = false\n"
+                       f"fit_window = {'true' if opt.get('fit_window') else 'false'}\n[forward]\nenabled = false\n")
+        cmd = [args.bin, "--config", str(cfg), "transcribe", str(job["wav"]), "--model", job["model"],
+               "--language", job["language"], "--format", "json", "--workers", "1",
+               "--threads", str(args.threads), "-o", str(run_dir / "cs")]
+        return kind, cmd, run_dir / "cs" / f"{job['wav'].stem}.json"
+    common = ["--threads", str(args.threads), "--language", job["language"], "--out", str(out)]
+    if job["prompt"]:
+        common += ["--prompt", job["prompt"]]
+    if kind == "fw":
+        cmd = [str(venv_py), str(HERE / "engine.py"), "fw", "--ct2", str(job["ct2"]),
+               "--compute", opt["compute"]] + (["--vad"] if opt["vad"] else []) + common
+    else:
+        cmd = [str(venv_py), str(HERE / "engine.py"), "whispercpp", "--ggml", str(job["ggml"])] + common
+    return kind, cmd + [str(p) for p in job["mono"]], out
+
+
+def summarise(runs, engines):
+    rows = []
+    keys = []
+    for r in runs:
+        k = (r["file"], r["model"])
+        if k not in keys:
+            keys.append(k)
+    for file, model in keys:
+        base = None
+        for name in engines:
+            rs = [r for r in runs if (r["file"], r["model"], r["engine"]) == (file, model, name) and r["ok"]]
+            if not rs:
+                continue
+            med = lambda f: statistics.median(r[f] for r in rs)  # noqa: E731
+            row = {"file": file, "model": model, "engine": name, "runs": len(rs), "wall_s": med("wall_s"),
+                   "cpu_s": med("cpu_s"), "rss_mib": med("rss_mib"), "rtf": med("rtf"),
+                   "err_unit": rs[0]["error"]["unit"], "err": med("err")}
+            if name == "callscribe":
+                base = row
+            if base:
+                row.update(wall_x=row["wall_s"] / base["wall_s"], cpu_x=row["cpu_s"] / base["cpu_s"],
+                           rss_x=row["rss_mib"] / base["rss_mib"])
+            rows.append(row)
+    return rows
+
+
+def markdown(rows):
+    lines = ["| file | model | engine | runs | wall s | CPU s | peak RSS MiB | RTF | error | wall ×cs | CPU ×cs | RSS ×cs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        x = lambda k: f"{r[k]:.2f}" if k in r else "–"  # noqa: E731
+        lines.append(f"| {r['file']} | {r['model']} | {r['engine']} | {r['runs']} | {r['wall_s']:.1f} | "
+                     f"{r['cpu_s']:.1f} | {r['rss_mib']:.0f} | {r['rtf']:.3f} | {r['err_unit']} {r['err']:.3f} | "
+                     f"{x('wall_x')} | {x('cpu_x')} | {x('rss_x')} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("fixtures", nargs="*", help=f"WAVs with a reference JSON beside them (default: {', '.join(DEFAULT_FIXTURES)})")
+    ap.add_argument("--bin", default=str(ROOT / "target/release/callscribe"), help="callscribe binary")
+    ap.add_argument("--models", default="tiny.en,base",
+                    help="models to run; English-only ones (.en) are skipped on non-English files")
+    ap.add_argument("--engines", default=DEFAULT_ENGINES, help=f"comma-separated, from {', '.join(ENGINES)}")
+    ap.add_argument("--runs", type=int, default=5, help="measured runs per engine per file (medians)")
+    ap.add_argument("--warmup", type=int, default=0, help="unmeasured rounds first (page cache)")
+    ap.add_argument("--threads", type=int, default=2, help="inference threads for every engine")
+    ap.add_argument("--long", action="store_true",
+                    help="add the 10-minute call (stereo and mono, 8 kHz), generated into the cache on first use")
+    ap.add_argument("--long-only", default="", help="with --long: only this variant (stereo or mono)")
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/callscribe-compare"),
+                    help="venv, CTranslate2 dirs, split channels, long recording")
+    ap.add_argument("--store", help="callscribe model store (default: $CALLSCRIBE_MODELS or ~/.local/share/callscribe/models)")
+    ap.add_argument("--json", help="raw results file (default: CACHE/results-TIMESTAMP.json)")
+    ap.add_argument("--note", default="", help="free text kept in the JSON (e.g. 'machine shared')")
+    args = ap.parse_args()
+
+    engines = args.engines.split(",")
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        sys.exit(f"unknown engine(s) {unknown}; known: {', '.join(ENGINES)}")
+    if "callscribe" in engines:  # the baseline first in every round
+        engines = ["callscribe"] + [e for e in engines if e != "callscribe"]
+    args.bin = str(pathlib.Path(args.bin).resolve())
+    if not os.access(args.bin, os.X_OK):
+        sys.exit(f"{args.bin} not found: cargo build --release (or pass --bin)")
+    for tool in ("sox",):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found; run scripts/setup.sh")
+    cache = pathlib.Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    venv_py = ensure_venv(cache) if any(ENGINES[e][0] != "callscribe" for e in engines) else None
+
+    fixtures = [pathlib.Path(f) for f in (args.fixtures or ([] if args.long else DEFAULT_FIXTURES))]
+    fixtures = [f if f.is_absolute() else (pathlib.Path.cwd() / f) for f in fixtures]
+    if args.long:
+        long_dir = cache / "long"
+        if not all((long_dir / n).exists() for n in LONG):
+            subprocess.run(["nice", "-n", "10", sys.executable, str(ROOT / "audio-fixtures/generate.py"), "long40",
+                            str(long_dir)], check=True)
+        fixtures += [long_dir / n for n in LONG if not args.long_only or
+                     (args.long_only == "mono") == n.endswith("_mono.wav")]
+
+    work = cache / "channels"
+    work.mkdir(exist_ok=True)
+    jobs = []
+    for wav in fixtures:
+        ref = load_reference(wav)
+        language = ref["language"]
+        for model in args.models.split(","):
+            if model.endswith(".en") and language != "en":
+                continue
+            jobs.append({"wav": wav, "ref": ref, "model": model, "language": language,
+                         "prompt": peer_prompt(language), "mono": split_channels(wav, ref["channels"], work),
+                         "ggml": benchlib.ggml_path(model, args.store),
+                         "ct2": benchlib.ct2_dir(model, cache, str(venv_py or sys.executable))
+                         if any(ENGINES[e][0] == "fw" for e in engines) else None})
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="compare-"))
+    runs, versions = [], {}
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    for job in jobs:
+        label = job["wav"].name
+        for rnd in range(args.warmup + args.runs):
+            measured = rnd >= args.warmup
+            for name in engines:
+                run_dir = tmp / f"{job['wav'].stem}-{job['model']}-{name}-{rnd}"
+                run_dir.mkdir()
+                kind, cmd, out_file = engine_cmd(name, args, job, run_dir, venv_py)
+                load_before = os.getloadavg()[0]
+                wall, cpu, rss, rc = measure(cmd, env, run_dir / "log.txt")
+                rec = {"file": label, "model": job["model"], "engine": name, "round": rnd - args.warmup,
+                       "warmup": not measured, "ok": rc == 0 and out_file.exists(), "exit": rc,
+                       "wall_s": wall, "cpu_s": cpu, "rss_mib": rss, "rtf": wall / job["ref"]["audio_s"],
+                       "audio_s": job["ref"]["audio_s"], "channels": job["ref"]["channels"],
+                       "loadavg_1m_before": load_before, "cmd": cmd}
+                if rec["ok"]:
+                    texts, raw, data = hypothesis_by_channel(kind, out_file, job["ref"]["channels"])
+                    rec["error"] = score(job["ref"], texts, job["language"])
+                    rec["err"] = rec["error"]["rate"]
+                    if raw is not None:  # callscribe: before its adapter's normalisation too
+                        rec["error_raw_text"] = score(job["ref"], raw, job["language"])
+                    if kind != "callscribe":
+                        rec["load_s"], rec["transcribe_s"] = data["load_s"], data["transcribe_s"]
+                        versions[kind] = data["versions"]
+                    if rnd == args.warmup:  # keep one transcript per engine and file
+                        rec["text"] = texts
+                else:
+                    rec["log_tail"] = (run_dir / "log.txt").read_text(errors="replace")[-2000:]
+                runs.append(rec)
+                status = f"{rec['error']['unit']} {rec['err']:.3f}" if rec["ok"] else f"FAILED (exit {rc})"
+                print(f"{'warmup' if not measured else 'run'} {rnd - args.warmup + 1:>2} {label} {job['model']:8} "
+                      f"{name:14} wall {wall:7.1f} s  cpu {cpu:7.1f} s  rss {rss:6.0f} MiB  {status}",
+                      file=sys.stderr, flush=True)
+    measured_runs = [r for r in runs if not r["warmup"]]
+    rows = summarise(measured_runs, engines)
+    versions["callscribe"] = subprocess.run([args.bin, "--version"], capture_output=True, text=True).stdout.strip()
+    result = {"started": started, "note": args.note, "threads": args.threads, "engines": engines,
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                                       if l.startswith("model name")), "")},
+              "versions": versions, "summary": rows, "runs": runs}
+    out = pathlib.Path(args.json or cache / f"results-{started.replace(':', '')}.json")
+    out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(markdown(rows))
+    print(f"\nraw runs: {out}", file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(0 if all(r["ok"] for r in runs) else 1)
+
+
+if __name__ == "__main__":
+    main()
