@@ -1,4 +1,5 @@
-//! `callscribe models list | pull | import-ct2`, and model resolution for other commands.
+//! `callscribe models list | pull | import-ct2 | quantize`, and model resolution for other
+//! commands.
 
 use super::bars::ByteBars;
 use crate::config::Config;
@@ -12,6 +13,49 @@ use std::process::ExitCode;
 pub enum WeightType {
     F16,
     F32,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q5_1")]
+    Q5_1,
+    #[value(name = "q5_0")]
+    Q5_0,
+}
+
+impl WeightType {
+    fn ggml(self) -> model::ggml::GgmlType {
+        use model::ggml::GgmlType;
+        match self {
+            WeightType::F16 => GgmlType::F16,
+            WeightType::F32 => GgmlType::F32,
+            WeightType::Q8_0 => GgmlType::Q8_0,
+            WeightType::Q5_1 => GgmlType::Q5_1,
+            WeightType::Q5_0 => GgmlType::Q5_0,
+        }
+    }
+}
+
+/// Block quantisations `models quantize` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum QuantType {
+    /// 8-bit, 34 bytes per 32 weights (about 53% of f16).
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// 5-bit with offset, 24 bytes per 32 weights (about 38% of f16).
+    #[value(name = "q5_1")]
+    Q5_1,
+    /// 5-bit symmetric, 22 bytes per 32 weights (about 34% of f16).
+    #[value(name = "q5_0")]
+    Q5_0,
+}
+
+impl QuantType {
+    fn ggml(self) -> model::ggml::GgmlType {
+        match self {
+            QuantType::Q8_0 => WeightType::Q8_0.ggml(),
+            QuantType::Q5_1 => WeightType::Q5_1.ggml(),
+            QuantType::Q5_0 => WeightType::Q5_0.ggml(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,9 +79,25 @@ pub enum ModelsCommand {
         #[arg(long)]
         name: String,
         /// Type of the weight matrices: f16 keeps CTranslate2's float16 weights exactly; f32
-        /// makes whisper.cpp compute in full precision (twice the size, slower).
+        /// makes whisper.cpp compute in full precision (twice the size, slower); q8_0, q5_1
+        /// and q5_0 quantise them as `models quantize` would.
         #[arg(long, value_enum, default_value = "f16")]
         weights: WeightType,
+    },
+    /// Write a quantised copy of an installed f16/f32 model as a new model (default name
+    /// NAME-TYPE, e.g. base-q8_0), usable as --model NAME-TYPE.
+    Quantize {
+        /// Installed model to read (tiny.en, base, or an imported name).
+        name: String,
+        /// Block quantisation of the weight matrices.
+        #[arg(long, value_enum)]
+        to: QuantType,
+        /// Name of the new model (default NAME-TYPE).
+        #[arg(long = "as", value_name = "NEWNAME")]
+        as_name: Option<String>,
+        /// Replace the new model if it is already installed.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -75,9 +135,13 @@ impl ModelsCommand {
                     .filter(|i| catalogue.get(&i.name).is_err())
                 {
                     println!(
-                        "  {:10} installed, {:.0} MB, imported",
+                        "  {:10} installed, {:.0} MB, {}",
                         extra.name,
-                        extra.bytes as f64 / 1e6
+                        extra.bytes as f64 / 1e6,
+                        extra.provenance.map_or_else(
+                            || "imported".to_owned(),
+                            |p| format!("from {} ({})", p.source, p.origin)
+                        )
                     );
                 }
                 Ok(ExitCode::SUCCESS)
@@ -102,13 +166,35 @@ impl ModelsCommand {
                 Ok(ExitCode::SUCCESS)
             }
             ModelsCommand::ImportCt2 { dir, name, weights } => {
-                let ty = match weights {
-                    WeightType::F16 => model::ggml::GgmlType::F16,
-                    WeightType::F32 => model::ggml::GgmlType::F32,
-                };
-                let path = model::import_ct2(&store, &name, &dir, ty, &ByteBars::default())
-                    .with_context(|| format!("importing {}", dir.display()))?;
+                let path =
+                    model::import_ct2(&store, &name, &dir, weights.ggml(), &ByteBars::default())
+                        .with_context(|| format!("importing {}", dir.display()))?;
                 println!("{name} imported: {}", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            ModelsCommand::Quantize {
+                name,
+                to,
+                as_name,
+                force,
+            } => {
+                let to = to.ggml();
+                let new_name = as_name.unwrap_or_else(|| model::quantize::default_name(&name, to));
+                let path = model::quantize::quantize_installed(
+                    &store,
+                    &name,
+                    &new_name,
+                    to,
+                    force,
+                    &ByteBars::default(),
+                )
+                .with_context(|| format!("quantising {name} to {to}"))?;
+                let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                println!(
+                    "{new_name} written: {} ({:.0} MB); use --model {new_name}",
+                    path.display(),
+                    bytes as f64 / 1e6
+                );
                 Ok(ExitCode::SUCCESS)
             }
         }

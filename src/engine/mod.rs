@@ -127,6 +127,7 @@ impl Engine {
     /// Validates the file (so corrupt models fail here with a message, not inside whisper.cpp),
     /// then loads it.
     pub fn load(name: &str, path: &Path) -> Result<Self, EngineError> {
+        let started = std::time::Instant::now();
         let info = ggml::inspect(path)?;
         // whisper.cpp 1.8.3 loads f32 models but aborts in its convolution (GGML_ASSERT on an
         // f32 kernel) at the first decode; refuse them here instead.
@@ -144,6 +145,12 @@ impl Engine {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;
+        tracing::info!(
+            model = name,
+            weights = %info.weight_type(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
         Ok(Self {
             ctx: Arc::new(ctx),
             name: name.to_owned(),

@@ -12,10 +12,13 @@
 //!
 //! The tensor set, shapes and types come from [`ggml::expected_tensors`], the same table
 //! [`ggml::inspect`] checks files against, so a conversion cannot drift from what the loader
-//! accepts. Tensors are converted one at a time; F16 weights are copied bit for bit.
+//! accepts. Tensors are converted one at a time; F16 weights are copied bit for bit, or
+//! quantised on the way (q8_0, q5_1, q5_0: the writer encodes them with
+//! [`super::quantize::blocks`]) to give the same file as converting to F16 and quantising.
 
 use super::ct2::{self, Ct2Dtype, Ct2Error, Ct2Model, Ct2Variable};
 use super::ggml::{self, GgmlType, GgmlWriter, HParams, MelFilters, TensorData, TensorSpec};
+use super::quantize::blocks;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -40,7 +43,7 @@ pub enum ConvertError {
     },
     #[error("{path}: {reason}")]
     Vocabulary { path: PathBuf, reason: String },
-    #[error("cannot write {0} weights: the converter writes f32 or f16 (quantise afterwards)")]
+    #[error("cannot write {0} weights: the converter writes f32, f16, q8_0, q5_1 or q5_0")]
     UnsupportedWeightType(GgmlType),
     #[error("writing the ggml model: {0}")]
     Write(#[source] std::io::Error),
@@ -49,7 +52,8 @@ pub enum ConvertError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvertOptions {
     /// Type of the large matrices. F16 (the default) keeps CTranslate2's float16 weights bit
-    /// for bit; F32 doubles the file for no gain in accuracy.
+    /// for bit; F32 doubles the file for no gain in accuracy; Q8_0, Q5_1 and Q5_0 quantise
+    /// the float16 values as whisper.cpp's `quantize` tool would.
     pub weight_type: GgmlType,
 }
 
@@ -82,7 +86,9 @@ pub fn convert_ct2_dir(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport, ConvertError> {
-    if !matches!(opts.weight_type, GgmlType::F32 | GgmlType::F16) {
+    if !matches!(opts.weight_type, GgmlType::F32 | GgmlType::F16)
+        && !blocks::is_supported(opts.weight_type)
+    {
         return Err(ConvertError::UnsupportedWeightType(opts.weight_type));
     }
     let model = Ct2Model::read(&dir.join("model.bin"))?;
@@ -109,6 +115,24 @@ pub fn convert_ct2_dir(
         })?;
         let var = src.resolve(&model, &spec)?;
         plan.push((spec, src, var));
+    }
+    // whisper.cpp needs every weight matrix in the model's type, so one whose rows are not
+    // whole quantisation blocks makes the whole model impossible in that type.
+    if let Some((spec, _, _)) = plan
+        .iter()
+        .find(|(s, _, _)| s.ty.is_quantised() && s.ne[0] % blocks::BLOCK_LEN != 0)
+    {
+        return Err(ConvertError::Model {
+            path: model.path.clone(),
+            reason: format!(
+                "tensor '{}' has rows of {} values, not whole {}-value blocks, so the model \
+                 cannot be {}",
+                spec.name,
+                spec.ne[0],
+                blocks::BLOCK_LEN,
+                spec.ty
+            ),
+        });
     }
     let total: u64 = plan
         .iter()
@@ -425,7 +449,7 @@ pub fn hparams_of(model: &Ct2Model, weight_type: GgmlType) -> Result<HParams, Co
         n_text_head: heads("decoder", dec_pos[1])?,
         n_text_layer: to_i32(layers("decoder"), "n_text_layer")?,
         n_mels: to_i32(conv1[1], "n_mels")?,
-        ftype: weight_type.ftype(),
+        ftype: weight_type.file_ftype(),
     };
     hp.validate()
         .map_err(|r| bad(format!("unusable hyper-parameters {hp:?}: {r}")))?;
@@ -1158,6 +1182,42 @@ mod tests {
     }
 
     #[test]
+    fn quantised_conversion_needs_rows_of_whole_blocks_and_writes_nothing_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        Synthetic::new(1, 1).write(dir.path());
+        let mut out = Vec::new();
+        let e = convert_ct2_dir(
+            dir.path(),
+            &mut out,
+            &ConvertOptions {
+                weight_type: GgmlType::Q8_0,
+            },
+            &mut |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("'encoder.blocks.0.attn.query.weight' has rows of 4 values")
+                && e.ends_with("cannot be q8_0"),
+            "{e}"
+        );
+        assert!(out.is_empty());
+        // The same model converted to F16 cannot be quantised afterwards either.
+        let (f16, _, _) = convert_to_file(dir.path(), GgmlType::F16);
+        let e =
+            crate::model::quantize::quantize_model(&f16, &mut out, GgmlType::Q5_1, &mut |_, _| {})
+                .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                crate::model::quantize::QuantizeError::RowNotWholeBlocks { row: 4, .. }
+            ),
+            "{e}"
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn vocabulary_header_holds_the_byte_tokens_below_endoftext() {
         let dir = tempfile::tempdir().unwrap();
         Synthetic::new(1, 1).write(dir.path());
@@ -1277,13 +1337,13 @@ mod tests {
             dir.path(),
             &mut Vec::new(),
             &ConvertOptions {
-                weight_type: GgmlType::Q8_0,
+                weight_type: GgmlType::Q4_0,
             },
             &mut |_, _| {},
         );
         assert!(matches!(
             e,
-            Err(ConvertError::UnsupportedWeightType(GgmlType::Q8_0))
+            Err(ConvertError::UnsupportedWeightType(GgmlType::Q4_0))
         ));
         let e = convert_ct2_dir(
             dir.path(),
@@ -1471,6 +1531,27 @@ mod tests {
             tensor_f32(&path, &info, "encoder.positional_embedding").1,
             src.dtype.to_f32(model.bytes(src))
         );
+
+        // Converting straight to q8_0 gives the same file as quantising the f16 conversion.
+        let mut direct = Vec::new();
+        convert_ct2_dir(
+            &dir,
+            &mut direct,
+            &ConvertOptions {
+                weight_type: GgmlType::Q8_0,
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let mut two_step = Vec::new();
+        crate::model::quantize::quantize_model(
+            &path,
+            &mut two_step,
+            GgmlType::Q8_0,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(direct == two_step, "direct q8_0 conversion differs");
     }
 
     #[test]

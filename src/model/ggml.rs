@@ -20,10 +20,16 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::quantize::blocks;
+
 /// `GGML_FILE_MAGIC`, "ggml" read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x6767_6d6c;
 /// `ftype` carries the quantisation version in its thousands (`GGML_QNT_VERSION_FACTOR`).
 pub const QNT_VERSION_FACTOR: i32 = 1000;
+/// `GGML_QNT_VERSION` of the ggml in whisper.cpp 1.8.3: the block layouts of
+/// [`crate::model::quantize`] are those of version 2 (q4/q5 scales in f16, q8_0 without a
+/// sum), and whisper.cpp's `quantize` tool stamps it into the `ftype` of every file it writes.
+pub const QNT_VERSION: i32 = 2;
 /// Frequency bins of whisper.cpp's fixed 400-point FFT; `log_mel_spectrogram` asserts the
 /// filterbank has exactly this many columns.
 pub const N_FFT_BINS: usize = 201;
@@ -124,6 +130,22 @@ impl GgmlType {
             Self::Q8_0 => 7,
             Self::Q5_0 => 8,
             Self::Q5_1 => 9,
+        }
+    }
+
+    /// Whether this is a block quantisation (rather than plain floats).
+    pub fn is_quantised(self) -> bool {
+        !matches!(self, Self::F32 | Self::F16)
+    }
+
+    /// The `ftype` to store in a file's header: [`GgmlType::ftype`], plus
+    /// [`QNT_VERSION`] × [`QNT_VERSION_FACTOR`] for quantised types, as whisper.cpp's
+    /// `quantize` tool writes it (float models carry no version).
+    pub fn file_ftype(self) -> i32 {
+        if self.is_quantised() {
+            QNT_VERSION * QNT_VERSION_FACTOR + self.ftype()
+        } else {
+            self.ftype()
         }
     }
 
@@ -396,7 +418,8 @@ pub fn expected_tensors(hp: &HParams) -> Option<Vec<TensorSpec>> {
 /// Tensor contents handed to [`GgmlWriter::write_tensor`].
 #[derive(Debug, Clone, Copy)]
 pub enum TensorData<'a> {
-    /// Values, encoded by the writer into the tensor's type (F32 or F16 only).
+    /// Values, encoded by the writer into the tensor's type (F32, F16, or a block
+    /// quantisation that [`blocks`] encodes).
     F32(&'a [f32]),
     /// Bytes already in the tensor type's little-endian encoding.
     Raw(&'a [u8]),
@@ -525,7 +548,9 @@ impl<W: Write> GgmlWriter<W> {
                     v.len()
                 )))
             }
-            TensorData::F32(_) if !matches!(ty, GgmlType::F32 | GgmlType::F16) => {
+            TensorData::F32(_)
+                if !matches!(ty, GgmlType::F32 | GgmlType::F16) && !blocks::is_supported(ty) =>
+            {
                 return Err(invalid(format!(
                     "tensor '{name}': the writer cannot quantise to {ty}"
                 )))
@@ -545,6 +570,8 @@ impl<W: Write> GgmlWriter<W> {
             TensorData::Raw(b) => self.put(b)?,
             TensorData::F32(values) => {
                 // Encode in chunks: a whole F32 copy of the token embedding would be 100+ MB.
+                // The chunk is a whole number of 32-value blocks, and nbytes() above checked
+                // that rows are too, so quantisation blocks never straddle a chunk or a row.
                 let mut buf = Vec::with_capacity(64 * 1024);
                 for chunk in values.chunks(16 * 1024) {
                     buf.clear();
@@ -552,6 +579,8 @@ impl<W: Write> GgmlWriter<W> {
                         GgmlType::F32 => {
                             buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
                         }
+                        _ if ty.is_quantised() => blocks::encode(ty, chunk, &mut buf)
+                            .map_err(|e| invalid(format!("tensor '{name}': {e}")))?,
                         _ => buf.extend(
                             chunk
                                 .iter()
@@ -770,6 +799,20 @@ impl Walker<'_> {
 /// dimensions, types) the loader creates for these hyper-parameters, each complete, with
 /// nothing after the last.
 pub fn inspect(path: &Path) -> Result<ModelFileInfo, ModelFileError> {
+    inspect_with_header(path).map(|(info, _)| info)
+}
+
+/// Everything before a model file's first tensor, as [`GgmlWriter::write_header`] takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelHeader {
+    pub hparams: HParams,
+    pub mel: MelFilters,
+    /// Raw bytes of the tokens stored in the file.
+    pub vocab: Vec<Vec<u8>>,
+}
+
+/// [`inspect`], also returning the header's contents, for tools that rewrite a model.
+pub fn inspect_with_header(path: &Path) -> Result<(ModelFileInfo, ModelHeader), ModelFileError> {
     let io = |source| ModelFileError::Io {
         path: path.to_owned(),
         source,
@@ -810,10 +853,14 @@ pub fn inspect(path: &Path) -> Result<ModelFileInfo, ModelFileError> {
             ),
         ));
     }
-    w.skip(
-        &|| "the mel filterbank".into(),
-        n_mel as u64 * n_fft as u64 * 4,
-    )?;
+    let mel_data: Vec<f32> = w
+        .bytes(
+            &|| "the mel filterbank".into(),
+            n_mel as u64 * n_fft as u64 * 4,
+        )?
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
 
     let vocab_at = w.pos;
     let vocab_len = w.i32(&|| "the vocabulary size".into())?;
@@ -827,6 +874,7 @@ pub fn inspect(path: &Path) -> Result<ModelFileInfo, ModelFileError> {
         ));
     }
     let mut has_space = false;
+    let mut vocab = Vec::with_capacity(vocab_len as usize);
     for i in 0..vocab_len {
         let at = w.pos;
         let n = w.u32(&|| format!("the length of vocabulary token {i}"))?;
@@ -835,6 +883,7 @@ pub fn inspect(path: &Path) -> Result<ModelFileInfo, ModelFileError> {
         }
         let token = w.bytes(&|| format!("vocabulary token {i}"), u64::from(n))?;
         has_space |= token == b" ";
+        vocab.push(token);
     }
     if !has_space {
         // whisper_full looks up " " with std::map::at when suppressing blanks.
@@ -951,14 +1000,24 @@ pub fn inspect(path: &Path) -> Result<ModelFileInfo, ModelFileError> {
             first: missing.first().map_or_else(String::new, |s| (*s).clone()),
         });
     }
-    Ok(ModelFileInfo {
+    let info = ModelFileInfo {
         hparams,
         n_mel: n_mel as usize,
         n_fft: n_fft as usize,
         vocab_len: vocab_len as usize,
         tensors,
         file_len: len,
-    })
+    };
+    let header = ModelHeader {
+        hparams,
+        mel: MelFilters {
+            n_mel: n_mel as usize,
+            n_fft: n_fft as usize,
+            data: mel_data,
+        },
+        vocab,
+    };
+    Ok((info, header))
 }
 
 #[cfg(test)]
@@ -1355,7 +1414,7 @@ mod tests {
             .write_tensor("t", &[2], GgmlType::F32, TensorData::Raw(&[0; 4]))
             .is_err());
         assert!(w
-            .write_tensor("t", &[2, 32], GgmlType::Q8_0, TensorData::F32(&[0.0; 64]))
+            .write_tensor("t", &[2, 32], GgmlType::Q4_0, TensorData::F32(&[0.0; 64]))
             .is_err());
         let bytes = w.into_inner();
         let rec = &bytes[start..];
@@ -1375,6 +1434,50 @@ mod tests {
             "subnormal f16 kept: {}",
             values[5]
         );
+    }
+
+    #[test]
+    fn writer_quantises_values_with_the_block_encoder() {
+        let values: Vec<f32> = (0..96).map(|i| (i as f32 * 0.7).sin()).collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q5_1] {
+            let mut w = GgmlWriter::new(Vec::new());
+            w.write_header(&small_hparams(ty), &mel(2), &vocab())
+                .unwrap();
+            let start = w.bytes_written() as usize;
+            let n = w
+                .write_tensor("q", &[3, 32], ty, TensorData::F32(&values))
+                .unwrap();
+            assert_eq!(n, 3 * ty.block_bytes() as u64);
+            let mut want = Vec::new();
+            blocks::encode(ty, &values, &mut want).unwrap();
+            let bytes = w.into_inner();
+            // Record header: n_dims, name length, type, two dimensions, one-byte name.
+            assert_eq!(bytes[start + 8..start + 12], ty.id().to_le_bytes());
+            assert_eq!(bytes[start + 21..], want[..], "{ty}");
+        }
+        let mut w = GgmlWriter::new(Vec::new());
+        w.write_header(&small_hparams(GgmlType::Q8_0), &mel(2), &vocab())
+            .unwrap();
+        let e = w
+            .write_tensor("odd", &[2, 48], GgmlType::Q8_0, TensorData::F32(&[0.0; 96]))
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot be stored as q8_0"), "{e}");
+    }
+
+    #[test]
+    fn quantised_ftypes_carry_the_quantisation_version() {
+        assert_eq!(GgmlType::Q8_0.file_ftype(), 2007);
+        assert_eq!(GgmlType::Q5_1.file_ftype(), 2009);
+        assert_eq!(GgmlType::Q5_0.file_ftype(), 2008);
+        assert_eq!(GgmlType::F16.file_ftype(), 1);
+        for t in [
+            GgmlType::Q8_0,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::F16,
+        ] {
+            assert_eq!(GgmlType::from_ftype(t.file_ftype()), Some(t));
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod ct2;
 pub mod ggml;
 mod progress;
 mod pull;
+pub mod quantize;
 mod store;
 
 pub use catalogue::{Catalogue, CatalogueEntry};
@@ -48,6 +49,12 @@ pub enum ModelError {
     Convert(#[from] convert::ConvertError),
     #[error(transparent)]
     ModelFile(#[from] ggml::ModelFileError),
+    #[error(transparent)]
+    Quantize(#[from] quantize::QuantizeError),
+    #[error("model '{name}' is already installed at {path}; pass --force to replace it")]
+    AlreadyInstalled { name: String, path: PathBuf },
+    #[error("the quantised copy of '{name}' needs a name of its own (--as NAME)")]
+    WouldReplaceSource { name: String },
     #[error("every source failed for '{name}':\n{reasons}")]
     AllSourcesFailed { name: String, reasons: String },
     #[error("models catalogue: {0}")]

@@ -66,7 +66,7 @@ fn sha256_hex(h: Sha256) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash_file(path: &Path) -> Result<String, ModelError> {
+pub(super) fn hash_file(path: &Path) -> Result<String, ModelError> {
     let mut f = std::fs::File::open(path).map_err(ModelError::io(path))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(ModelError::io(path))?;
