@@ -11,8 +11,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/callscribe/target}"
 cargo fmt --all -- --check
 cargo build --all-targets --locked
 # The real models the integration tests run on (fetched and converted once, then cached).
-cargo run --quiet --locked -- models pull tiny.en
-cargo run --quiet --locked -- models pull base
+# The binary just built, not `cargo run`: that builds without the dev-dependencies' features
+# and so compiles the crate a second time (2.5 min here).
+"$CARGO_TARGET_DIR/debug/callscribe" models pull tiny.en
+"$CARGO_TARGET_DIR/debug/callscribe" models pull base
 cargo clippy --all-targets --locked -- -D warnings
 # The independent gRPC client (tests/python/client.py, driven by tests/grpc_python.rs) needs
 # grpcio, grpcio-tools and grpcio-health-checking: a venv kept beside the build cache.

@@ -64,7 +64,7 @@ fn channel_wers(engine: &Engine) -> [f64; 2] {
         ..Default::default()
     };
     opts.decode.language = "en".into();
-    let mut worker = engine.worker(2).expect("whisper state");
+    let mut worker = engine.worker(common::TEST_THREADS).expect("whisper state");
     let t = transcribe_file(&path, &mut worker, &opts, &mut |_| {}).expect("transcribe");
     let r = Reference::of(&path);
     [0, 1].map(|ch| {
