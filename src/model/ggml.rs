@@ -186,6 +186,54 @@ pub struct HParams {
     pub ftype: i32,
 }
 
+/// Layouts the tests build models and expectations from (one place, not a literal per test).
+#[cfg(test)]
+impl HParams {
+    fn whisper(n_vocab: i32, state: i32, head: i32, layers: i32, ftype: i32) -> Self {
+        HParams {
+            n_vocab,
+            n_audio_ctx: 1500,
+            n_audio_state: state,
+            n_audio_head: head,
+            n_audio_layer: layers,
+            n_text_ctx: 448,
+            n_text_state: state,
+            n_text_head: head,
+            n_text_layer: layers,
+            n_mels: 80,
+            ftype,
+        }
+    }
+
+    /// OpenAI's tiny.en.
+    pub(crate) fn tiny_en(ftype: i32) -> Self {
+        Self::whisper(51864, 384, 6, 4, ftype)
+    }
+
+    /// OpenAI's base (multilingual).
+    pub(crate) fn base(ftype: i32) -> Self {
+        Self::whisper(51865, 512, 8, 6, ftype)
+    }
+
+    /// Structurally complete, numerically meaningless: one layer each, 32 wide (a whole Q8_0
+    /// block), a real-size vocabulary because whisper.cpp needs one.
+    pub(crate) fn small(ftype: i32) -> Self {
+        HParams {
+            n_vocab: 51864,
+            n_audio_ctx: 6,
+            n_audio_state: 32,
+            n_audio_head: 4,
+            n_audio_layer: 1,
+            n_text_ctx: 5,
+            n_text_state: 32,
+            n_text_head: 4,
+            n_text_layer: 1,
+            n_mels: 2,
+            ftype,
+        }
+    }
+}
+
 impl HParams {
     pub fn to_array(&self) -> [i32; 11] {
         [
@@ -1024,22 +1072,8 @@ pub fn inspect_with_header(path: &Path) -> Result<(ModelFileInfo, ModelHeader), 
 mod tests {
     use super::*;
 
-    /// Structurally complete, numerically meaningless: one layer each, 32 wide (a whole Q8_0
-    /// block), a real-size vocabulary because whisper.cpp needs one.
     fn small_hparams(weight: GgmlType) -> HParams {
-        HParams {
-            n_vocab: 51864,
-            n_audio_ctx: 6,
-            n_audio_state: 32,
-            n_audio_head: 4,
-            n_audio_layer: 1,
-            n_text_ctx: 5,
-            n_text_state: 32,
-            n_text_head: 4,
-            n_text_layer: 1,
-            n_mels: 2,
-            ftype: weight.ftype(),
-        }
+        HParams::small(weight.ftype())
     }
 
     fn mel(n_mel: usize) -> MelFilters {

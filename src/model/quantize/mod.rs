@@ -240,19 +240,7 @@ mod tests {
 
     /// Layout of a whisper model the size of tiny (4 + 4 layers, 384 wide).
     fn hparams(weight: GgmlType) -> HParams {
-        HParams {
-            n_vocab: 51864,
-            n_audio_ctx: 1500,
-            n_audio_state: 384,
-            n_audio_head: 6,
-            n_audio_layer: 4,
-            n_text_ctx: 448,
-            n_text_state: 384,
-            n_text_head: 6,
-            n_text_layer: 4,
-            n_mels: 80,
-            ftype: weight.file_ftype(),
-        }
+        HParams::tiny_en(weight.file_ftype())
     }
 
     #[test]
@@ -289,19 +277,7 @@ mod tests {
     /// A small but loadable-shaped f16 model (32 wide, one layer each) with varied values, so
     /// that quantisation has something to do.
     fn small_f16_model(dir: &Path) -> PathBuf {
-        let hp = HParams {
-            n_vocab: 51864,
-            n_audio_ctx: 6,
-            n_audio_state: 32,
-            n_audio_head: 4,
-            n_audio_layer: 1,
-            n_text_ctx: 5,
-            n_text_state: 32,
-            n_text_head: 4,
-            n_text_layer: 1,
-            n_mels: 2,
-            ftype: GgmlType::F16.file_ftype(),
-        };
+        let hp = HParams::small(GgmlType::F16.file_ftype());
         let mut w = GgmlWriter::new(Vec::new());
         let mel = MelFilters {
             n_mel: 2,
