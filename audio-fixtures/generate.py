@@ -217,6 +217,22 @@ def terms_call(work, calls, dialogues):
     write_ref(dict(ref, hotwords=spec["hotwords"]), tel, sample_rate_hz=8000)
 
 
+def telephony_variants(turns, gaps, out_dir, stem):
+    """The long calls as a telephone delivers them: `{stem}_8k.wav` (two channels, 300–3400 Hz)
+    and `{stem}_8k_mono.wav` (the parties mixed), each with its reference; returns the stereo
+    path and its reference."""
+    stereo = out_dir / f"{stem}_16k.wav"
+    ref = assemble(turns, 2, stereo, "en", gaps=gaps)
+    tel = out_dir / f"{stem}_8k.wav"
+    sox_variant(stereo, tel, 8000, "sinc", "300-3400")
+    write_ref(ref, tel, sample_rate_hz=8000)
+    mono = out_dir / f"{stem}_8k_mono.wav"
+    sox_variant(tel, mono, 8000, "remix", "1,2", channels=1)
+    write_ref(ref, mono, channels=1, utterances=[dict(u, channel=0, role="mixed") for u in ref["utterances"]])
+    stereo.unlink()
+    return tel, ref
+
+
 def long_call(out_dir):
     """10 minutes, both dialogues' lines cycled, ~40 % silence, 8 kHz stereo and mono."""
     dialogues = json.loads((HERE / "dialogues.json").read_text(encoding="utf-8"))
@@ -239,15 +255,7 @@ def long_call(out_dir):
             turns.append((role, clip, text, extra))
             speech += len(clip)
             i += 1
-        stereo = out_dir / "long_call_16k.wav"
-        ref = assemble(turns, 2, stereo, "en", gaps=gaps)
-        tel = out_dir / "long_call_8k.wav"
-        sox_variant(stereo, tel, 8000, "sinc", "300-3400")
-        write_ref(ref, tel, sample_rate_hz=8000)
-        mono = out_dir / "long_call_8k_mono.wav"
-        sox_variant(tel, mono, 8000, "remix", "1,2", channels=1)
-        write_ref(ref, mono, channels=1, utterances=[dict(u, channel=0, role="mixed") for u in ref["utterances"]])
-        stereo.unlink()
+        tel, ref = telephony_variants(turns, gaps, out_dir, "long_call")
         print(f"{tel}: {ref['duration_ms'] / 60000:.1f} min, {len(turns)} utterances, "
               f"{100 - 100 * speech / (ref['duration_ms'] * 16):.0f}% silence")
 
@@ -298,15 +306,7 @@ def long_call40(out_dir):
         budget = speech * 2 // 3 - lead - tail
         raw = [pattern[k % len(pattern)] for k in range(1, len(turns))]
         gaps = [0] + [g * budget // (sum(raw) * RATE // 1000) for g in raw]  # ms, per turn
-        stereo = out_dir / "long_call40_16k.wav"
-        ref = assemble(turns, 2, stereo, "en", gaps=gaps)
-        tel = out_dir / "long_call40_8k.wav"
-        sox_variant(stereo, tel, 8000, "sinc", "300-3400")
-        write_ref(ref, tel, sample_rate_hz=8000)
-        mono = out_dir / "long_call40_8k_mono.wav"
-        sox_variant(tel, mono, 8000, "remix", "1,2", channels=1)
-        write_ref(ref, mono, channels=1, utterances=[dict(u, channel=0, role="mixed") for u in ref["utterances"]])
-        stereo.unlink()
+        tel, ref = telephony_variants(turns, gaps, out_dir, "long_call40")
         lengths = [len(t[1]) / RATE for t in turns]
         print(f"{tel}: {ref['duration_ms'] / 60000:.1f} min, {len(turns)} utterances of "
               f"{min(lengths):.1f}–{max(lengths):.1f} s, "
