@@ -324,11 +324,7 @@ impl CaptureArgs {
         // Every final is submitted: wait for the sinks (and the suggestions they answer).
         if let Some(f) = &out.forwarder {
             let timeout = Duration::from_millis(config.forward.flush_timeout_ms);
-            if !f.flush(timeout).await {
-                eprintln!(
-                    "warning: some segments are not delivered yet; they stay in the spool (`callscribe spool status`, `callscribe spool replay`)"
-                );
-            }
+            super::flush_forwarding(f, timeout).await;
         }
         while let Ok(Ok(s)) = suggested.try_recv() {
             out.printer.response(&s)?;

@@ -77,6 +77,16 @@ impl Cli {
 }
 
 /// Logs go to stderr so that stdout carries only transcripts.
+/// Waits up to `timeout` for the forwarding sinks before a one-shot command exits; what is
+/// not delivered by then stays in the spool, and the user is told where to find it.
+async fn flush_forwarding(forwarder: &crate::forward::Forwarder, timeout: std::time::Duration) {
+    if !forwarder.flush(timeout).await {
+        eprintln!(
+            "warning: some segments are not delivered yet; they stay in the spool (`callscribe spool status`, `callscribe spool replay`)"
+        );
+    }
+}
+
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",

@@ -341,14 +341,8 @@ impl BatchForward {
 
     /// Waits (up to the flush timeout) for the sinks; what is left stays in the spool.
     fn finish(&self) {
-        let flushed = self
-            .runtime
-            .block_on(self.forwarder.flush(self.flush_timeout));
-        if !flushed {
-            eprintln!(
-                "warning: some segments are not delivered yet; they stay in the spool (`callscribe spool status`, `callscribe spool replay`)"
-            );
-        }
+        self.runtime
+            .block_on(super::flush_forwarding(&self.forwarder, self.flush_timeout));
         self.runtime.block_on(self.forwarder.shutdown());
     }
 }

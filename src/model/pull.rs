@@ -66,7 +66,7 @@ fn sha256_hex(h: Sha256) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) fn hash_file(path: &Path) -> Result<String, ModelError> {
+fn hash_file(path: &Path) -> Result<String, ModelError> {
     let mut f = std::fs::File::open(path).map_err(ModelError::io(path))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(ModelError::io(path))?;
@@ -309,6 +309,32 @@ pub fn import_ct2(
     )
 }
 
+/// Installs a ggml file this process wrote (converted or quantised): checked as whisper.cpp
+/// would load it, hashed, then moved into place with its provenance.
+pub(super) fn commit_written(
+    store: &ModelStore,
+    tmp: tempfile::NamedTempFile,
+    name: &str,
+    source: &str,
+    origin: String,
+) -> Result<PathBuf, ModelError> {
+    ggml::inspect(tmp.path())?;
+    let sha256 = hash_file(tmp.path())?;
+    let bytes = std::fs::metadata(tmp.path())
+        .map_err(ModelError::io(tmp.path()))?
+        .len();
+    store.commit(
+        tmp,
+        &Provenance {
+            name: name.to_owned(),
+            source: source.into(),
+            origin,
+            sha256,
+            bytes,
+        },
+    )
+}
+
 fn convert_into_store(
     store: &ModelStore,
     name: &str,
@@ -334,21 +360,7 @@ fn convert_into_store(
     out.flush().map_err(ModelError::io(tmp.path()))?;
     drop(out);
     progress.end();
-    ggml::inspect(tmp.path())?;
-    let sha256 = hash_file(tmp.path())?;
-    let bytes = std::fs::metadata(tmp.path())
-        .map_err(ModelError::io(tmp.path()))?
-        .len();
-    store.commit(
-        tmp,
-        &Provenance {
-            name: name.to_owned(),
-            source: source.into(),
-            origin: origin.into(),
-            sha256,
-            bytes,
-        },
-    )
+    commit_written(store, tmp, name, source, origin.into())
 }
 
 #[cfg(test)]

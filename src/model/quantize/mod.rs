@@ -17,7 +17,7 @@
 pub mod blocks;
 
 use super::ggml::{self, GgmlType, GgmlWriter, ModelFileError, TensorData};
-use super::store::{ModelStore, Provenance};
+use super::store::ModelStore;
 use super::{ModelError, Progress};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -210,24 +210,16 @@ pub fn quantize_installed(
     let result = quantize_model(&source.path, &mut file, to, &mut report);
     progress.end();
     result?;
-    ggml::inspect(tmp.path())?;
-    let sha256 = super::pull::hash_file(tmp.path())?;
-    let bytes = std::fs::metadata(tmp.path())
-        .map_err(ModelError::io(tmp.path()))?
-        .len();
     let source_sha = source.provenance.as_ref().map_or_else(
         || "unrecorded".to_owned(),
         |p| p.sha256.chars().take(12).collect(),
     );
-    store.commit(
+    super::pull::commit_written(
+        store,
         tmp,
-        &Provenance {
-            name: new_name.to_owned(),
-            source: "quantize".into(),
-            origin: format!("{name} (sha256 {source_sha}…) as {to}"),
-            sha256,
-            bytes,
-        },
+        new_name,
+        "quantize",
+        format!("{name} (sha256 {source_sha}…) as {to}"),
     )
 }
 
