@@ -8,6 +8,16 @@ bash scripts/setup.sh
 # Builds shared between checkouts (CI clones afresh each time): keep the target dir outside.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/callscribe/target}"
 
+# whisper-rs-sys does not notice when the GGML_* settings in .cargo/config.toml change, so a
+# cached whisper.cpp build made without them would be kept: drop it.
+for cache in "$CARGO_TARGET_DIR"/debug/build/whisper-rs-sys-*/out/build/CMakeCache.txt; do
+    if [ -e "$cache" ] && ! grep -q '^GGML_LLAMAFILE:BOOL=ON' "$cache"; then
+        echo "whisper.cpp was built without GGML_LLAMAFILE: rebuilding it"
+        cargo clean -p whisper-rs-sys
+        break
+    fi
+done
+
 cargo fmt --all -- --check
 cargo build --all-targets --locked
 # The real models the integration tests run on (fetched and converted once, then cached).

@@ -8,6 +8,7 @@ use crate::audio::wav::{read_wav, WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
 use crate::config::ChannelMode;
 use crate::dialect::{DialectError, Dialects, Selection};
+use crate::engine::pack::{pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{DecodeConfig, EngineError, Worker, WINDOW_SAMPLES};
 use crate::segment::{segment_all, Cut, Utterance, VadConfig};
 use crate::transcript::{ChannelInfo, DialectUsed, LanguageSource, Segment, Transcript};
@@ -32,15 +33,31 @@ pub enum PipelineError {
 }
 
 /// What the pipeline needs besides the audio.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RecordingOptions {
     pub channels: ChannelMode,
     pub vad: VadConfig,
     /// false: fixed 30 s windows instead of voice activity.
     pub use_vad: bool,
+    /// Decode a channel's consecutive utterances together, up to 28 s per whisper window
+    /// (`engine::pack`), instead of one window per utterance.
+    pub pack: bool,
     pub decode: DecodeConfig,
     /// Dialect adapters and the call's hints; `None` decodes with `decode` as it is.
     pub dialect: Option<DialectRequest>,
+}
+
+impl Default for RecordingOptions {
+    fn default() -> Self {
+        Self {
+            channels: ChannelMode::default(),
+            vad: VadConfig::default(),
+            use_vad: false,
+            pack: true,
+            decode: DecodeConfig::default(),
+            dialect: None,
+        }
+    }
 }
 
 /// How to choose a recording's dialect adapter.
@@ -159,6 +176,7 @@ pub fn transcribe_audio(
             message,
         })?;
     let mut infos = Vec::new();
+    let mut channel_audio = Vec::new();
     let mut utterances: Vec<(Role, Utterance)> = Vec::new();
     for ch in channels {
         let samples = resample_all(&ch.samples, in_rate).map_err(|e| PipelineError::Resample {
@@ -182,6 +200,7 @@ pub fn transcribe_audio(
             role: ch.role,
         });
         utterances.extend(found.into_iter().map(|u| (ch.role, u)));
+        channel_audio.push(samples);
     }
     utterances.sort_by_key(|(_, u)| (u.start, u.channel));
 
@@ -255,14 +274,53 @@ pub fn transcribe_audio(
         language
     };
 
+    // Fixed windows are already full; voice-activity utterances share windows when packing.
+    let (limit, gap) = if opts.pack && opts.use_vad {
+        (PACK_LIMIT, PACK_GAP)
+    } else {
+        (0, 0)
+    };
+    let mut packs = Vec::new();
+    for (info, audio) in infos.iter().zip(&channel_audio) {
+        let mine: Vec<(usize, &Utterance)> = utterances
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, u))| u.channel == info.channel)
+            .map(|(i, (_, u))| (i, u))
+            .collect();
+        let entries = mine.iter().enumerate().map(|(k, &(i, u))| {
+            // The audio between this utterance and the next one (or the channel's end).
+            let from = (u.end().0 as usize).min(audio.len());
+            let to = mine
+                .get(k + 1)
+                .map_or(audio.len(), |(_, next)| next.start.0 as usize)
+                .clamp(from, audio.len());
+            (i, u.samples.as_slice(), &audio[from..to.min(from + gap)])
+        });
+        packs.extend(pack(entries, limit, gap));
+    }
+    drop(channel_audio);
+    packs.sort_by_key(|p| {
+        let first = &utterances[p.pieces[0].index].1;
+        (first.start, first.channel)
+    });
+    tracing::debug!(
+        source,
+        utterances = utterances.len(),
+        windows = packs.len(),
+        "packed"
+    );
+
     let mut segments = Vec::new();
-    for (role, u) in utterances {
+    for p in packs {
         let decoded = worker
-            .transcribe(&u.samples, &language, &decode)
+            .transcribe(&p.samples, &language, &decode)
             .map_err(engine_err)?;
-        progress(u.end().as_secs_f64());
-        segments.extend(decoded.into_iter().map(|d| {
-            let mut seg = Segment::from_decoded(u.channel, role, u.start, d);
+        let last = &utterances[p.pieces[p.pieces.len() - 1].index].1;
+        progress(last.end().as_secs_f64());
+        segments.extend(p.split(decoded).into_iter().map(|(piece, d)| {
+            let (role, u) = &utterances[p.pieces[piece].index];
+            let mut seg = Segment::from_decoded(u.channel, *role, u.start, d);
             if let Some(sel) = &selection {
                 seg.normalise(&sel.adapter);
             }

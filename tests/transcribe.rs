@@ -25,16 +25,31 @@ fn transcribe_with_prompt(
     language: &str,
     prompt: Option<&str>,
 ) -> (Transcript, Reference) {
+    let (t, r, _) = transcribe_counting_windows(model, rel, language, prompt, true);
+    (t, r)
+}
+
+/// Also returns how many whisper windows were decoded: the pipeline reports progress once
+/// per window.
+fn transcribe_counting_windows(
+    model: &str,
+    rel: &str,
+    language: &str,
+    prompt: Option<&str>,
+    pack: bool,
+) -> (Transcript, Reference, usize) {
     let path = fixture(rel);
     let mut opts = RecordingOptions {
         use_vad: true,
+        pack,
         ..Default::default()
     };
     opts.decode.language = language.into();
     opts.decode.initial_prompt = prompt.map(str::to_owned);
-    let t = transcribe_file(&path, &mut worker(model), &opts, &mut |_| {})
+    let mut windows = 0;
+    let t = transcribe_file(&path, &mut worker(model), &opts, &mut |_| windows += 1)
         .unwrap_or_else(|e| panic!("{rel}: {e}"));
-    (t, Reference::of(&path))
+    (t, Reference::of(&path), windows)
 }
 
 fn text_of(t: &Transcript, channel: Option<u32>) -> String {
@@ -106,18 +121,30 @@ fn assert_sorted(t: &Transcript) {
 
 #[test]
 fn two_channel_call_keeps_agent_and_customer_apart_with_accurate_times() {
-    let (t, r) = transcribe("tiny.en", "calls/en_call_16k.wav", "en");
-    for ch in 0..2 {
-        let wer = word_error_rate(&r.channel_text(ch), &text_of(&t, Some(ch)));
-        eprintln!(
-            "en_call_16k tiny.en channel {ch}: WER {wer:.3}\n  {}",
-            text_of(&t, Some(ch))
-        );
-        assert!(wer <= 0.35, "channel {ch} WER {wer:.3}");
+    // Packed (the default) and one window per utterance: the same words and times, from
+    // far fewer encoder windows.
+    let (t, r, windows) =
+        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, true);
+    let (single, _, utterances) =
+        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, false);
+    eprintln!("en_call_16k: {windows} packed windows, {utterances} utterances");
+    assert!(
+        windows * 3 <= utterances,
+        "{windows} windows for {utterances} utterances"
+    );
+    for (how, t) in [("packed", &t), ("one window per utterance", &single)] {
+        for ch in 0..2 {
+            let wer = word_error_rate(&r.channel_text(ch), &text_of(t, Some(ch)));
+            eprintln!(
+                "en_call_16k tiny.en {how} channel {ch}: WER {wer:.3}\n  {}",
+                text_of(t, Some(ch))
+            );
+            assert!(wer <= 0.35, "{how}: channel {ch} WER {wer:.3}");
+        }
+        assert_times(t, &r, 300);
+        assert_sorted(t);
+        assert_eq!(t.channels.len(), 2);
     }
-    assert_times(&t, &r, 300);
-    assert_sorted(&t);
-    assert_eq!(t.channels.len(), 2);
 }
 
 #[test]

@@ -43,6 +43,11 @@ LONG = ["long_call40_8k.wav", "long_call40_8k_mono.wav"]  # generate.py long40
 ENGINES = {
     "callscribe": ("callscribe", {}),
     "callscribe-fit": ("callscribe", {"fit_window": True}),
+    "callscribe-nopack": ("callscribe", {"pack": False}),
+    "callscribe-q8": ("callscribe", {"quant": "q8_0"}),
+    # The binary given by --alt-bin (another build of callscribe, e.g. other ggml flags).
+    "callscribe-alt": ("callscribe", {"alt": True}),
+    "callscribe-alt-q8": ("callscribe", {"alt": True, "quant": "q8_0"}),
     "fw-int8": ("fw", {"compute": "int8", "vad": True}),
     "fw-f32": ("fw", {"compute": "float32", "vad": True}),
     "fw-int8-novad": ("fw", {"compute": "int8", "vad": False}),
@@ -145,8 +150,10 @@ def engine_cmd(name, args, job, run_dir, venv_py):
         # Greedy, no temperature fallback; forwarding off (the kb sink and its spool are not
         # transcription); no auto pull (the store is already provisioned).
         cfg.write_text("[models]\nauto_pull = false\n[decode]\nbeam_size = 1\ntemperature_fallback = false\n"
-                       f"fit_window = {'true' if opt.get('fit_window') else 'false'}\n[forward]\nenabled = false\n")
-        cmd = [args.bin, "--config", str(cfg), "transcribe", str(job["wav"]), "--model", job["model"],
+                       f"fit_window = {'true' if opt.get('fit_window') else 'false'}\n[forward]\nenabled = false\n"
+                       f"[transcribe]\npack = {'false' if opt.get('pack') is False else 'true'}\n")
+        model = f"{job['model']}-{opt['quant']}" if opt.get("quant") else job["model"]
+        cmd = [args.alt_bin if opt.get("alt") else args.bin, "--config", str(cfg), "transcribe", str(job["wav"]), "--model", model,
                "--language", job["language"], "--format", "json", "--workers", "1",
                "--threads", str(args.threads), "-o", str(run_dir / "cs")]
         return kind, cmd, run_dir / "cs" / f"{job['wav'].stem}.json"
@@ -203,6 +210,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("fixtures", nargs="*", help=f"WAVs with a reference JSON beside them (default: {', '.join(DEFAULT_FIXTURES)})")
     ap.add_argument("--bin", default=str(ROOT / "target/release/callscribe"), help="callscribe binary")
+    ap.add_argument("--alt-bin", help="a second callscribe binary, run as the engines callscribe-alt*")
     ap.add_argument("--models", default="tiny.en,base",
                     help="models to run; English-only ones (.en) are skipped on non-English files")
     ap.add_argument("--engines", default=DEFAULT_ENGINES, help=f"comma-separated, from {', '.join(ENGINES)}")

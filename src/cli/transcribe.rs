@@ -48,6 +48,9 @@ pub struct TranscribeArgs {
     /// Skip voice-activity segmentation: fixed 30 s windows.
     #[arg(long)]
     pub no_vad: bool,
+    /// One whisper window per utterance instead of packing a channel's utterances together.
+    #[arg(long)]
+    pub no_pack: bool,
     /// Terms to favour while decoding, comma-separated, each optionally `term:weight`
     /// (default weight 2): product and plan names whisper does not know.
     #[arg(long, value_delimiter = ',')]
@@ -165,6 +168,9 @@ impl TranscribeArgs {
         if self.no_vad {
             config.transcribe.vad = false;
         }
+        if self.no_pack {
+            config.transcribe.pack = false;
+        }
         let format = config.transcribe.format;
         let (jobs, missing) = batch::discover(&self.inputs, self.output.as_deref(), format);
         for m in &missing {
@@ -216,6 +222,7 @@ impl TranscribeArgs {
             channels: config.transcribe.channels.clone(),
             vad: config.vad.clone(),
             use_vad: config.transcribe.vad,
+            pack: config.transcribe.pack,
             decode: config.decode.clone(),
             dialect: Some(crate::pipeline::DialectRequest {
                 dialects,

@@ -148,6 +148,7 @@ impl Transcription for TranscriptionService {
             channels: roles,
             vad: self.shared.settings.vad.clone(),
             use_vad: true,
+            pack: true,
             decode,
             dialect: Some(crate::pipeline::DialectRequest {
                 dialects,
