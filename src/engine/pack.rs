@@ -11,12 +11,16 @@
 //! together. Live calls do not pack: each final waits for its own utterance only.
 
 use super::{Decoded, Word};
+use crate::audio::{CallTime, PIPELINE_RATE_HZ};
+use crate::transcript::join_text;
+
+const RATE: usize = PIPELINE_RATE_HZ as usize;
 
 /// Audio per pack: two seconds short of whisper's window, so a window's last words are not
 /// cut off at the edge and whisper.cpp seldom needs a second pass for the tail.
-pub const PACK_LIMIT: usize = 28 * 16_000;
+pub const PACK_LIMIT: usize = 28 * RATE;
 /// Pause between packed utterances. Whisper ends a segment at a pause this long.
-pub const PACK_GAP: usize = 16_000;
+pub const PACK_GAP: usize = RATE;
 
 /// One utterance's place in a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +34,11 @@ pub struct Piece {
 
 impl Piece {
     fn at_ms(&self) -> u64 {
-        self.at as u64 * 1000 / 16_000
+        CallTime(self.at as u64).as_ms()
     }
 
     fn end_ms(&self) -> u64 {
-        (self.at + self.len) as u64 * 1000 / 16_000
+        CallTime((self.at + self.len) as u64).as_ms()
     }
 
     /// A pack time as a time in this utterance, clamped onto it.
@@ -215,22 +219,12 @@ fn split_by_owner(d: Decoded, owner: &[usize]) -> Vec<(usize, Decoded)> {
     out
 }
 
-/// Words back into text when they cannot be found in the segment's (lossy) text: a space
-/// between words unless both sides are written without spaces (CJK).
+/// Words back into text when they cannot be found in the segment's (lossy) text, spaced as
+/// the rest of the project joins text.
 fn join_words(words: &[Word]) -> String {
-    let mut text = String::new();
-    for w in words {
-        let tight = text
-            .chars()
-            .last()
-            .is_some_and(|c| !c.is_ascii() && c.is_alphanumeric())
-            && w.text.chars().next().is_some_and(|c| !c.is_ascii());
-        if !text.is_empty() && !tight {
-            text.push(' ');
-        }
-        text.push_str(&w.text);
-    }
-    text
+    let mut texts = words.iter().map(|w| w.text.clone());
+    let first = texts.next().unwrap_or_default();
+    texts.fold(first, |text, w| join_text(&text, &w))
 }
 
 #[cfg(test)]
