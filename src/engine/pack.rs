@@ -133,30 +133,113 @@ impl Pack {
     }
 
     /// Whisper's segments of this pack as (piece, segment with times in that utterance).
-    /// A segment whose words fall in more than one utterance is split between them; without
-    /// words a segment goes whole to the utterance that holds its midpoint.
+    /// Words go to the utterance that holds their time, with the cuts between utterances moved
+    /// to a nearby sentence end across whisper's segment borders (see
+    /// [`snap_cuts_to_sentence_ends`]); a segment whose words fall in more than one utterance
+    /// is split between them, and a fragment left without punctuation joins the next segment
+    /// of its utterance. Without words a segment goes whole to the utterance that holds its
+    /// midpoint.
     pub fn split(&self, decoded: Vec<Decoded>) -> Vec<(usize, Decoded)> {
-        let mut out = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        let mut ends = Vec::new();
+        for d in &decoded {
+            for w in &d.words {
+                owner.push(self.piece_at((w.start_ms + w.end_ms) / 2));
+                ends.push(ends_sentence(&w.text));
+            }
+        }
+        snap_cuts_to_sentence_ends(&ends, &mut owner);
+        let mut out: Vec<(usize, Decoded)> = Vec::new();
+        let mut at = 0;
         for d in decoded {
             if d.words.is_empty() {
                 let i = self.piece_at((d.start_ms + d.end_ms) / 2);
                 out.push((i, self.pieces[i].localise(d)));
                 continue;
             }
-            let owner: Vec<usize> = d
-                .words
-                .iter()
-                .map(|w| self.piece_at((w.start_ms + w.end_ms) / 2))
-                .collect();
-            if owner.iter().all(|&o| o == owner[0]) {
-                out.push((owner[0], self.pieces[owner[0]].localise(d)));
-                continue;
-            }
-            for (i, part) in split_by_owner(d, &owner) {
-                out.push((i, self.pieces[i].localise(part)));
+            let own = &owner[at..at + d.words.len()];
+            at += d.words.len();
+            let parts = if own.iter().all(|&o| o == own[0]) {
+                vec![(own[0], d)]
+            } else {
+                split_by_owner(d, own)
+            };
+            for (i, part) in parts {
+                let part = self.pieces[i].localise(part);
+                match out.last_mut() {
+                    Some((last, prev)) if *last == i && is_fragment(&prev.text) => {
+                        join_into(prev, part)
+                    }
+                    _ => out.push((i, part)),
+                }
             }
         }
         out
+    }
+}
+
+fn ends_sentence(text: &str) -> bool {
+    text.trim_end()
+        .ends_with(['。', '？', '！', '.', '?', '!', '…'])
+}
+
+/// Text that stops without any punctuation: whisper broke a segment mid-sentence.
+fn is_fragment(text: &str) -> bool {
+    text.trim_end()
+        .chars()
+        .last()
+        .is_some_and(char::is_alphanumeric)
+}
+
+fn join_into(prev: &mut Decoded, next: Decoded) {
+    let (a, b) = (prev.words.len() as f32, next.words.len() as f32);
+    if a + b > 0.0 {
+        prev.confidence = (prev.confidence * a + next.confidence * b) / (a + b);
+    }
+    prev.text = join_text(&prev.text, &next.text);
+    prev.start_ms = prev.start_ms.min(next.start_ms);
+    prev.end_ms = prev.end_ms.max(next.end_ms);
+    prev.no_speech_prob = prev.no_speech_prob.min(next.no_speech_prob);
+    prev.words.extend(next.words);
+}
+
+/// Words a cut between utterances may move to reach a sentence end.
+const SNAP_WORDS: usize = 2;
+
+/// Moves each cut between two utterances' words to a sentence end within [`SNAP_WORDS`]
+/// words, nearest first. whisper.cpp's word times drift by a few hundred milliseconds, so a
+/// cut by times alone can fall a word off the pause, worst in Chinese where every character is
+/// a word: "很抱 | 歉，我帮您查一下" instead of "很抱歉，我帮您查一下". Whisper ends what one
+/// utterance said with 。？！.?! far more reliably than it times its last token.
+fn snap_cuts_to_sentence_ends(ends: &[bool], owner: &mut [usize]) {
+    if owner.is_empty() {
+        return;
+    }
+    // A cut at `c` puts words[..c] before it; runs are [cuts[k], cuts[k + 1]).
+    let mut cuts: Vec<usize> = (1..owner.len())
+        .filter(|&i| owner[i] != owner[i - 1])
+        .collect();
+    let runs: Vec<usize> = std::iter::once(owner[0])
+        .chain(cuts.iter().map(|&c| owner[c]))
+        .collect();
+    for k in 0..cuts.len() {
+        let b = cuts[k];
+        let lo = if k == 0 { 1 } else { cuts[k - 1] + 1 };
+        let hi = cuts.get(k + 1).map_or(owner.len(), |&n| n - 1);
+        let best = (0..=SNAP_WORDS)
+            .flat_map(|d| [b.checked_sub(d), Some(b + d)])
+            .flatten()
+            .find(|&c| c >= lo.max(1) && c <= hi && ends[c - 1]);
+        if let Some(c) = best {
+            cuts[k] = c;
+        }
+    }
+    let mut run = 0;
+    for (i, o) in owner.iter_mut().enumerate() {
+        while run < cuts.len() && i >= cuts[run] {
+            run += 1;
+        }
+        *o = runs[run];
     }
 }
 
@@ -381,6 +464,82 @@ mod tests {
         let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
         assert_eq!(texts, [(0, "您好"), (1, "请问")]);
         assert_eq!(join_words(&out[1].1.words), "请问");
+    }
+
+    #[test]
+    fn a_cut_that_drifted_off_the_pause_moves_to_the_sentence_end() {
+        let (_, packs) = three();
+        // whisper.cpp timed 很 and 抱 before the pause, though they begin the next utterance.
+        let out = packs[0].split(vec![seg(
+            "您好。很抱歉，我",
+            0,
+            3600,
+            vec![
+                word("您", 0, 500),
+                word("好。", 500, 1700),
+                word("很", 1800, 1900),
+                word("抱", 1900, 2400),
+                word("歉，", 3100, 3300),
+                word("我", 3300, 3600),
+            ],
+        )]);
+        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
+        assert_eq!(texts, [(0, "您好。"), (1, "很抱歉，我")]);
+        assert_eq!(out[1].1.words[0].text, "很");
+
+        // The last character timed after the pause, its full stop with it: it stays.
+        let out = packs[0].split(vec![seg(
+            "扣了两次。",
+            0,
+            3400,
+            vec![
+                word("扣", 0, 500),
+                word("了", 500, 800),
+                word("两", 800, 1500),
+                word("次。", 3050, 3400),
+            ],
+        )]);
+        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
+        assert_eq!(texts, [(0, "扣了两次。")]);
+
+        // whisper.cpp ended a segment inside the word, in the pause: the cut still moves to
+        // the sentence end, and the fragment joins the rest of its utterance.
+        let out = packs[0].split(vec![
+            seg(
+                "您好。很抱",
+                0,
+                2400,
+                vec![
+                    word("您", 0, 500),
+                    word("好。", 500, 1700),
+                    word("很", 1800, 1900),
+                    word("抱", 1900, 2400),
+                ],
+            ),
+            seg(
+                "歉，我",
+                3100,
+                3600,
+                vec![word("歉，", 3100, 3300), word("我", 3300, 3600)],
+            ),
+        ]);
+        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
+        assert_eq!(texts, [(0, "您好。"), (1, "很抱歉，我")]);
+        assert_eq!((out[1].1.start_ms, out[1].1.end_ms), (0, 600));
+
+        // No sentence end near the cut: the times decide.
+        let out = packs[0].split(vec![seg(
+            "好的 谢谢 你好",
+            0,
+            4000,
+            vec![
+                word("好的", 0, 900),
+                word("谢谢", 900, 1800),
+                word("你好", 3100, 4000),
+            ],
+        )]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].1.text, "你好");
     }
 
     #[test]
