@@ -11,7 +11,13 @@
 //! ```sh
 //! cargo bench --bench stream_latency -- --model base --streams 1,2,4
 //! cargo bench --bench stream_latency -- --model tiny.en --streams 1,2,4,6,8
+//! cargo bench --bench stream_latency -- --model base --streams 4 --stagger 10.4
 //! ```
+//! All calls send the same recording, so by default their utterances end at the same moments:
+//! the worst case for a shared inference pool. `--stagger SECS` starts call i at i × SECS, as
+//! independent calls arrive. Besides the client's latency, each row gives the server's mean
+//! from the segmenter closing an utterance to its final (queue + decode) and whisper's time per
+//! final; the rest of the client's latency is the endpoint silence.
 //! Models come from the model store (`callscribe models pull NAME` first).
 
 use callscribe::audio::codec::{self, Encoding};
@@ -35,6 +41,8 @@ struct Args {
     fit_window: bool,
     workers: usize,
     threads: usize,
+    /// Seconds between call starts; 0 = all calls start together.
+    stagger: f64,
 }
 
 fn args() -> Args {
@@ -44,6 +52,7 @@ fn args() -> Args {
         fit_window: true,
         workers: 1,
         threads: 2,
+        stagger: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +69,12 @@ fn args() -> Args {
             "--full-window" => a.fit_window = false,
             "--workers" => a.workers = it.next().and_then(|v| v.parse().ok()).expect("--workers N"),
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
+            "--stagger" => {
+                a.stagger = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--stagger SECS")
+            }
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown argument {other}"),
         }
@@ -81,7 +96,9 @@ async fn one_call(
     id: usize,
     bytes: std::sync::Arc<Vec<u8>>,
     chunk_bytes: usize,
+    delay: Duration,
 ) -> Result<Vec<f64>, tonic::Status> {
+    tokio::time::sleep(delay).await;
     let mut client = TranscriptionClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
@@ -165,15 +182,18 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "model {} · fit_window {} · workers {} × threads {} · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
+        "model {} · fit_window {} · workers {} × threads {} · calls start {} s apart · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
         a.model,
         a.fit_window,
         a.workers,
         a.threads,
+        a.stagger,
         audio.duration_secs()
     );
-    println!("| streams | finals | p50 latency s | p95 latency s | max s | refused | RTF (inference/audio) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| streams | finals | p50 latency s | p95 latency s | max s | refused | RTF (inference/audio) | mean close→final s | inference per final s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &a.streams {
         let engine = engine.clone();
         let settings = ServeSettings {
@@ -202,7 +222,10 @@ fn main() {
                 .expect("server");
             handle.ready().await.expect("ready");
             let calls: Vec<_> = (0..n)
-                .map(|i| tokio::spawn(one_call(handle.addr, i, bytes.clone(), chunk_bytes)))
+                .map(|i| {
+                    let delay = Duration::from_secs_f64(a.stagger * i as f64);
+                    tokio::spawn(one_call(handle.addr, i, bytes.clone(), chunk_bytes, delay))
+                })
                 .collect();
             let mut all = Vec::new();
             let mut refused = 0;
@@ -227,8 +250,13 @@ fn main() {
             };
             let rtf =
                 read("callscribe_inference_seconds_total") / read("callscribe_audio_seconds_total");
+            // Server side: from the segmenter closing an utterance to its final (queue + decode),
+            // and whisper's own time per final; the rest of the client's latency is the endpoint.
+            let closed = read("callscribe_finalisation_latency_seconds_sum")
+                / read("callscribe_finalisation_latency_seconds_count");
+            let busy = read("callscribe_inference_seconds_total") / all.len() as f64;
             println!(
-                "| {n} | {} | {:.2} | {:.2} | {:.2} | {refused} | {rtf:.3} |",
+                "| {n} | {} | {:.2} | {:.2} | {:.2} | {refused} | {rtf:.3} | {closed:.2} | {busy:.2} |",
                 all.len(),
                 percentile(&all, 0.5),
                 percentile(&all, 0.95),
