@@ -68,6 +68,33 @@ pub fn found(text: &str, hotwords: &[Hotword]) -> usize {
         .count()
 }
 
+/// Whether the prompted decode's text replaces the first one: it has more of the terms, and
+/// none of its sentences is the term list echoed. On a Mandarin test call the prompted decode
+/// wrote "话费、退款、套餐。话费、退款、套餐。" for "我上周买的耳机还没有收到", and the bare
+/// count (3 terms against 0) kept it. A sentence of two or more terms and nothing else is
+/// taken for the prompt, not speech; a one-word answer that is a term ("退款。") still counts.
+pub fn prefer_prompted(first: &str, second: &str, hotwords: &[Hotword]) -> bool {
+    let echoed = second
+        .split(['。', '？', '！', '.', '?', '!', '\n'])
+        .any(|sentence| is_term_list(sentence, hotwords));
+    !echoed && found(second, hotwords) > found(first, hotwords)
+}
+
+/// Two or more term occurrences and nothing else but punctuation and spaces.
+fn is_term_list(sentence: &str, hotwords: &[Hotword]) -> bool {
+    let mut rest = sentence.to_lowercase();
+    let mut count = 0;
+    for h in hotwords {
+        let t = h.term.trim().to_lowercase();
+        if t.is_empty() {
+            continue;
+        }
+        count += rest.matches(t.as_str()).count();
+        rest = rest.replace(t.as_str(), " ");
+    }
+    count >= 2 && !rest.chars().any(char::is_alphanumeric)
+}
+
 /// The decoder prompt with the terms appended: whisper copies spellings it has seen in its
 /// context, which is what makes it begin an unknown word the listed way.
 pub fn prompt_with_terms(prompt: Option<&str>, hotwords: &[Hotword]) -> Option<String> {
@@ -243,6 +270,33 @@ mod tests {
             Some("Zentrix、畅享套餐。")
         );
         assert_eq!(prompt_with_terms(Some(" "), &[]), None);
+    }
+
+    #[test]
+    fn a_prompted_decode_is_kept_only_for_terms_that_were_heard() {
+        let terms: Vec<Hotword> = ["话费", "退款", "套餐"]
+            .iter()
+            .map(|t| Hotword {
+                term: (*t).into(),
+                weight: 1.0,
+            })
+            .collect();
+        // 划费 heard, 话费 written: kept.
+        assert!(prefer_prompted(
+            "我这个月的划费被扣了两次",
+            "我这个月的话费被扣了两次",
+            &terms,
+        ));
+        // The term list echoed in place of a sentence.
+        assert!(!prefer_prompted(
+            "我上周买的二key，我没有收到。",
+            "话费、退款、套餐。话费、退款、套餐。",
+            &terms,
+        ));
+        // One term as the whole answer is speech, not an echo.
+        assert!(prefer_prompted("腿宽。", "退款。", &terms));
+        // No more terms than before: the first text stays.
+        assert!(!prefer_prompted("退款", "退款", &terms));
     }
 
     #[test]

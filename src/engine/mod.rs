@@ -270,9 +270,11 @@ impl Worker {
     /// With hotwords and `hotword_prompt`, the utterance is decoded a second time with the
     /// terms in the prompt where the first text has something that sounds like a missing term
     /// (`soundalike`), and that text is kept only if it contains a listed term the first
-    /// one lacks. Listing the terms in every prompt found them (0 → 3 of 6 on our fixture) but
-    /// also changed unrelated calls (+5.8 WER points); verifying keeps the gain and leaves
-    /// calls without the terms as they were, at the cost of a second decode (BENCHMARKS.md).
+    /// one lacks and does not echo the term list (`hotwords::prefer_prompted`). Listing
+    /// the terms in every prompt found them (0 → 3 of 6 on our fixture) but also changed
+    /// unrelated calls (+5.8 WER points); verifying keeps the gain and leaves calls without
+    /// the terms as they were, at the cost of a second decode where a term was nearly heard
+    /// (BENCHMARKS.md).
     pub fn transcribe(
         &mut self,
         samples: &[f32],
@@ -298,9 +300,7 @@ impl Worker {
         tracing::debug!(terms = ?near.iter().map(|h| h.term.as_str()).collect::<Vec<_>>(), "hotword near miss: decoding again with the terms in the prompt");
         let prompt = hotwords::prompt_with_terms(cfg.initial_prompt.as_deref(), &cfg.hotwords);
         let second = self.decode(samples, language, cfg, prompt.as_deref())?;
-        if hotwords::found(&text(&second), &cfg.hotwords)
-            > hotwords::found(&first_text, &cfg.hotwords)
-        {
+        if hotwords::prefer_prompted(&first_text, &text(&second), &cfg.hotwords) {
             Ok(second)
         } else {
             Ok(first)
