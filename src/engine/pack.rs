@@ -225,7 +225,9 @@ fn snap_cuts_to_sentence_ends(ends: &[bool], owner: &mut [usize]) {
     for k in 0..cuts.len() {
         let b = cuts[k];
         let lo = if k == 0 { 1 } else { cuts[k - 1] + 1 };
-        let hi = cuts.get(k + 1).map_or(owner.len(), |&n| n - 1);
+        // Never past a neighbouring cut or the last word: an utterance keeps at least one
+        // word ("right." of "Side right." when whisper dropped "Side" must stay its own).
+        let hi = cuts.get(k + 1).map_or(owner.len(), |&n| n) - 1;
         let best = (0..=SNAP_WORDS)
             .flat_map(|d| [b.checked_sub(d), Some(b + d)])
             .flatten()
@@ -487,20 +489,36 @@ mod tests {
         assert_eq!(texts, [(0, "您好。"), (1, "很抱歉，我")]);
         assert_eq!(out[1].1.words[0].text, "很");
 
-        // The last character timed after the pause, its full stop with it: it stays.
+        // The last character timed after the pause, its full stop with it: it goes back.
         let out = packs[0].split(vec![seg(
-            "扣了两次。",
+            "扣了两次。谢谢",
             0,
-            3400,
+            3800,
             vec![
                 word("扣", 0, 500),
                 word("了", 500, 800),
                 word("两", 800, 1500),
                 word("次。", 3050, 3400),
+                word("谢", 3400, 3600),
+                word("谢", 3600, 3800),
             ],
         )]);
         let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
-        assert_eq!(texts, [(0, "扣了两次。")]);
+        assert_eq!(texts, [(0, "扣了两次。"), (1, "谢谢")]);
+
+        // But never the only word of an utterance: whisper dropped "Side" of "Side right.".
+        let out = packs[0].split(vec![seg(
+            "side, left, right.",
+            0,
+            3400,
+            vec![
+                word("side,", 500, 1000),
+                word("left,", 1000, 1800),
+                word("right.", 3050, 3400),
+            ],
+        )]);
+        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
+        assert_eq!(texts, [(0, "side, left,"), (1, "right.")]);
 
         // whisper.cpp ended a segment inside the word, in the pause: the cut still moves to
         // the sentence end, and the fragment joins the rest of its utterance.
