@@ -336,6 +336,10 @@ mod tests {
         }
     }
 
+    fn texts(out: &[(usize, Decoded)]) -> Vec<(usize, &str)> {
+        out.iter().map(|(i, d)| (*i, d.text.as_str())).collect()
+    }
+
     /// Three utterances of 2 s, 3 s and 23 s with 1 s gaps and a 28 s limit: the first two
     /// share a pack, the third does not fit beside them.
     fn three() -> (Vec<Vec<f32>>, Vec<Pack>) {
@@ -463,8 +467,7 @@ mod tests {
                 word("问", 3500, 4000),
             ],
         )]);
-        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
-        assert_eq!(texts, [(0, "您好"), (1, "请问")]);
+        assert_eq!(texts(&out), [(0, "您好"), (1, "请问")]);
         assert_eq!(join_words(&out[1].1.words), "请问");
     }
 
@@ -485,8 +488,7 @@ mod tests {
                 word("我", 3300, 3600),
             ],
         )]);
-        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
-        assert_eq!(texts, [(0, "您好。"), (1, "很抱歉，我")]);
+        assert_eq!(texts(&out), [(0, "您好。"), (1, "很抱歉，我")]);
         assert_eq!(out[1].1.words[0].text, "很");
 
         // The last character timed after the pause, its full stop with it: it goes back.
@@ -503,8 +505,7 @@ mod tests {
                 word("谢", 3600, 3800),
             ],
         )]);
-        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
-        assert_eq!(texts, [(0, "扣了两次。"), (1, "谢谢")]);
+        assert_eq!(texts(&out), [(0, "扣了两次。"), (1, "谢谢")]);
 
         // But never the only word of an utterance: whisper dropped "Side" of "Side right.".
         let out = packs[0].split(vec![seg(
@@ -517,8 +518,7 @@ mod tests {
                 word("right.", 3050, 3400),
             ],
         )]);
-        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
-        assert_eq!(texts, [(0, "side, left,"), (1, "right.")]);
+        assert_eq!(texts(&out), [(0, "side, left,"), (1, "right.")]);
 
         // whisper.cpp ended a segment inside the word, in the pause: the cut still moves to
         // the sentence end, and the fragment joins the rest of its utterance.
@@ -541,8 +541,7 @@ mod tests {
                 vec![word("歉，", 3100, 3300), word("我", 3300, 3600)],
             ),
         ]);
-        let texts: Vec<_> = out.iter().map(|(i, d)| (*i, d.text.as_str())).collect();
-        assert_eq!(texts, [(0, "您好。"), (1, "很抱歉，我")]);
+        assert_eq!(texts(&out), [(0, "您好。"), (1, "很抱歉，我")]);
         assert_eq!((out[1].1.start_ms, out[1].1.end_ms), (0, 600));
 
         // No sentence end near the cut: the times decide.
