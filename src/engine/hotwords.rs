@@ -273,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn a_prompted_decode_is_kept_only_for_terms_that_were_heard() {
+    fn a_prompted_decode_is_kept_for_more_terms_but_not_for_the_term_list_echoed() {
         let terms: Vec<Hotword> = ["话费", "退款", "套餐"]
             .iter()
             .map(|t| Hotword {

@@ -294,7 +294,7 @@ impl Worker {
         let first_text = text(&first);
         let near = soundalike::near_misses(&first_text, &cfg.hotwords);
         if near.is_empty() {
-            // Nothing heard could become a term: a second decode would change nothing.
+            // Nothing heard sounds like a missing term: a second decode would seldom find one.
             return Ok(first);
         }
         tracing::debug!(terms = ?near.iter().map(|h| h.term.as_str()).collect::<Vec<_>>(), "hotword near miss: decoding again with the terms in the prompt");
