@@ -56,15 +56,18 @@ impl std::str::FromStr for Hotword {
 /// Share of a term's weight given to its first token (see the module comment).
 pub const START_FRACTION: f32 = 0.25;
 
+/// A term as text is searched for it: trimmed and lower-case; `None` for a blank term.
+pub(crate) fn match_key(h: &Hotword) -> Option<String> {
+    let t = h.term.trim().to_lowercase();
+    (!t.is_empty()).then_some(t)
+}
+
 /// How many of the terms occur in `text` (case-insensitive).
 pub fn found(text: &str, hotwords: &[Hotword]) -> usize {
     let text = text.to_lowercase();
     hotwords
         .iter()
-        .filter(|h| {
-            let t = h.term.trim().to_lowercase();
-            !t.is_empty() && text.contains(&t)
-        })
+        .filter(|h| match_key(h).is_some_and(|t| text.contains(&t)))
         .count()
 }
 
@@ -84,11 +87,7 @@ pub fn prefer_prompted(first: &str, second: &str, hotwords: &[Hotword]) -> bool 
 fn is_term_list(sentence: &str, hotwords: &[Hotword]) -> bool {
     let mut rest = sentence.to_lowercase();
     let mut count = 0;
-    for h in hotwords {
-        let t = h.term.trim().to_lowercase();
-        if t.is_empty() {
-            continue;
-        }
+    for t in hotwords.iter().filter_map(match_key) {
         count += rest.matches(t.as_str()).count();
         rest = rest.replace(t.as_str(), " ");
     }

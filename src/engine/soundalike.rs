@@ -17,7 +17,7 @@
 //!   (zh/z, ch/c, sh/s, n/l, f/h, -ng/-n) counted as the same.
 //! - Terms mixing scripts are always worth the second decode.
 
-use super::hotwords::Hotword;
+use super::hotwords::{match_key, Hotword};
 use pinyin::ToPinyinMulti;
 
 /// One unit of sound: a Latin word (lower-case letters and digits) or a Han character (its
@@ -38,8 +38,8 @@ pub fn near_misses<'a>(text: &str, hotwords: &'a [Hotword]) -> Vec<&'a Hotword> 
     hotwords
         .iter()
         .filter(|h| {
-            let term = h.term.trim().to_lowercase();
-            !term.is_empty() && !lower.contains(&term) && sounds_present(&units(&term), &heard)
+            match_key(h)
+                .is_some_and(|term| !lower.contains(&term) && sounds_present(&units(&term), &heard))
         })
         .collect()
 }
