@@ -79,7 +79,13 @@ fn main() {
             opts.decode.language = "en".into();
             opts.decode.hotwords = hotwords.clone();
             opts.decode.hotword_prompt = *prompt;
-            let t = transcribe_file(&terms_wav, &mut worker, &opts, &mut |_| {}).unwrap();
+            let t = transcribe_file(
+                &terms_wav,
+                std::slice::from_mut(&mut worker),
+                &opts,
+                &mut |_| {},
+            )
+            .unwrap();
             let text = t.plain_text();
             let lower = text.to_lowercase();
             let recall = terms
@@ -94,7 +100,13 @@ fn main() {
                     .join(" ")
             };
             let wer_terms = word_error_rate(&terms_ref, &words(&t));
-            let p = transcribe_file(&plain_wav, &mut worker, &opts, &mut |_| {}).unwrap();
+            let p = transcribe_file(
+                &plain_wav,
+                std::slice::from_mut(&mut worker),
+                &opts,
+                &mut |_| {},
+            )
+            .unwrap();
             let wer_plain = word_error_rate(&plain_ref, &words(&p));
             println!(
                 "| {name} | {label} | {recall}/{} | {wer_terms:.3} | {wer_plain:.3} |",

@@ -113,7 +113,8 @@ pub struct TranscribeConfig {
     pub format: Format,
     /// `agent,customer` (default), any one or two roles, or `mix`.
     pub channels: ChannelMode,
-    /// Files transcribed at once; 0 sizes the pool so that workers × threads ≤ cores.
+    /// whisper states; files are shared out among them, and a file with several decodes its
+    /// windows side by side. 0 sizes them so that workers × threads ≤ cores.
     pub workers: usize,
     /// Segment by voice activity before whisper (off: fixed 30 s windows, for comparisons).
     pub vad: bool,
@@ -222,10 +223,13 @@ pub fn worker_layout(requested_workers: usize, requested_threads: usize) -> (usi
     (workers, threads)
 }
 
-/// Layout for a batch of `jobs` recordings. Left to auto, one worker per recording up to the
-/// cores, and the cores shared among them: each worker runs one recording, so a second
-/// recording is only as fast as a second worker, and two single-threaded workers got through
-/// two calls 1.3× faster than one two-threaded worker (BENCHMARKS.md, "Threads and workers").
+/// Layout for a batch of `jobs` recordings: (whisper states, threads per state). Left to auto,
+/// one lane per recording up to the cores, and each lane up to 4 single-threaded states that
+/// decode its recording's windows side by side; threads only take up cores left over.
+/// Single-threaded states use the cores best: two of them got through two calls 1.3× faster,
+/// and through one long call in 0.7× the wall, than one two-threaded state, whose threads
+/// spin at every barrier (BENCHMARKS.md, "Threads and workers"). Four states per lane bound
+/// the memory (one state of base is about 150 MB).
 pub fn batch_layout(
     jobs: usize,
     requested_workers: usize,
@@ -235,8 +239,9 @@ pub fn batch_layout(
         return worker_layout(requested_workers, requested_threads);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = jobs.clamp(1, cores);
-    (workers, (cores / workers).clamp(1, 4))
+    let lanes = jobs.clamp(1, cores);
+    let states = lanes * (cores / lanes).clamp(1, 4);
+    (states, (cores / states).clamp(1, 4))
 }
 
 #[cfg(test)]
@@ -319,9 +324,11 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_gets_a_worker_per_recording_up_to_the_cores() {
+    fn a_batch_gets_single_threaded_states_up_to_the_cores() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(batch_layout(1, 0, 0), (1, cores.clamp(1, 4)));
+        let (w, t) = batch_layout(1, 0, 0);
+        assert_eq!(w, cores.clamp(1, 4));
+        assert!(w * t <= cores.max(1) && t >= 1);
         let (w, t) = batch_layout(cores * 3, 0, 0);
         assert_eq!((w, t), (cores, 1));
         // What the user asks for wins.

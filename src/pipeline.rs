@@ -8,12 +8,13 @@ use crate::audio::wav::{read_wav, WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
 use crate::config::ChannelMode;
 use crate::dialect::{DialectError, Dialects, Selection};
-use crate::engine::pack::{pack, PACK_GAP, PACK_LIMIT};
-use crate::engine::{DecodeConfig, EngineError, Worker, WINDOW_SAMPLES};
+use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
+use crate::engine::{DecodeConfig, Decoded, EngineError, Worker, WINDOW_SAMPLES};
 use crate::segment::{segment_all, Cut, Utterance, VadConfig};
 use crate::transcript::{ChannelInfo, DialectUsed, LanguageSource, Segment, Transcript};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -139,25 +140,33 @@ fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
 }
 
 /// Transcribes one WAV file. `progress` receives the seconds of the call transcribed so far.
+/// Several workers decode the recording's windows side by side; the first also identifies the
+/// language.
 pub fn transcribe_file(
     path: &Path,
-    worker: &mut Worker,
+    workers: &mut [Worker],
     opts: &RecordingOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Transcript, PipelineError> {
     let audio = read_wav(path)?;
     let name = path.display().to_string();
-    transcribe_audio(&name, audio, worker, opts, progress)
+    transcribe_audio(&name, audio, workers, opts, progress)
 }
 
 /// Transcribes decoded audio; `source` names it in errors and in the transcript.
 pub fn transcribe_audio(
     source: &str,
     audio: WavAudio,
-    worker: &mut Worker,
+    workers: &mut [Worker],
     opts: &RecordingOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Transcript, PipelineError> {
+    let Some(worker) = workers.first_mut() else {
+        return Err(PipelineError::Engine {
+            path: source.to_owned(),
+            source: Box::new(EngineError::Inference("no inference worker".into())),
+        });
+    };
     let in_rate = audio.sample_rate_hz;
     let duration_ms = (audio.frames() as u64 * 1000) / u64::from(in_rate);
     let engine_err = |source_err: EngineError| PipelineError::Engine {
@@ -311,13 +320,22 @@ pub fn transcribe_audio(
         "packed"
     );
 
+    let model = worker.engine().name().to_owned();
+    let ends: Vec<f64> = packs
+        .iter()
+        .map(|p| {
+            utterances[p.pieces[p.pieces.len() - 1].index]
+                .1
+                .end()
+                .as_secs_f64()
+        })
+        .collect();
+    let decoded = decode_windows(workers, &packs, &language, &decode, &mut |done| {
+        progress(ends[done - 1]);
+    })
+    .map_err(engine_err)?;
     let mut segments = Vec::new();
-    for p in packs {
-        let decoded = worker
-            .transcribe(&p.samples, &language, &decode)
-            .map_err(engine_err)?;
-        let last = &utterances[p.pieces[p.pieces.len() - 1].index].1;
-        progress(last.end().as_secs_f64());
+    for (p, decoded) in packs.iter().zip(decoded) {
         segments.extend(p.split(decoded).into_iter().map(|(piece, d)| {
             let (role, u) = &utterances[p.pieces[piece].index];
             let mut seg = Segment::from_decoded(u.channel, *role, u.start, d);
@@ -330,7 +348,7 @@ pub fn transcribe_audio(
     let mut transcript = Transcript {
         source: source.to_owned(),
         duration_ms,
-        model: worker.engine().name().to_owned(),
+        model,
         language,
         language_source,
         dialect: selection.as_ref().map(DialectUsed::of),
@@ -340,6 +358,86 @@ pub fn transcribe_audio(
     };
     transcript.sort();
     Ok(transcript)
+}
+
+/// A window of several utterances runs the encoder over its audio plus a short margin; a lone
+/// utterance is decoded as configured (whole window, or the live margin when fitted).
+fn decode_window(
+    worker: &mut Worker,
+    window: &Pack,
+    language: &str,
+    decode: &DecodeConfig,
+) -> Result<Vec<Decoded>, EngineError> {
+    if window.pieces.len() > 1 {
+        worker.transcribe_packed(&window.samples, language, decode)
+    } else {
+        worker.transcribe(&window.samples, language, decode)
+    }
+}
+
+/// Decodes every window, in order. With several workers the windows are shared out as the
+/// workers come free: a recording's windows are independent (no text carries between them),
+/// and two single-threaded whisper states got through a long call in 0.7× the wall time of
+/// one two-threaded state, whose threads spin at every barrier (BENCHMARKS.md). `done`
+/// hears how many leading windows are finished, each time that number grows. The first
+/// error stops the others taking new windows.
+fn decode_windows(
+    workers: &mut [Worker],
+    windows: &[Pack],
+    language: &str,
+    decode: &DecodeConfig,
+    done: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<Decoded>>, EngineError> {
+    if workers.len() <= 1 || windows.len() <= 1 {
+        let worker = workers
+            .first_mut()
+            .ok_or_else(|| EngineError::Inference("no inference worker".into()))?;
+        let mut out = Vec::with_capacity(windows.len());
+        for w in windows {
+            out.push(decode_window(worker, w, language, decode)?);
+            done(out.len());
+        }
+        return Ok(out);
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let mut results: Vec<Option<Result<Vec<Decoded>, EngineError>>> =
+        (0..windows.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel();
+        for worker in workers.iter_mut() {
+            let (tx, next, failed) = (tx.clone(), &next, &failed);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= windows.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let r = decode_window(worker, &windows[i], language, decode);
+                failed.fetch_or(r.is_err(), Ordering::Relaxed);
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut leading = 0;
+        for (i, r) in rx {
+            results[i] = Some(r);
+            let before = leading;
+            while results.get(leading).is_some_and(Option::is_some) {
+                leading += 1;
+            }
+            if leading > before {
+                done(leading);
+            }
+        }
+    });
+    // In window order, so the error reported is the earliest; windows never started after a
+    // failure are `None` and only possible behind an error.
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(EngineError::Inference("not decoded".into()))))
+        .collect()
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ fn transcribe_en(rel: &str, hotwords: &[Hotword]) -> (Transcript, Reference) {
     // windows keep this test at a quarter of the CPU.
     opts.decode.fit_window = true;
     let mut w = engine("base").worker(common::TEST_THREADS).unwrap();
-    let t = transcribe_file(&path, &mut w, &opts, &mut |_| {}).unwrap();
+    let t = transcribe_file(&path, std::slice::from_mut(&mut w), &opts, &mut |_| {}).unwrap();
     (t, Reference::of(&path))
 }
 

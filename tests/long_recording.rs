@@ -60,7 +60,7 @@ fn ten_minutes_of_silence_with_three_utterances_yields_just_those_three() {
     // alone in a window it gets it right), although packing lowers its WER over the whole
     // 10-minute benchmark call (0.337 → 0.276, BENCHMARKS.md).
     let mut worker = engine("base").worker(common::TEST_THREADS).unwrap();
-    let t = transcribe_file(&path, &mut worker, &opts, &mut |_| {}).unwrap();
+    let t = transcribe_file(&path, std::slice::from_mut(&mut worker), &opts, &mut |_| {}).unwrap();
     for s in &t.segments {
         eprintln!("SEG {}-{} {:?}", s.start_ms, s.end_ms, s.text);
     }

@@ -65,7 +65,8 @@ fn channel_wers(engine: &Engine) -> [f64; 2] {
     };
     opts.decode.language = "en".into();
     let mut worker = engine.worker(common::TEST_THREADS).expect("whisper state");
-    let t = transcribe_file(&path, &mut worker, &opts, &mut |_| {}).expect("transcribe");
+    let t = transcribe_file(&path, std::slice::from_mut(&mut worker), &opts, &mut |_| {})
+        .expect("transcribe");
     let r = Reference::of(&path);
     [0, 1].map(|ch| {
         let hyp: Vec<&str> = t

@@ -25,18 +25,19 @@ fn transcribe_with_prompt(
     language: &str,
     prompt: Option<&str>,
 ) -> (Transcript, Reference) {
-    let (t, r, _) = transcribe_counting_windows(model, rel, language, prompt, true);
+    let (t, r, _) = transcribe_counting_windows(model, rel, language, prompt, true, 1);
     (t, r)
 }
 
-/// Also returns how many whisper windows were decoded: the pipeline reports progress once
-/// per window.
+/// Also returns how many whisper windows were decoded: with one state the pipeline reports
+/// progress once per window. `states` whisper states share the windows out.
 fn transcribe_counting_windows(
     model: &str,
     rel: &str,
     language: &str,
     prompt: Option<&str>,
     pack: bool,
+    states: usize,
 ) -> (Transcript, Reference, usize) {
     let path = fixture(rel);
     let mut opts = RecordingOptions {
@@ -47,8 +48,18 @@ fn transcribe_counting_windows(
     opts.decode.language = language.into();
     opts.decode.initial_prompt = prompt.map(str::to_owned);
     let mut windows = 0;
-    let t = transcribe_file(&path, &mut worker(model), &opts, &mut |_| windows += 1)
-        .unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let mut last_progress = 0.0;
+    let mut workers: Vec<Worker> = (0..states).map(|_| worker(model)).collect();
+    let t = transcribe_file(&path, &mut workers, &opts, &mut |secs| {
+        windows += 1;
+        last_progress = secs;
+    })
+    .unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let last_end = t.segments.iter().map(|s| s.end_ms).max().unwrap_or(0) as f64 / 1000.0;
+    assert!(
+        last_progress + 1.0 >= last_end,
+        "progress ended at {last_progress} s, the transcript at {last_end} s"
+    );
     (t, Reference::of(&path), windows)
 }
 
@@ -124,9 +135,13 @@ fn two_channel_call_keeps_agent_and_customer_apart_with_accurate_times() {
     // Packed (the default) and one window per utterance: the same words and times, from
     // far fewer encoder windows.
     let (t, r, windows) =
-        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, true);
+        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, true, 1);
     let (single, _, utterances) =
-        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, false);
+        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, false, 1);
+    // The same windows shared out among two whisper states: the same transcript, in order.
+    let (shared, _, _) =
+        transcribe_counting_windows("tiny.en", "calls/en_call_16k.wav", "en", None, false, 2);
+    assert_eq!(shared.segments, single.segments);
     eprintln!("en_call_16k: {windows} packed windows, {utterances} utterances");
     assert!(
         windows * 3 <= utterances,

@@ -1,9 +1,11 @@
 //! Offline jobs: many recordings through a bounded pool of inference workers.
 //!
-//! Each worker thread owns a whisper state and pulls the next file index from a shared
-//! counter (the job list is only paths, so nothing grows with audio); results come back to the
-//! caller's thread over a bounded channel, where outputs are written and progress is drawn.
-//! One bad file is reported and counted; the others still finish.
+//! The whisper states are shared out among lanes, one lane per file being transcribed at
+//! once (fewer files than states: each lane gets several states, which decode its file's
+//! windows side by side). Each lane pulls the next file index from a shared counter (the job
+//! list is only paths, so nothing grows with audio); results come back to the caller's thread
+//! over a bounded channel, where outputs are written and progress is drawn. One bad file is
+//! reported and counted; the others still finish.
 
 mod inputs;
 
@@ -70,7 +72,8 @@ pub fn total_audio_secs(jobs: &[Job]) -> Vec<f64> {
         .collect()
 }
 
-/// Runs every job; never stops early for a bad file.
+/// Runs every job with `workers` whisper states of `threads` threads each; never stops early
+/// for a bad file.
 pub fn run(
     engine: &Engine,
     jobs: &[Job],
@@ -82,19 +85,25 @@ pub fn run(
     let started = Instant::now();
     let durations = total_audio_secs(jobs);
     let next = AtomicUsize::new(0);
-    let workers = workers.clamp(1, jobs.len().max(1));
-    let (tx, rx) = mpsc::sync_channel::<Msg>(workers * RESULT_QUEUE_PER_WORKER);
+    let workers = workers.max(1);
+    let lanes = workers.min(jobs.len()).max(1);
+    let (tx, rx) = mpsc::sync_channel::<Msg>(lanes * RESULT_QUEUE_PER_WORKER);
     let mut report = BatchReport::default();
 
     std::thread::scope(|scope| {
-        for w in 0..workers {
+        for lane in 0..lanes {
             let tx = tx.clone();
             let next = &next;
+            // The states left over after an even share go to the first lanes.
+            let states = workers / lanes + usize::from(lane < workers % lanes);
             scope.spawn(move || {
-                let mut worker = match engine.worker(threads) {
+                let mut states = match (0..states)
+                    .map(|_| engine.worker(threads))
+                    .collect::<Result<Vec<_>, _>>()
+                {
                     Ok(wk) => wk,
                     Err(e) => {
-                        let _ = tx.send(Msg::WorkerFailed(format!("worker {w}: {e}")));
+                        let _ = tx.send(Msg::WorkerFailed(format!("lane {lane}: {e}")));
                         return;
                     }
                 };
@@ -105,7 +114,7 @@ pub fn run(
                     let mut on_progress = |secs: f64| {
                         let _ = tx.send(Msg::Progress { job: i, secs });
                     };
-                    let result = transcribe_file(&job.input, &mut worker, opts, &mut on_progress);
+                    let result = transcribe_file(&job.input, &mut states, opts, &mut on_progress);
                     if tx
                         .send(Msg::Done {
                             job: i,

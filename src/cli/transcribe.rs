@@ -39,10 +39,11 @@ pub struct TranscribeArgs {
     /// Roles of channels 0 and 1 (e.g. agent,customer or customer,agent), or `mix`.
     #[arg(long)]
     pub channels: Option<ChannelMode>,
-    /// Files transcribed at once (0 = auto).
+    /// whisper states: files share them out, a file with several decodes its windows side by
+    /// side (0 = auto).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// whisper threads per worker (0 = auto).
+    /// whisper threads per state (0 = auto).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Skip voice-activity segmentation: fixed 30 s windows.

@@ -162,7 +162,7 @@ impl Transcription for TranscriptionService {
         let rx = loaded
             .pool
             .submit(model, Priority::Final, move |w| {
-                transcribe_audio(&source, audio, w, &opts, &mut |_| {})
+                transcribe_audio(&source, audio, std::slice::from_mut(w), &opts, &mut |_| {})
             })
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let transcript = match rx.await {
