@@ -153,9 +153,11 @@ def engine_cmd(name, args, job, run_dir, venv_py):
                        f"fit_window = {'true' if opt.get('fit_window') else 'false'}\n[forward]\nenabled = false\n"
                        f"[transcribe]\npack = {'false' if opt.get('pack') is False else 'true'}\n")
         model = f"{job['model']}-{opt['quant']}" if opt.get("quant") else job["model"]
+        # The same cores as every other engine: --threads N is states × threads per state.
+        states = max(1, min(args.threads, args.alt_states if opt.get("alt") else args.states))
         cmd = [args.alt_bin if opt.get("alt") else args.bin, "--config", str(cfg), "transcribe", str(job["wav"]), "--model", model,
-               "--language", job["language"], "--format", "json", "--workers", "1",
-               "--threads", str(args.threads), "-o", str(run_dir / "cs")]
+               "--language", job["language"], "--format", "json", "--workers", str(states),
+               "--threads", str(max(1, args.threads // states)), "-o", str(run_dir / "cs")]
         return kind, cmd, run_dir / "cs" / f"{job['wav'].stem}.json"
     common = ["--threads", str(args.threads), "--language", job["language"], "--out", str(out)]
     if job["prompt"]:
@@ -216,7 +218,12 @@ def main():
     ap.add_argument("--engines", default=DEFAULT_ENGINES, help=f"comma-separated, from {', '.join(ENGINES)}")
     ap.add_argument("--runs", type=int, default=5, help="measured runs per engine per file (medians)")
     ap.add_argument("--warmup", type=int, default=0, help="unmeasured rounds first (page cache)")
-    ap.add_argument("--threads", type=int, default=2, help="inference threads for every engine")
+    ap.add_argument("--threads", type=int, default=2, help="inference threads (cores) for every engine")
+    ap.add_argument("--states", type=int, default=0,
+                    help="callscribe's whisper states, sharing --threads among them (default: one "
+                         "single-threaded state per thread, its batch default; 1 = one state with every thread)")
+    ap.add_argument("--alt-states", type=int, default=1,
+                    help="the same for --alt-bin (default 1: builds before 2026-11-27 decode a file on one state)")
     ap.add_argument("--long", action="store_true",
                     help="add the 10-minute call (stereo and mono, 8 kHz), generated into the cache on first use")
     ap.add_argument("--long-only", default="", help="with --long: only this variant (stereo or mono)")
@@ -226,6 +233,7 @@ def main():
     ap.add_argument("--json", help="raw results file (default: CACHE/results-TIMESTAMP.json)")
     ap.add_argument("--note", default="", help="free text kept in the JSON (e.g. 'machine shared')")
     args = ap.parse_args()
+    args.states = args.states or args.threads
 
     engines = args.engines.split(",")
     unknown = [e for e in engines if e not in ENGINES]
