@@ -375,12 +375,12 @@ fn decode_window(
     }
 }
 
-/// Decodes every window, in order. With several workers the windows are shared out as the
-/// workers come free: a recording's windows are independent (no text carries between them),
-/// and two single-threaded whisper states got through a long call in 0.7× the wall time of
-/// one two-threaded state, whose threads spin at every barrier (BENCHMARKS.md). `done`
-/// hears how many leading windows are finished, each time that number grows. The first
-/// error stops the others taking new windows.
+/// Decodes every window, in order. The windows are shared out as the workers come free: a
+/// recording's windows are independent (no text carries between them), and two
+/// single-threaded whisper states got through a long call in 0.7× the wall time of one
+/// two-threaded state, whose threads spin at every barrier (BENCHMARKS.md). One worker is the
+/// same loop on one thread. `done` hears how many leading windows are finished, each time that
+/// number grows. The first error stops the workers taking new windows.
 fn decode_windows(
     workers: &mut [Worker],
     windows: &[Pack],
@@ -388,17 +388,6 @@ fn decode_windows(
     decode: &DecodeConfig,
     done: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Decoded>>, EngineError> {
-    if workers.len() <= 1 || windows.len() <= 1 {
-        let worker = workers
-            .first_mut()
-            .ok_or_else(|| EngineError::Inference("no inference worker".into()))?;
-        let mut out = Vec::with_capacity(windows.len());
-        for w in windows {
-            out.push(decode_window(worker, w, language, decode)?);
-            done(out.len());
-        }
-        return Ok(out);
-    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let mut results: Vec<Option<Result<Vec<Decoded>, EngineError>>> =
@@ -433,7 +422,8 @@ fn decode_windows(
         }
     });
     // In window order, so the error reported is the earliest; windows never started after a
-    // failure are `None` and only possible behind an error.
+    // failure are `None` and only possible behind an error (the caller has at least one
+    // worker).
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(EngineError::Inference("not decoded".into()))))
