@@ -18,12 +18,13 @@
 //! independent calls arrive. Besides the client's latency, each row gives the server's mean
 //! from the segmenter closing an utterance to its final (queue + decode) and whisper's time per
 //! final; the rest of the client's latency is the endpoint silence.
-//! Models come from the model store (`callscribe models pull NAME` first).
+//! Models come from the model store (`callscribe models pull NAME` first), at callscribe's
+//! default weights (q8_0) unless `--weights f16` (or q5_1, q5_0) is given.
 
 use callscribe::audio::codec::{self, Encoding};
 use callscribe::audio::read_wav;
 use callscribe::engine::{DecodeConfig, Engine};
-use callscribe::model::ModelStore;
+use callscribe::model::{Catalogue, ModelStore, NoProgress, Weights};
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
 use callscribe::segment::VadConfig;
@@ -37,6 +38,7 @@ const CHUNK: Duration = Duration::from_millis(100);
 
 struct Args {
     model: String,
+    weights: Weights,
     streams: Vec<usize>,
     fit_window: bool,
     workers: usize,
@@ -48,6 +50,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         model: "base".into(),
+        weights: Weights::default(),
         streams: vec![1, 2, 4],
         fit_window: true,
         workers: 1,
@@ -58,6 +61,11 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--model" => a.model = it.next().expect("--model NAME"),
+            "--weights" => {
+                let w = it.next().expect("--weights f16|q8_0|q5_1|q5_0");
+                a.weights =
+                    clap::ValueEnum::from_str(&w, false).expect("--weights f16|q8_0|q5_1|q5_0")
+            }
             "--streams" => {
                 a.streams = it
                     .next()
@@ -156,13 +164,11 @@ fn async_stream_requests(
 fn main() {
     let a = args();
     let store = ModelStore::locate(None);
-    let installed = store.installed(&a.model).unwrap_or_else(|| {
-        panic!(
-            "model {} is not installed: run `callscribe models pull {}`",
-            a.model, a.model
-        )
-    });
-    let engine = Engine::load(&a.model, &installed.path).expect("model loads");
+    let catalogue = Catalogue::builtin().expect("catalogue");
+    let entry = catalogue.get(&a.model).expect("a catalogue model");
+    let path = callscribe::model::provide(&store, entry, a.weights, None, &NoProgress)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::load(&a.model, &path).expect("model loads");
     let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("audio-fixtures/calls/en_call_8k.wav");
     let audio = read_wav(&wav).expect("fixture");
     let mut interleaved = Vec::new();
@@ -182,8 +188,9 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "model {} · fit_window {} · workers {} × threads {} · calls start {} s apart · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
+        "model {} ({}) · fit_window {} · workers {} × threads {} · calls start {} s apart · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
         a.model,
+        a.weights,
         a.fit_window,
         a.workers,
         a.threads,

@@ -34,6 +34,10 @@ pub struct ModelsConfig {
     pub dir: Option<PathBuf>,
     /// Model used when none is named: `base` is multilingual, as most of our calls are Chinese.
     pub default: String,
+    /// Precision catalogue models run at: `q8_0` (quantised here from the published f16
+    /// file, the fastest on a CPU), `f16` (as published), `q5_1`, `q5_0`. Imported models
+    /// and ggml paths run as they are.
+    pub weights: crate::model::Weights,
     /// Fetch a missing model on first use instead of failing.
     pub auto_pull: bool,
 }
@@ -43,6 +47,7 @@ impl Default for ModelsConfig {
         Self {
             dir: None,
             default: "base".into(),
+            weights: Default::default(),
             auto_pull: true,
         }
     }
@@ -253,6 +258,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("callscribe.example.toml");
         let cfg = Config::load(Some(&path)).unwrap();
         assert_eq!(cfg.models.default, "base");
+        assert_eq!(cfg.models.weights, crate::model::Weights::Q8_0);
         assert_eq!(cfg.vad, VadConfig::default());
         assert_eq!(cfg.transcribe.channels, ChannelMode::default());
         assert_eq!(cfg.forward, crate::forward::ForwardConfig::default());
@@ -295,6 +301,20 @@ mod tests {
         assert_eq!(cfg.vad.endpoint_silence_ms, 800);
         assert_eq!(cfg.vad.pad_ms, VadConfig::default().pad_ms);
         assert_eq!(cfg.decode, DecodeConfig::default());
+    }
+
+    #[test]
+    fn weights_are_named_as_ggml_names_them() {
+        use crate::model::Weights;
+        let cfg = Config::from_toml(Path::new("c.toml"), "[models]\nweights = \"f16\"\n").unwrap();
+        assert_eq!(cfg.models.weights, Weights::F16);
+        assert_eq!(Weights::F16.store_name("base"), "base");
+        assert_eq!(Weights::Q8_0.store_name("base"), "base-q8_0");
+        assert_eq!(Weights::Q5_1.to_string(), "q5_1");
+        let e = Config::from_toml(Path::new("c.toml"), "[models]\nweights = \"q8\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("q8_0"), "{e}");
     }
 
     #[test]

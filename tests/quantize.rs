@@ -1,5 +1,6 @@
 //! Quantised weights on the real model: `models quantize` turns the store's f16 tiny.en into
-//! q8_0, whisper.cpp loads it, and it transcribes a call about as well as the f16 model.
+//! q8_0, whisper.cpp loads it, and it transcribes a call about as well as the f16 model; and
+//! catalogue models run at q8_0 unless told otherwise, written from the f16 file on first use.
 
 mod common;
 
@@ -8,12 +9,12 @@ use callscribe::metrics::word_error_rate;
 use callscribe::model::ggml::{self, GgmlType};
 use callscribe::model::ModelStore;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
-use common::{callscribe, engine, fixture, model_path, Reference};
+use common::{callscribe, fixture, published_model_path, Reference};
 use std::path::Path;
 
 /// A store holding only a link to (or a copy of) the real f16 tiny.en.
 fn store_with_tiny_en(dir: &Path) -> ModelStore {
-    let src = model_path("tiny.en");
+    let src = published_model_path("tiny.en");
     let dst = dir.join("ggml-tiny.en.bin");
     if std::fs::hard_link(&src, &dst).is_err() {
         std::fs::copy(&src, &dst).expect("copy tiny.en into the temporary store");
@@ -132,7 +133,7 @@ fn q8_0_tiny_en_from_the_cli_loads_and_transcribes_like_f16() {
         "{out}"
     );
 
-    let f16 = channel_wers(&engine("tiny.en"));
+    let f16 = channel_wers(&Engine::load("tiny.en", &store.path_for("tiny.en")).unwrap());
     let quant = Engine::load("tiny.en-q8_0", &q8.path).expect("whisper.cpp loads q8_0");
     let q = channel_wers(&quant);
     for ch in 0..2 {
@@ -156,4 +157,71 @@ fn cli_refusals_are_one_line_and_name_the_problem() {
     let (ok, out) = run(&store, &["models", "quantize", "tiny.en", "--to", "q5_1"]);
     assert!(!ok, "{out}");
     assert!(out.contains("'tiny.en' is not installed"), "{out}");
+}
+
+#[test]
+fn catalogue_models_run_at_q8_0_written_once_from_the_f16_file_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_tiny_en(dir.path());
+    let call = fixture("calls/en_call_8k.wav");
+    let call = call.to_str().unwrap();
+
+    // f16 asked for: the published file runs and nothing is written.
+    let (ok, out) = run(
+        &store,
+        &["transcribe", "--model", "tiny.en", "--weights", "f16", call],
+    );
+    assert!(ok && out.contains("customer:"), "{out}");
+    assert!(
+        store.installed("tiny.en-q8_0").is_none(),
+        "f16 must not write a copy"
+    );
+
+    // The default: the q8_0 copy is written on first use, then reused.
+    let (ok, out) = run(&store, &["transcribe", "--model", "tiny.en", call]);
+    assert!(ok && out.contains("customer:"), "{out}");
+    let q8 = store.installed("tiny.en-q8_0").expect("q8_0 copy written");
+    assert_eq!(ggml::inspect(&q8.path).unwrap().hparams.ftype, 2007);
+    assert_eq!(q8.provenance.unwrap().source, "quantize");
+    let written = std::fs::metadata(&q8.path).unwrap().modified().unwrap();
+    let (ok, out) = run(&store, &["transcribe", "--model", "tiny.en", call]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::metadata(&q8.path).unwrap().modified().unwrap(),
+        written,
+        "the copy is reused, not rewritten"
+    );
+
+    // `models pull` writes the copy too, and names both files.
+    std::fs::remove_file(&q8.path).unwrap();
+    let (ok, out) = run(&store, &["models", "pull", "tiny.en", "--weights", "q5_1"]);
+    assert!(ok && out.contains("tiny.en already installed"), "{out}");
+    assert!(out.contains("tiny.en-q5_1 written"), "{out}");
+    let q5 = store.installed("tiny.en-q5_1").unwrap();
+    assert_eq!(
+        ggml::inspect(&q5.path).unwrap().weight_type(),
+        GgmlType::Q5_1
+    );
+
+    // Without the f16 file and without fetching, the error says what to run.
+    let empty = tempfile::tempdir().unwrap();
+    let out = callscribe()
+        .env("CALLSCRIBE_MODELS", empty.path())
+        .args(["--config"])
+        .arg(config_without_auto_pull(empty.path()))
+        .args(["transcribe", "--model", "tiny.en", call])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("q8_0") && err.contains("callscribe models pull tiny.en"),
+        "{err}"
+    );
+}
+
+fn config_without_auto_pull(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("no-pull.toml");
+    std::fs::write(&p, "[models]\nauto_pull = false\n").unwrap();
+    p
 }

@@ -72,6 +72,9 @@ pub struct CaptureArgs {
     /// Model (default: the configured default; the server's with --server).
     #[arg(short, long)]
     pub model: Option<String>,
+    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
+    #[arg(long, value_enum)]
+    pub weights: Option<crate::model::Weights>,
     /// Spoken language (en, zh, …) or auto.
     #[arg(short, long)]
     pub language: Option<String>,
@@ -98,7 +101,10 @@ fn parse_role(s: &str) -> anyhow::Result<Role> {
 }
 
 impl CaptureArgs {
-    pub fn run(self, config: Config) -> anyhow::Result<ExitCode> {
+    pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
+        if let Some(w) = self.weights {
+            config.models.weights = w;
+        }
         if self.list_devices {
             return list_devices(self.format);
         }

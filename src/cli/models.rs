@@ -3,7 +3,7 @@
 
 use super::bars::ByteBars;
 use crate::config::Config;
-use crate::model::{self, Catalogue, ModelStore, Source};
+use crate::model::{self, Catalogue, ModelStore, Source, Weights};
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -68,9 +68,13 @@ pub enum ModelsCommand {
         name: String,
         #[arg(long, value_enum, default_value = "auto")]
         source: Source,
-        /// Fetch again even if installed.
+        /// Fetch again even if installed (and write the quantised copy again).
         #[arg(long)]
         force: bool,
+        /// Also write the copy the model runs at (default: `models.weights`, q8_0); f16 pulls
+        /// only the published file.
+        #[arg(long, value_enum)]
+        weights: Option<Weights>,
     },
     /// Convert a local CTranslate2 Whisper directory (model.bin, config.json, vocabulary.txt).
     ImportCt2 {
@@ -107,7 +111,11 @@ impl ModelsCommand {
         let catalogue = Catalogue::builtin()?;
         match self {
             ModelsCommand::List => {
-                println!("models in {}", store.dir().display());
+                println!(
+                    "models in {} (catalogue models run with {} weights)",
+                    store.dir().display(),
+                    config.models.weights
+                );
                 for m in &catalogue.models {
                     let state = match store.installed(&m.name) {
                         Some(i) => format!(
@@ -150,19 +158,44 @@ impl ModelsCommand {
                 name,
                 source,
                 force,
+                weights,
             } => {
                 let entry = catalogue.get(&name)?;
-                if !force {
-                    if let Some(i) = store.installed(&name) {
+                let weights = weights.unwrap_or(config.models.weights);
+                let installed = store.installed(&name).filter(|_| !force);
+                match &installed {
+                    Some(i) => {
                         model::ggml::inspect(&i.path).with_context(|| {
                             format!("installed model {name} is damaged; pull again with --force")
                         })?;
                         println!("{name} already installed: {}", i.path.display());
-                        return Ok(ExitCode::SUCCESS);
+                    }
+                    None => {
+                        let path = model::pull(&store, entry, source, &ByteBars::default())?;
+                        println!("{name} installed: {}", path.display());
                     }
                 }
-                let path = model::pull(&store, entry, source, &ByteBars::default())?;
-                println!("{name} installed: {}", path.display());
+                if let Some(to) = weights.quantisation() {
+                    let copy = weights.store_name(&name);
+                    match store
+                        .installed(&copy)
+                        .filter(|_| !force && installed.is_some())
+                    {
+                        Some(i) => println!("{copy} already installed: {}", i.path.display()),
+                        None => {
+                            let q = model::quantize::quantize_installed(
+                                &store,
+                                &name,
+                                &copy,
+                                to,
+                                true,
+                                &ByteBars::default(),
+                            )
+                            .with_context(|| format!("quantising {name} to {to}"))?;
+                            println!("{copy} written: {}", q.display());
+                        }
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
             ModelsCommand::ImportCt2 { dir, name, weights } => {
@@ -201,8 +234,10 @@ impl ModelsCommand {
     }
 }
 
-/// A model name from the catalogue or the store, or a path to a ggml file. Missing catalogue
-/// models are pulled when `models.auto_pull` is on. Returns (display name, file path).
+/// A model name from the catalogue or the store, or a path to a ggml file. A catalogue model
+/// runs at `models.weights` (its q8_0 copy is written from the f16 file the first time it is
+/// needed); missing catalogue models are pulled when `models.auto_pull` is on. Returns (name,
+/// file path): the name stays the catalogue's (`base`), which is what adapters and calls ask for.
 pub fn resolve_model(
     config: &Config,
     requested: Option<&str>,
@@ -218,22 +253,28 @@ pub fn resolve_model(
         return Ok((label, as_path.to_owned()));
     }
     let store = ModelStore::locate(config.models.dir.as_deref());
-    if let Some(i) = store.installed(name) {
+    let catalogue = Catalogue::builtin()?;
+    let Ok(entry) = catalogue.get(name) else {
+        // Imported models and quantised copies named outright run as they are.
+        if let Some(i) = store.installed(name) {
+            return Ok((name.to_owned(), i.path));
+        }
+        return Err(catalogue.get(name).unwrap_err().into());
+    };
+    let weights = config.models.weights;
+    if let Some(i) = store.installed(&weights.store_name(name)) {
         return Ok((name.to_owned(), i.path));
     }
-    let catalogue = Catalogue::builtin()?;
-    let entry = catalogue.get(name)?;
-    if !config.models.auto_pull {
-        return Err(model::ModelError::NotInstalled {
-            name: name.to_owned(),
-            dir: store.dir().to_owned(),
-        }
-        .into());
+    let fetch = config.models.auto_pull.then_some(Source::Auto);
+    if fetch.is_some() && store.installed(name).is_none() {
+        eprintln!(
+            "model {name} is not installed yet; fetching it into {}",
+            store.dir().display()
+        );
     }
-    eprintln!(
-        "model {name} is not installed yet; fetching it into {}",
-        store.dir().display()
-    );
-    let path = model::pull(&store, entry, Source::Auto, &ByteBars::default())?;
+    let path =
+        model::provide(&store, entry, weights, fetch, &ByteBars::default()).with_context(|| {
+            format!("preparing model {name} with {weights} weights (models.weights, --weights)")
+        })?;
     Ok((name.to_owned(), path))
 }

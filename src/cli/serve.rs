@@ -15,6 +15,9 @@ pub struct ServeArgs {
     /// Default model for calls that name none.
     #[arg(short, long)]
     pub model: Option<String>,
+    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
+    #[arg(long, value_enum)]
+    pub weights: Option<crate::model::Weights>,
     /// Further models to load, selectable per call (repeat or comma-separate).
     #[arg(long = "also-load", value_delimiter = ',')]
     pub also_load: Vec<String>,
@@ -46,6 +49,9 @@ impl ServeArgs {
         }
         if let Some(m) = self.model {
             config.models.default = m;
+        }
+        if let Some(w) = self.weights {
+            config.models.weights = w;
         }
         config.server.models.extend(self.also_load);
         if let Some(l) = self.language {

@@ -30,6 +30,9 @@ pub struct TranscribeArgs {
     /// Model name (tiny.en, base, an imported name) or path to a ggml file.
     #[arg(short, long)]
     pub model: Option<String>,
+    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
+    #[arg(long, value_enum)]
+    pub weights: Option<crate::model::Weights>,
     /// Spoken language (en, zh, yue, …) or auto.
     #[arg(short, long)]
     pub language: Option<String>,
@@ -161,6 +164,9 @@ impl TranscribeArgs {
         }
         if let Some(t) = self.threads {
             config.decode.threads = t;
+        }
+        if let Some(w) = self.weights {
+            config.models.weights = w;
         }
         config.decode.hotwords.extend(self.hotwords.iter().cloned());
         if self.fit_window {

