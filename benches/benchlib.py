@@ -48,9 +48,13 @@ def edit_distance(ref, hyp):
 def error_counts(reference, hypothesis, unit):
     """(edits, reference tokens) for unit "word" (WER) or "char" (CER, for Chinese). Counts,
     not a rate, so that channels and files can be pooled before dividing."""
-    norm = normalize_words if unit == "word" else normalize_chars
-    r, h = norm(reference), norm(hypothesis)
+    r, h = tokens(reference, unit), tokens(hypothesis, unit)
     return edit_distance(r, h), len(r)
+
+
+def tokens(text, unit):
+    """The words (unit "word") or characters (unit "char") error rates count."""
+    return normalize_words(text) if unit == "word" else normalize_chars(text)
 
 
 def error_unit(language):

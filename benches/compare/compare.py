@@ -79,8 +79,12 @@ def ensure_venv(cache):
     return py
 
 
-def load_reference(wav):
-    ref = json.loads(wav.with_suffix(".json").read_text(encoding="utf-8"))
+def load_reference(wav, language="en"):
+    """The fixture's reference JSON; a WAV without one (recordings of your own, `--meeting`) is
+    timed and its words counted, but gets no error rate."""
+    path = wav.with_suffix(".json")
+    ref = (json.loads(path.read_text(encoding="utf-8")) if path.exists()
+           else {"language": language, "utterances": [], "unscored": True})
     with wave.open(str(wav), "rb") as w:
         ref["audio_s"] = w.getnframes() / w.getframerate()
         ref["channels"] = w.getnchannels()
@@ -138,6 +142,8 @@ def score(ref, texts, language):
     """Edits and reference tokens per channel (stereo: each channel against its own
     utterances; mono: all utterances in time order against the whole transcript)."""
     unit = benchlib.error_unit(language)
+    if ref.get("unscored"):
+        return {"unit": "CER" if unit == "char" else "WER", "rate": None, "per_channel": []}
     per = []
     for c, hyp in enumerate(texts):
         reference = " ".join(u["text"] for u in sorted(ref["utterances"], key=lambda u: u["start_ms"])
@@ -194,7 +200,8 @@ def summarise(runs, engines):
             med = lambda f: statistics.median(r[f] for r in rs)  # noqa: E731
             row = {"file": file, "model": model, "engine": name, "runs": len(rs), "wall_s": med("wall_s"),
                    "cpu_s": med("cpu_s"), "rss_mib": med("rss_mib"), "rtf": med("rtf"),
-                   "err_unit": rs[0]["error"]["unit"], "err": med("err")}
+                   "err_unit": rs[0]["error"]["unit"],
+                   "err": None if rs[0]["err"] is None else med("err"), "tokens": med("tokens")}
             if name == "callscribe":
                 base = row
             if base:
@@ -205,12 +212,13 @@ def summarise(runs, engines):
 
 
 def markdown(rows):
-    lines = ["| file | model | engine | runs | wall s | CPU s | peak RSS MiB | RTF | error | wall ×cs | CPU ×cs | RSS ×cs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| file | model | engine | runs | wall s | CPU s | peak RSS MiB | RTF | error | words | wall ×cs | CPU ×cs | RSS ×cs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         x = lambda k: f"{r[k]:.2f}" if k in r else "–"  # noqa: E731
+        error = "–" if r["err"] is None else f"{r['err_unit']} {r['err']:.3f}"
         lines.append(f"| {r['file']} | {r['model']} | {r['engine']} | {r['runs']} | {r['wall_s']:.1f} | "
-                     f"{r['cpu_s']:.1f} | {r['rss_mib']:.0f} | {r['rtf']:.3f} | {r['err_unit']} {r['err']:.3f} | "
+                     f"{r['cpu_s']:.1f} | {r['rss_mib']:.0f} | {r['rtf']:.3f} | {error} | {r['tokens']:.0f} | "
                      f"{x('wall_x')} | {x('cpu_x')} | {x('rss_x')} |")
     return "\n".join(lines)
 
@@ -235,6 +243,10 @@ def main():
     ap.add_argument("--long", action="store_true",
                     help="add the 10-minute call (stereo and mono, 8 kHz), generated into the cache on first use")
     ap.add_argument("--long-only", default="", help="with --long: only this variant (stereo or mono)")
+    ap.add_argument("--meeting", action="store_true",
+                    help="add 7.5 min of real recorded conversation, 8 kHz telephone band, without a reference "
+                         "(words are counted, not scored); built into the cache on first use")
+    ap.add_argument("--language", default="en", help="language of WAVs given without a reference JSON")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/callscribe-compare"),
                     help="venv, CTranslate2 dirs, split channels, long recording")
     ap.add_argument("--store", help="callscribe model store (default: $CALLSCRIBE_MODELS or ~/.local/share/callscribe/models)")
@@ -259,7 +271,7 @@ def main():
     cache.mkdir(parents=True, exist_ok=True)
     venv_py = ensure_venv(cache) if any(ENGINES[e][0] != "callscribe" for e in engines) else None
 
-    fixtures = [pathlib.Path(f) for f in (args.fixtures or ([] if args.long else DEFAULT_FIXTURES))]
+    fixtures = [pathlib.Path(f) for f in (args.fixtures or ([] if args.long or args.meeting else DEFAULT_FIXTURES))]
     fixtures = [f if f.is_absolute() else (pathlib.Path.cwd() / f) for f in fixtures]
     if args.long:
         long_dir = cache / "long"
@@ -269,11 +281,18 @@ def main():
         fixtures += [long_dir / n for n in LONG if not args.long_only or
                      (args.long_only == "mono") == n.endswith("_mono.wav")]
 
+    if args.meeting:
+        meeting = cache / "long" / "meeting_8k_mono.wav"
+        if not meeting.exists():
+            subprocess.run(["nice", "-n", "10", sys.executable, str(ROOT / "audio-fixtures/generate.py"), "meeting",
+                            str(meeting.parent)], check=True)
+        fixtures.append(meeting)
+
     work = cache / "channels"
     work.mkdir(exist_ok=True)
     jobs = []
     for wav in fixtures:
-        ref = load_reference(wav)
+        ref = load_reference(wav, args.language)
         language = ref["language"]
         for model in args.models.split(","):
             if model.endswith(".en") and language != "en":
@@ -307,6 +326,9 @@ def main():
                     texts, raw, data = hypothesis_by_channel(kind, out_file, job["ref"]["channels"])
                     rec["error"] = score(job["ref"], texts, job["language"])
                     rec["err"] = rec["error"]["rate"]
+                    # Words (characters for Chinese) written: on audio without a reference, an
+                    # engine that drops speech shows here.
+                    rec["tokens"] = sum(len(benchlib.tokens(t, benchlib.error_unit(job["language"]))) for t in texts)
                     if raw is not None:  # callscribe: before its adapter's normalisation too
                         rec["error_raw_text"] = score(job["ref"], raw, job["language"])
                     if kind != "callscribe":
@@ -317,7 +339,8 @@ def main():
                 else:
                     rec["log_tail"] = (run_dir / "log.txt").read_text(errors="replace")[-2000:]
                 runs.append(rec)
-                status = f"{rec['error']['unit']} {rec['err']:.3f}" if rec["ok"] else f"FAILED (exit {rc})"
+                status = (f"FAILED (exit {rc})" if not rec["ok"] else f"{rec['tokens']} words, no reference"
+                          if rec["err"] is None else f"{rec['error']['unit']} {rec['err']:.3f}")
                 print(f"{'warmup' if not measured else 'run'} {rnd - args.warmup + 1:>2} {label} {job['model']:8} "
                       f"{name:14} wall {wall:7.1f} s  cpu {cpu:7.1f} s  rss {rss:6.0f} MiB  {status}",
                       file=sys.stderr, flush=True)
