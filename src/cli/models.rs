@@ -254,12 +254,15 @@ pub fn resolve_model(
     }
     let store = ModelStore::locate(config.models.dir.as_deref());
     let catalogue = Catalogue::builtin()?;
-    let Ok(entry) = catalogue.get(name) else {
+    let entry = match catalogue.get(name) {
+        Ok(entry) => entry,
         // Imported models and quantised copies named outright run as they are.
-        if let Some(i) = store.installed(name) {
-            return Ok((name.to_owned(), i.path));
+        Err(unknown) => {
+            return match store.installed(name) {
+                Some(i) => Ok((name.to_owned(), i.path)),
+                None => Err(unknown.into()),
+            }
         }
-        return Err(catalogue.get(name).unwrap_err().into());
     };
     let weights = config.models.weights;
     if let Some(i) = store.installed(&weights.store_name(name)) {
