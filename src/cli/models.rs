@@ -265,11 +265,11 @@ pub fn resolve_model(
         }
     };
     let weights = config.models.weights;
-    if let Some(i) = store.installed(&weights.store_name(name)) {
-        return Ok((name.to_owned(), i.path));
-    }
     let fetch = config.models.auto_pull.then_some(Source::Auto);
-    if fetch.is_some() && store.installed(name).is_none() {
+    // `provide` fetches only when neither the file to run nor the f16 file it comes from is here.
+    let must_fetch =
+        store.installed(&weights.store_name(name)).is_none() && store.installed(name).is_none();
+    if fetch.is_some() && must_fetch {
         eprintln!(
             "model {name} is not installed yet; fetching it into {}",
             store.dir().display()
