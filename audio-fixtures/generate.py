@@ -8,9 +8,12 @@ usage: generate.py            all committed fixtures, in place
        generate.py long40 DIR the comparison harness's 10-minute call, 40 % silence (not committed)
        generate.py meeting DIR 7.5 minutes of real recorded conversation, telephone band, no
                               reference transcript (not committed; the harness's unseen audio)
+       generate.py conditions only the real-call-conditions fixtures (conditions/: hold music,
+                              DTMF, mains hum, line noise, echo, identical channels, overlap)
 """
 import array
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -206,6 +209,7 @@ def committed():
                    "duration_ms": 20000, "utterances": []}, silence)
         real_speech(work, calls)
         terms_call(work, calls, dialogues)
+    conditions()
 
 
 def terms_call(work, calls, dialogues):
@@ -357,6 +361,418 @@ def meeting(out_dir):
         print(f"{out}: {len(clips)} clips, {secs / 60:.1f} min")
 
 
+# ---- Real-call conditions (issue #15) ----
+#
+# Everything below is built at 8 kHz (one variant at 16 kHz) from float tracks: the speech
+# (espeak-ng lines from dialogues.json, and the real ALSA prompts cut from the committed
+# real/alsa_voices_48k.wav by its reference times), synthetic hold music and DTMF tones form
+# the "foreground", which goes through the telephone band (sox sinc 300-3400) once; mains hum,
+# pink line noise and comfort noise are added after it, as a line adds them. Pseudo-random
+# sources are our own LCG, so the files are byte-identical from run to run.
+
+CRATE = 8000
+DTMF = {"1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
+        "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
+        "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
+        "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633)}
+
+
+def lcg(seed):
+    """Deterministic uniform floats in [-1, 1)."""
+    while True:
+        seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+        yield (seed >> 8) / (1 << 22) - 1.0
+
+
+def rms_to(x, dbfs):
+    """Scales x in place to an RMS of `dbfs` (full scale = 1.0)."""
+    r = math.sqrt(sum(v * v for v in x) / max(1, len(x)))
+    g = 10 ** (dbfs / 20) / r if r else 0.0
+    for i in range(len(x)):
+        x[i] *= g
+    return x
+
+
+def white(n, seed, dbfs):
+    g = lcg(seed)
+    return rms_to([next(g) for _ in range(n)], dbfs)
+
+
+def pink(n, seed, dbfs):
+    """Pink (1/f) line noise: Paul Kellet's filter over our white noise."""
+    g = lcg(seed)
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = 0.0
+    out = [0.0] * n
+    for i in range(n):
+        w = next(g)
+        b0 = 0.99886 * b0 + w * 0.0555179
+        b1 = 0.99332 * b1 + w * 0.0750759
+        b2 = 0.96900 * b2 + w * 0.1538520
+        b3 = 0.86650 * b3 + w * 0.3104856
+        b4 = 0.55000 * b4 + w * 0.5329522
+        b5 = -0.7616 * b5 - w * 0.0168980
+        out[i] = b0 + b1 + b2 + b3 + b4 + b5 + b6 + w * 0.5362
+        b6 = w * 0.115926
+    return rms_to(out, dbfs)
+
+
+def hum(n, f0, dbfs, rate=CRATE):
+    """Mains hum: the fundamental and its harmonics up to ~1 kHz (odd ones stronger, as from a
+    transformer or a ground loop through a rectifier), slowly wavering in level."""
+    harm = [(k, (1.0 if k % 2 else 0.5) / k) for k in range(1, 21) if k * f0 < 1100]
+    out = [0.0] * n
+    for i in range(n):
+        t = i / rate
+        out[i] = (1 + 0.15 * math.sin(2 * math.pi * 0.3 * t)) * sum(
+            a * math.sin(2 * math.pi * k * f0 * t + k) for k, a in harm)
+    return rms_to(out, dbfs)
+
+
+def dtmf(digits, dbfs_per_tone=-20.0, tone_ms=100, gap_ms=100, rate=CRATE):
+    """DTMF key tones: each digit its standard low/high frequency pair, `tone_ms` on and
+    `gap_ms` off, 5 ms ramps."""
+    amp = 10 ** (dbfs_per_tone / 20) * math.sqrt(2)
+    tn, gn, ramp = tone_ms * rate // 1000, gap_ms * rate // 1000, 5 * rate // 1000
+    out = []
+    for d in digits:
+        lo, hi = DTMF[d]
+        for i in range(tn):
+            env = min(1.0, i / ramp, (tn - 1 - i) / ramp)
+            t = i / rate
+            out.append(env * amp * (math.sin(2 * math.pi * lo * t) + math.sin(2 * math.pi * hi * t)))
+        out.extend([0.0] * gn)
+    return out
+
+
+def note_hz(semitones_from_a4):
+    return 440.0 * 2 ** (semitones_from_a4 / 12)
+
+
+def music(seconds, dbfs, seed, bpm=96, root=-9, rate=CRATE):
+    """Synthetic hold music: a four-bar chord loop (I–V–vi–IV) with a plucked bass on beats 1
+    and 3, a sustained three-note pad, an eighth-note melody drawn from the chord and the
+    pentatonic scale, and a noise hi-hat on the off-beats. `root`: the key, in semitones from
+    A4 (−9 = C4)."""
+    n = int(seconds * rate)
+    out = [0.0] * n
+    beat = 60.0 / bpm
+    chords = [(0, 4, 7), (7, 11, 14), (9, 12, 16), (5, 9, 12)]
+    penta = [0, 2, 4, 7, 9, 12, 14, 16]
+    rnd = lcg(seed)
+
+    def add_note(start_s, dur_s, hz, amp, decay, harmonics, attack=0.005):
+        i0, m = int(start_s * rate), int(dur_s * rate)
+        for i in range(max(0, min(m, n - i0))):
+            t = i / rate
+            env = min(1.0, t / attack) * math.exp(-decay * t) * min(1.0, (m - i) / (0.02 * rate))
+            out[i0 + i] += amp * env * sum(h * math.sin(2 * math.pi * k * hz * t)
+                                           for k, h in harmonics)
+
+    bar = 4 * beat
+    for b in range(int(seconds / bar) + 1):
+        chord = chords[b % len(chords)]
+        t0 = b * bar
+        for beat_i in (0, 2):
+            add_note(t0 + beat_i * beat, 2 * beat, note_hz(root - 12 + chord[0]), 0.5, 2.5,
+                     [(1, 1.0), (2, 0.6), (3, 0.35), (4, 0.2)])
+        for s in chord:
+            add_note(t0, bar, note_hz(root + s), 0.18, 0.3, [(1, 1.0), (2, 0.3)], attack=0.08)
+        for e in range(8):
+            r = next(rnd)
+            if b % 4 == 3 and e >= 6:
+                continue  # a breath at the end of each phrase
+            pick = penta[int((r + 1) * 4) % len(penta)] if e % 2 else chord[e // 2 % 3] + 12
+            add_note(t0 + e * beat / 2, beat / 2, note_hz(root + 12 + pick), 0.35, 5.0,
+                     [(1, 1.0), (2, 0.45), (3, 0.2)])
+        for e in range(1, 8, 2):  # hi-hat
+            i0 = int((t0 + e * beat / 2) * rate)
+            prev = 0.0
+            for i in range(int(0.03 * rate)):
+                if i0 + i >= n:
+                    break
+                w = next(rnd)
+                out[i0 + i] += 0.25 * math.exp(-i / (0.006 * rate)) * (w - prev)
+                prev = w
+    fade = int(0.5 * rate)
+    for i in range(min(fade, n)):
+        out[i] *= i / fade
+        out[n - 1 - i] *= i / fade
+    return rms_to(out, dbfs)
+
+
+def read_float(path):
+    """Any 16-bit WAV → (rate, [channel tracks as floats, full scale 1.0])."""
+    with wave.open(str(path), "rb") as w:
+        assert w.getsampwidth() == 2, path
+        ch, rate = w.getnchannels(), w.getframerate()
+        a = array.array("h")
+        a.frombytes(w.readframes(w.getnframes()))
+    return rate, [[v / 32768 for v in a[c::ch]] for c in range(ch)]
+
+
+def write_float(path, tracks, rate):
+    n = max(len(t) for t in tracks)
+    inter = array.array("h", bytes(2 * n * len(tracks)))
+    for c, t in enumerate(tracks):
+        inter[c::len(tracks)] = array.array(
+            "h", (max(-32768, min(32767, round(v * 32768))) for v in t + [0.0] * (n - len(t))))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(len(tracks))
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(inter.tobytes())
+
+
+def add_into(track, clip, at, gain=1.0):
+    if len(track) < at + len(clip):
+        track.extend([0.0] * (at + len(clip) - len(track)))
+    for i, v in enumerate(clip):
+        track[at + i] += gain * v
+
+
+def sox_float(work, track, rate, *effects, out_rate=None):
+    """Runs a float track through sox effects (rate conversion with out_rate)."""
+    src, dst = work / "fx_in.wav", work / "fx_out.wav"
+    write_float(src, [track], rate)
+    run("sox", str(src), "-r", str(out_rate or rate), str(dst), *effects)
+    return read_float(dst)[1][0]
+
+
+def speech_8k(work, voice, text, key):
+    """An espeak-ng line, trimmed, at 8 kHz (not yet band-limited)."""
+    clip16 = work / f"{key}.wav"
+    speak(work, voice, text, clip16)
+    out = work / f"{key}_8k.wav"
+    run("sox", str(clip16), "-r", str(CRATE), str(out))
+    return read_float(out)[1][0]
+
+
+def alsa_prompt(work, text):
+    """A real ALSA prompt cut from the committed real/alsa_voices_48k.wav at its reference times."""
+    ref = json.loads((HERE / "real" / "alsa_voices_48k.json").read_text(encoding="utf-8"))
+    u = next(u for u in ref["utterances"] if u["text"] == text)
+    out = work / "alsa_8k.wav"
+    run("sox", str(HERE / "real" / "alsa_voices_48k.wav"), "-r", str(CRATE), str(out),
+        "trim", f"{u['start_ms'] / 1000:.3f}", f"={u['end_ms'] / 1000:.3f}")
+    return read_float(out)[1][0]
+
+
+class Timeline:
+    """A mono call built left to right: speech (referenced) and non-speech events."""
+
+    def __init__(self, rate=CRATE):
+        self.rate, self.fg, self.bg, self.t, self.utts, self.events = rate, [], [], 0, [], []
+
+    def ms(self, ms):
+        return ms * self.rate // 1000
+
+    def gap(self, ms):
+        self.t += self.ms(ms)
+
+    def speech(self, clip, text, role="mixed", extra=None):
+        add_into(self.fg, clip, self.t)
+        u = {"channel": 0, "role": role, "start_ms": round(self.t * 1000 / self.rate),
+             "end_ms": round((self.t + len(clip)) * 1000 / self.rate), "text": text}
+        u.update(extra or {})
+        self.utts.append(u)
+        self.t += len(clip)
+
+    def nonspeech(self, kind, clip, line=False):
+        """line=False: goes through the telephone band with the speech; True: added after."""
+        if line:
+            add_into(self.bg, clip, self.t)
+        else:
+            add_into(self.fg, clip, self.t)
+        self.events.append({"kind": kind, "start_ms": round(self.t * 1000 / self.rate),
+                            "end_ms": round((self.t + len(clip)) * 1000 / self.rate)})
+        self.t += len(clip)
+
+    def render(self, work, tail_ms, noise_dbfs=-45.0, seed=1):
+        n = self.t + self.ms(tail_ms)
+        fg = self.fg + [0.0] * (n - len(self.fg))
+        fg = sox_float(work, fg, self.rate, "sinc", "300-3400")[:n]
+        noise = pink(n, seed, noise_dbfs)
+        bg = self.bg + [0.0] * (n - len(self.bg))
+        return [fg[i] + bg[i] + noise[i] for i in range(n)], n
+
+
+def write_condition(out, tracks, rate, language, utterances, **extra):
+    write_float(out, tracks, rate)
+    n = len(tracks[0])
+    ref = {"file": out.name, "sample_rate_hz": rate, "channels": len(tracks), "language": language,
+           "duration_ms": round(n * 1000 / rate), "utterances": utterances}
+    ref.update(extra)
+    write_ref(ref, out)
+    print(f"{out}: {n / rate:.1f} s, {len(tracks)} ch, {len(utterances)} utterances, "
+          f"{out.stat().st_size / 1e6:.2f} MB")
+
+
+def secs(seconds, rate=CRATE):
+    return int(seconds * rate)
+
+
+def conditions(out_dir=None):
+    """audio-fixtures/conditions/: recordings as real calls deliver them (issue #15)."""
+    dialogues = json.loads((HERE / "dialogues.json").read_text(encoding="utf-8"))
+    out_dir = pathlib.Path(out_dir or HERE / "conditions")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    en, zh = dialogues["en"], dialogues["zh"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+
+        # hold_music_8k.wav: ~3 min on hold. Speech: three espeak-ng lines, two real ALSA prompts.
+        tl = Timeline()
+        line = lambda i, key: (speech_8k(work, en["voices"][en["turns"][i][0]], en["turns"][i][1], key),
+                               en["turns"][i][1], en["turns"][i][0])
+        tl.gap(1500)
+        clip, text, role = line(0, "hm0")
+        tl.speech(clip, text, role)
+        tl.gap(1500)
+        tl.nonspeech("dtmf 4155550123#", dtmf("4155550123#"))
+        tl.gap(2000)
+        tl.speech(alsa_prompt(work, "Front left."), "Front left.", "customer", {"real": True})
+        tl.gap(1500)
+        tl.nonspeech("hold music", music(50, -22.0, seed=7))
+        tl.gap(1200)
+        clip, text, role = line(3, "hm3")
+        tl.speech(clip, text, role)
+        tl.gap(2000)
+        tl.nonspeech("hum 50 Hz", hum(secs(30), 50, -32.0), line=True)
+        tl.gap(1000)
+        tl.speech(alsa_prompt(work, "Rear right."), "Rear right.", "customer", {"real": True})
+        tl.gap(1500)
+        tl.nonspeech("dtmf 0#", dtmf("0#"))
+        tl.gap(1500)
+        tl.nonspeech("hum 60 Hz", hum(secs(20), 60, -30.0), line=True)
+        tl.gap(1500)
+        clip, text, role = line(4, "hm4")
+        tl.speech(clip, text, role)
+        tl.gap(1000)
+        tl.nonspeech("line noise only", [0.0] * secs(25))
+        tl.nonspeech("dtmf 1*", dtmf("1*", gap_ms=150))
+        tl.gap(6000)
+        mix, n = tl.render(work, 1500, seed=101)
+        write_condition(out_dir / "hold_music_8k.wav", [mix], CRATE, "en", tl.utts, nonspeech=tl.events)
+
+        # music_only_8k.wav: hold music and nothing else (no speech).
+        tl = Timeline()
+        tl.gap(500)
+        tl.nonspeech("hold music", music(19, -20.0, seed=11, bpm=112, root=-7))
+        tl.gap(500)
+        mix, n = tl.render(work, 0, seed=202)
+        write_condition(out_dir / "music_only_8k.wav", [mix], CRATE, "", [], nonspeech=tl.events)
+
+        # dtmf_hum_noise_8k.wav: comfort noise, DTMF, 50/60 Hz hum, line noise (no speech).
+        tl = Timeline()
+        tl.nonspeech("comfort noise", white(secs(3), 303, -62.0), line=True)
+        tl.nonspeech("dtmf 18005550199", dtmf("18005550199"))
+        tl.nonspeech("hum 50 Hz", hum(secs(6), 50, -30.0), line=True)
+        tl.gap(1000)
+        tl.nonspeech("dtmf *72#", dtmf("*72#", tone_ms=150, gap_ms=150))
+        tl.gap(500)
+        tl.nonspeech("hum 60 Hz", hum(secs(5), 60, -28.0), line=True)
+        tl.gap(1000)
+        tl.nonspeech("comfort noise", white(secs(3), 304, -62.0), line=True)
+        mix, n = tl.render(work, 0, seed=305)
+        write_condition(out_dir / "dtmf_hum_noise_8k.wav", [mix], CRATE, "", [], nonspeech=tl.events)
+
+        # The two-party call: the first four turns of dialogues.json's English call, as
+        # calls/en_call_8k.wav has them (same voices and gaps), band-limited at 8 kHz.
+        turns = synth_dialogue(work, en, "en")[:4]
+        base16 = work / "call4_16k.wav"
+        ref4 = assemble(turns, 2, base16, "en", noise=0)
+        call8 = work / "call4_8k.wav"
+        sox_variant(base16, call8, CRATE, "sinc", "300-3400")
+        _, (ch0, ch1) = read_float(call8)
+
+        def leak(src, delay_ms, db):
+            """Line echo / headset bleed: the other party band-limited (400–3000 Hz), delayed, attenuated."""
+            bp = sox_float(work, src, CRATE, "sinc", "400-3000")
+            return [0.0] * (delay_ms * CRATE // 1000) + [v * 10 ** (-db / 20) for v in bp]
+
+        def two_channel(a, b, db, seed):
+            n = max(len(a), len(b))
+            tracks = []
+            for c, (own, other, d) in enumerate(((a, b, 27), (b, a, 18))):
+                t = own + [0.0] * (n - len(own))
+                if db is not None:
+                    add_into(t, leak(other, d, db), 0)
+                t = t[:n]
+                noise = pink(n, seed + c, -45.0)
+                tracks.append([t[i] + noise[i] for i in range(n)])
+            return tracks
+
+        for db in (18, 24, 30):
+            out = out_dir / f"echo_{db}db_8k.wav"
+            write_condition(out, two_channel(ch0, ch1, db, 400 + db), CRATE, "en", ref4["utterances"],
+                            echo={"attenuation_db": db, "delay_ms": {"0_into_1": 18, "1_into_0": 27},
+                                  "band_hz": [400, 3000]})
+
+        # same_channels_8k.wav: the call mixed to one signal and stored as stereo, both
+        # channels the same samples (every sentence is there twice).
+        mono = [ch0[i] + ch1[i] for i in range(len(ch0))]
+        noise = pink(len(mono), 501, -45.0)
+        mono = [mono[i] + noise[i] for i in range(len(mono))]
+        mixed = [dict(u, channel=0, role="mixed") for u in ref4["utterances"]]
+        write_condition(out_dir / "same_channels_8k.wav", [mono, list(mono)], CRATE, "en", mixed,
+                        identical_channels=True, right_gain_db=0)
+        # same_channels_16k.wav: the first two turns at 16 kHz (no telephone band), the right
+        # channel 3 dB quieter than the left.
+        _, (w0, w1) = read_float(base16)
+        end = secs(ref4["utterances"][1]["end_ms"] / 1000 + 1.0, 16000)
+        m16 = [w0[i] + w1[i] for i in range(end)]
+        noise = pink(end, 502, -50.0)
+        m16 = [m16[i] + noise[i] for i in range(end)]
+        g = 10 ** (-3 / 20)
+        write_condition(out_dir / "same_channels_16k.wav", [m16, [v * g for v in m16]], 16000, "en",
+                        mixed[:2], identical_channels=True, right_gain_db=-3)
+
+        # overlap_8k.wav: the customer talks over the agent twice (2.5 s and 1.5 s of both
+        # speaking; both kept), −24 dB echo each way, line noise.
+        lines = [speech_8k(work, en["voices"][en["turns"][i][0]], en["turns"][i][1], f"ov{i}") for i in range(4)]
+        tracks, utts, t = [[], []], [], secs(0.5)
+        for i, clip in enumerate(lines):
+            role = en["turns"][i][0]
+            ch = ROLE_CHANNEL[role]
+            if i == 1:
+                t -= secs(2.5)
+            elif i == 3:
+                t -= secs(1.5)
+            elif i:
+                t += secs(0.8)
+            add_into(tracks[ch], clip, t)
+            utts.append({"channel": ch, "role": role, "start_ms": round(t * 1000 / CRATE),
+                         "end_ms": round((t + len(clip)) * 1000 / CRATE), "text": en["turns"][i][1]})
+            t += len(clip)
+        n = t + secs(1.0)
+        band = [sox_float(work, tr + [0.0] * (n - len(tr)), CRATE, "sinc", "300-3400")[:n] for tr in tracks]
+        write_condition(out_dir / "overlap_8k.wav", two_channel(band[0], band[1], 24, 600), CRATE, "en", utts,
+                        overlaps_ms=[[u["start_ms"], p["end_ms"]] for p, u in zip(utts, utts[1:])
+                                     if u["start_ms"] < p["end_ms"]])
+
+        # zh_hold_music_8k.wav: Mandarin (espeak-ng), hold music, hum and DTMF between.
+        tl = Timeline()
+        zline = lambda i: (speech_8k(work, zh["voices"][zh["turns"][i][0]], zh["turns"][i][1], f"zh{i}"),
+                           zh["turns"][i][1], zh["turns"][i][0])
+        tl.gap(1000)
+        tl.speech(*zline(0))
+        tl.gap(1500)
+        tl.nonspeech("hold music", music(14, -22.0, seed=13, bpm=88, root=-4))
+        tl.gap(1000)
+        tl.speech(*zline(4))
+        tl.gap(1500)
+        tl.nonspeech("hum 50 Hz", hum(secs(6), 50, -32.0), line=True)
+        tl.gap(1000)
+        tl.nonspeech("dtmf 2580#", dtmf("2580#"))
+        tl.gap(1500)
+        tl.speech(*zline(6))
+        tl.gap(1000)
+        tl.nonspeech("hold music", music(5, -22.0, seed=17, bpm=88, root=-4))
+        tl.gap(1000)
+        mix, n = tl.render(work, 500, seed=707)
+        write_condition(out_dir / "zh_hold_music_8k.wav", [mix], CRATE, "zh", tl.utts, nonspeech=tl.events)
+
+
 if __name__ == "__main__":
     for tool in ("espeak-ng", "sox"):
         if not shutil.which(tool):
@@ -369,6 +785,8 @@ if __name__ == "__main__":
         long_call(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     elif len(sys.argv) > 1 and sys.argv[1] == "meeting":
         meeting(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
+    elif len(sys.argv) > 1 and sys.argv[1] == "conditions":
+        conditions()
     elif len(sys.argv) > 1 and sys.argv[1] == "long40":
         long_call40(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     else:

@@ -9,6 +9,8 @@ load/transcribe split as JSON. Runs under the comparison venv's Python (faster-w
 pywhispercpp), never under the harness's.
 
 usage: engine.py fw --ct2 DIR --compute int8|float32 [--vad] ...  --out R.json WAV...
+       (--language auto: faster-whisper detects the language; each file's info.language and
+       info.language_probability go into the JSON either way)
        engine.py whispercpp --ggml FILE ...                       --out R.json WAV...
 """
 import argparse
@@ -30,13 +32,18 @@ def faster_whisper(args):
     load = time.perf_counter() - t0
     files = []
     for wav in args.wavs:
-        segs, _ = model.transcribe(wav, language=args.language, beam_size=1, best_of=1,
+        # --language auto: faster-whisper detects it (info.language) from the first 30 s (of
+        # speech, with the VAD on).
+        segs, info = model.transcribe(wav, language=None if args.language == "auto" else args.language,
+                                   beam_size=1, best_of=1,
                                    temperature=0.0, condition_on_previous_text=False,
                                    initial_prompt=args.prompt or None, vad_filter=args.vad,
                                    word_timestamps=False)
         files.append({"wav": wav, "segments": [
             {"start_ms": round(s.start * 1000), "end_ms": round(s.end * 1000), "text": s.text.strip()}
-            for s in segs]})  # the generator decodes as it is consumed
+            for s in segs],  # the generator decodes as it is consumed
+            "language": info.language, "language_probability": info.language_probability,
+            "duration_after_vad_s": getattr(info, "duration_after_vad", None)})
     return files, load, {"faster-whisper": faster_whisper.__version__, "ctranslate2": ctranslate2.__version__}
 
 
