@@ -9,6 +9,7 @@
 //! The [`Segmenter`] is incremental (push any number of samples, get events), so the batch
 //! front door and live streams run the very same code. Times are sample counts of the channel.
 
+pub mod crosstalk;
 mod endpoint;
 
 pub use endpoint::{segment_all, Cut, SegmentEvent, Segmenter, Utterance};
