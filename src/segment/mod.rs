@@ -10,6 +10,7 @@
 //! front door and live streams run the very same code. Times are sample counts of the channel.
 
 mod endpoint;
+pub mod silero;
 
 pub use endpoint::{segment_all, Cut, SegmentEvent, Segmenter, Utterance};
 
