@@ -1,10 +1,13 @@
 //! Micro-benchmarks of the CPU stages in front of whisper, per second of audio: G.711 and
 //! LINEAR16 decoding, resampling from telephony and studio rates (our FFT resampler against
 //! rubato's sinc resampler, the alternative it was chosen over), and voice-activity
-//! segmentation. Figures go to BENCHMARKS.md. Run: `cargo bench --bench pipeline_stages`.
+//! segmentation (earshot with its endpointing, and the Silero VAD network alone). Figures go to
+//! BENCHMARKS.md. Run: `cargo bench --bench pipeline_stages`.
 
 use callscribe::audio::codec::{self, Encoding};
 use callscribe::audio::resample::resample_all;
+use callscribe::model::{provide_vad, ModelStore, NoProgress, Source};
+use callscribe::segment::silero::SileroModel;
 use callscribe::segment::{segment_all, VadConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rubato::audioadapter_buffers::direct::SequentialSlice;
@@ -106,6 +109,13 @@ fn vad(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10));
     g.bench_function("earshot_endpointing", |b| {
         b.iter(|| segment_all(&VadConfig::default(), 0, black_box(&x)))
+    });
+    // The weights from the model store (pulled on first use, like the tests do).
+    let path = provide_vad(&ModelStore::locate(None), Some(Source::Auto), &NoProgress)
+        .expect("Silero VAD weights");
+    let silero = SileroModel::load(&path).expect("Silero VAD loads");
+    g.bench_function("silero_vad", |b| {
+        b.iter(|| silero.probabilities(black_box(&x)))
     });
     g.finish();
 }

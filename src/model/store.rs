@@ -1,4 +1,6 @@
-//! The local model directory: `ggml-NAME.bin` plus `ggml-NAME.json` (where it came from).
+//! The local model directory: `ggml-NAME.bin` plus `ggml-NAME.json` (where it came from), and
+//! the voice-activity model under its catalogue file name (`silero-vad-v6.onnx` plus
+//! `silero-vad-v6.json`).
 //!
 //! Location: `$CALLSCRIBE_MODELS`, else `models.dir` in the config, else the user's data
 //! directory (`~/.local/share/callscribe/models` on Linux), so that every checkout and the
@@ -17,7 +19,7 @@ pub struct ModelStore {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Provenance {
     pub name: String,
-    /// `ggml` or `pypi` or `ct2-import`.
+    /// `ggml`, `pypi`, `ct2-import`, or `download` (the VAD model's direct download).
     pub source: String,
     /// URL, package==version list, or imported directory.
     pub origin: String,
@@ -60,8 +62,14 @@ impl ModelStore {
         self.dir.join(format!("ggml-{name}.bin"))
     }
 
-    fn provenance_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("ggml-{name}.json"))
+    /// A file of the store by its own name (the VAD model's).
+    pub fn file_path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Where the provenance of the model file at `path` is recorded.
+    fn provenance_path(path: &Path) -> PathBuf {
+        path.with_extension("json")
     }
 
     pub fn ensure_dir(&self) -> Result<(), ModelError> {
@@ -69,9 +77,17 @@ impl ModelStore {
     }
 
     pub fn installed(&self, name: &str) -> Option<InstalledModel> {
-        let path = self.path_for(name);
+        self.installed_at(name, self.path_for(name))
+    }
+
+    /// Model `name` if its file, `file` in the store, is there (the VAD model).
+    pub fn installed_file(&self, name: &str, file: &str) -> Option<InstalledModel> {
+        self.installed_at(name, self.file_path(file))
+    }
+
+    fn installed_at(&self, name: &str, path: PathBuf) -> Option<InstalledModel> {
         let bytes = std::fs::metadata(&path).ok()?.len();
-        let provenance = std::fs::read(self.provenance_path(name))
+        let provenance = std::fs::read(Self::provenance_path(&path))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         Some(InstalledModel {
@@ -99,13 +115,22 @@ impl ModelStore {
         out
     }
 
-    /// Moves a verified temporary file into place and records where it came from.
+    /// Moves a verified temporary ggml file into place and records where it came from.
     pub(crate) fn commit(
         &self,
         tmp: tempfile::NamedTempFile,
         provenance: &Provenance,
     ) -> Result<PathBuf, ModelError> {
-        let path = self.path_for(&provenance.name);
+        self.commit_at(tmp, self.path_for(&provenance.name), provenance)
+    }
+
+    /// The same for a file at `path` in the store.
+    pub(crate) fn commit_at(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        path: PathBuf,
+        provenance: &Provenance,
+    ) -> Result<PathBuf, ModelError> {
         tmp.as_file()
             .sync_all()
             .map_err(ModelError::io(tmp.path()))?;
@@ -114,7 +139,7 @@ impl ModelStore {
             source: e.error,
         })?;
         let json = serde_json::to_vec_pretty(provenance).expect("provenance serialises");
-        let prov_path = self.provenance_path(&provenance.name);
+        let prov_path = Self::provenance_path(&path);
         let mut prov_tmp =
             tempfile::NamedTempFile::new_in(&self.dir).map_err(ModelError::io(&self.dir))?;
         std::io::Write::write_all(&mut prov_tmp, &json).map_err(ModelError::io(&prov_path))?;

@@ -11,6 +11,7 @@
 
 pub mod crosstalk;
 mod endpoint;
+pub mod silero;
 
 pub use endpoint::{segment_all, Cut, SegmentEvent, Segmenter, Utterance};
 

@@ -94,6 +94,13 @@ fn model_at(name: &str, weights: Weights) -> PathBuf {
         .unwrap_or_else(|e| panic!("providing {name} at {weights}: {e}"))
 }
 
+/// Path of the Silero VAD weights in the store, pulled (download, else the PyPI wheel) if needed.
+pub fn vad_path() -> PathBuf {
+    let _guard = PULL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    model::provide_vad(&store(), Some(Source::Auto), &NoProgress)
+        .unwrap_or_else(|e| panic!("providing the Silero VAD weights: {e}"))
+}
+
 static ENGINES: OnceLock<Mutex<Vec<(String, Engine)>>> = OnceLock::new();
 
 /// A loaded model, shared by the tests of one binary.
