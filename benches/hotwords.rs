@@ -63,6 +63,9 @@ fn main() {
     println!("| model | hotwords | term recall | WER, terms call | WER, call without the terms |");
     println!("|---|---|---|---|---|");
     let store = ModelStore::locate(None);
+    let vad_path = callscribe::model::provide_vad(&store, None, &callscribe::model::NoProgress)
+        .expect("the Silero VAD: run `callscribe models pull silero-vad` first");
+    let vad = callscribe::segment::Vad::load(Default::default(), &vad_path).expect("the VAD loads");
     for name in &models {
         let Some(m) = store.installed(name) else {
             eprintln!("{name}: not installed (callscribe models pull {name})");
@@ -73,7 +76,7 @@ fn main() {
         let mut worker = engine.worker(threads).expect("whisper state");
         for (label, hotwords, prompt) in &variants {
             let mut opts = RecordingOptions {
-                use_vad: true,
+                vad: Some(vad.clone()),
                 ..Default::default()
             };
             opts.decode.language = "en".into();

@@ -8,7 +8,7 @@ use callscribe::audio::codec::{self, Encoding};
 use callscribe::audio::resample::resample_all;
 use callscribe::model::{provide_vad, ModelStore, NoProgress, Source};
 use callscribe::segment::silero::SileroModel;
-use callscribe::segment::{segment_all, VadConfig};
+use callscribe::segment::{segment_all, Vad, VadConfig};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rubato::audioadapter_buffers::direct::SequentialSlice;
 use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};
@@ -107,15 +107,17 @@ fn vad(c: &mut Criterion) {
     let x = signal(16_000, 10);
     let mut g = c.benchmark_group("segment_16k");
     g.throughput(Throughput::Elements(10));
-    g.bench_function("earshot_endpointing", |b| {
-        b.iter(|| segment_all(&VadConfig::default(), 0, black_box(&x)))
-    });
     // The weights from the model store (pulled on first use, like the tests do).
     let path = provide_vad(&ModelStore::locate(None), Some(Source::Auto), &NoProgress)
         .expect("Silero VAD weights");
-    let silero = SileroModel::load(&path).expect("Silero VAD loads");
+    let silero = std::sync::Arc::new(SileroModel::load(&path).expect("Silero VAD loads"));
     g.bench_function("silero_vad", |b| {
         b.iter(|| silero.probabilities(black_box(&x)))
+    });
+    // The network plus the endpointing around it: what a channel costs.
+    let vad = Vad::new(VadConfig::default(), silero);
+    g.bench_function("silero_endpointing", |b| {
+        b.iter(|| segment_all(&vad, 0, black_box(&x)))
     });
     g.finish();
 }

@@ -27,7 +27,7 @@ use callscribe::engine::{DecodeConfig, Engine};
 use callscribe::model::{Catalogue, ModelStore, NoProgress, Weights};
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
-use callscribe::segment::VadConfig;
+use callscribe::segment::{Vad, VadConfig};
 use callscribe::server::{self, ServeSettings, ServerConfig};
 use pb::streaming_transcribe_request::Request as Req;
 use pb::streaming_transcribe_response::Response as Resp;
@@ -201,6 +201,9 @@ fn main() {
         "| streams | finals | p50 latency s | p95 latency s | max s | refused | RTF (inference/audio) | mean close→final s | inference per final s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let vad_path = callscribe::model::provide_vad(&store, None, &NoProgress)
+        .expect("the Silero VAD: run `callscribe models pull silero-vad` first");
+    let vad = Vad::load(VadConfig::default(), &vad_path).expect("the VAD loads");
     for &n in &a.streams {
         let engine = engine.clone();
         let settings = ServeSettings {
@@ -209,7 +212,7 @@ fn main() {
                 interim_interval_ms: 0,
                 ..ServerConfig::default()
             },
-            vad: VadConfig::default(),
+            vad: vad.clone(),
             decode: DecodeConfig {
                 language: "en".into(),
                 fit_window: a.fit_window,

@@ -171,6 +171,16 @@ impl Config {
             .validate()
             .and_then(|()| cfg.server.validate())
             .and_then(|()| cfg.forward.validate())
+            .and_then(|()| {
+                let p = cfg.dialects.detect_min_probability;
+                if (0.0..=1.0).contains(&p) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "dialects.detect_min_probability = {p} is outside 0..1"
+                    ))
+                }
+            })
             .map_err(|message| ConfigError::Parse {
                 path: path.to_owned(),
                 message,

@@ -1,5 +1,6 @@
 //! The recording pipeline shared by the front doors that hold a whole call at once:
-//! decode → channel plan → resample → segment → language → transcribe → one timeline.
+//! decode → channel plan → resample → same-audio merge → segment → echo drop → language per
+//! channel → pack → transcribe → one timeline.
 //!
 //! Live streams use the same stages one chunk at a time; this is the all-at-once driver.
 
@@ -7,11 +8,13 @@ use crate::audio::resample::{resample_all, ResampleError};
 use crate::audio::wav::{read_wav, WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
 use crate::config::ChannelMode;
-use crate::dialect::{DialectError, Dialects, Selection};
+use crate::dialect::{DialectError, Dialects, Reason, Selection};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
-use crate::engine::{DecodeConfig, Decoded, EngineError, Worker, WINDOW_SAMPLES};
-use crate::segment::{segment_all, Cut, Utterance, VadConfig};
-use crate::transcript::{ChannelInfo, DialectUsed, LanguageSource, Segment, Transcript};
+use crate::engine::{DecodeConfig, Decoded, EngineError, LanguageGuess, Worker, WINDOW_SAMPLES};
+use crate::segment::{crosstalk, identification_audio, segment_all, Cut, Utterance, Vad};
+use crate::transcript::{
+    ChannelInfo, ChannelLanguage, DialectUsed, LanguageSource, Segment, Transcript,
+};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -37,9 +40,8 @@ pub enum PipelineError {
 #[derive(Debug, Clone)]
 pub struct RecordingOptions {
     pub channels: ChannelMode,
-    pub vad: VadConfig,
-    /// false: fixed 30 s windows instead of voice activity.
-    pub use_vad: bool,
+    /// The voice-activity detector; `None`: fixed 30 s windows instead of utterances.
+    pub vad: Option<Vad>,
     /// Decode a channel's consecutive utterances together, up to 28 s per whisper window
     /// (`engine::pack`), instead of one window per utterance.
     pub pack: bool,
@@ -52,8 +54,7 @@ impl Default for RecordingOptions {
     fn default() -> Self {
         Self {
             channels: ChannelMode::default(),
-            vad: VadConfig::default(),
-            use_vad: false,
+            vad: None,
             pack: true,
             decode: DecodeConfig::default(),
             dialect: None,
@@ -125,7 +126,7 @@ pub fn plan_channels(audio: WavAudio, mode: &ChannelMode) -> Result<Vec<ChannelA
     }
 }
 
-/// Fixed windows for `use_vad = false`: the whole channel in ≤ 30 s pieces.
+/// Fixed windows without a voice-activity detector: the whole channel in ≤ 30 s pieces.
 fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
     samples
         .chunks(WINDOW_SAMPLES)
@@ -134,6 +135,7 @@ fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
             channel,
             start: CallTime((i * WINDOW_SAMPLES) as u64),
             samples: chunk.to_vec(),
+            scores: Vec::new(),
             cut: Cut::EndOfInput,
         })
         .collect()
@@ -184,19 +186,25 @@ pub fn transcribe_audio(
             path: source.to_owned(),
             message,
         })?;
-    let mut infos = Vec::new();
-    let mut channel_audio = Vec::new();
+    let mut notes = Vec::new();
+    let mut channels = resample_channels(source, channels, in_rate)?;
+    if let Some(note) = merge_same_audio(&mut channels) {
+        tracing::info!(source, "{note}");
+        notes.push(note);
+    }
+    let mut infos: Vec<ChannelInfo> = channels
+        .iter()
+        .map(|c| ChannelInfo {
+            channel: c.channel,
+            role: c.role,
+            language: None,
+        })
+        .collect();
     let mut utterances: Vec<(Role, Utterance)> = Vec::new();
-    for ch in channels {
-        let samples = resample_all(&ch.samples, in_rate).map_err(|e| PipelineError::Resample {
-            path: source.to_owned(),
-            source: e,
-        })?;
-        debug_assert_eq!(PIPELINE_RATE_HZ, 16_000);
-        let found = if opts.use_vad {
-            segment_all(&opts.vad, ch.channel, &samples)
-        } else {
-            fixed_windows(ch.channel, &samples)
+    for ch in &channels {
+        let found = match &opts.vad {
+            Some(vad) => segment_all(vad, ch.channel, &ch.samples),
+            None => fixed_windows(ch.channel, &ch.samples),
         };
         tracing::debug!(
             source,
@@ -204,18 +212,23 @@ pub fn transcribe_audio(
             utterances = found.len(),
             "segmented"
         );
-        infos.push(ChannelInfo {
-            channel: ch.channel,
-            role: ch.role,
-        });
         utterances.extend(found.into_iter().map(|u| (ch.role, u)));
-        channel_audio.push(samples);
+    }
+    if opts.vad.is_some() {
+        let dropped = drop_echoes(&mut utterances, &mut channels);
+        if dropped > 0 {
+            let note = format!(
+                "{dropped} utterance(s) dropped as echo of the other channel (an attenuated, time-aligned copy of its speech)"
+            );
+            tracing::info!(source, "{note}");
+            notes.push(note);
+        }
     }
     utterances.sort_by_key(|(_, u)| (u.start, u.channel));
 
     // The adapter, in the documented order: explicit, region, configured language, then
-    // identification from the first speech, then the default.
-    let mut selection: Option<Selection> = match &opts.dialect {
+    // identification from each channel's confident speech, then the default.
+    let before_audio: Option<Selection> = match &opts.dialect {
         Some(req) => req
             .dialects
             .select(
@@ -229,72 +242,53 @@ pub fn transcribe_audio(
             })?,
         None => None,
     };
-    let mut decode = opts.decode.clone();
-    let (language, language_source) = match (configured, &selection) {
-        (Some(lang), _) => (lang, LanguageSource::Configured),
+    let plans: Vec<ChannelPlan> = match (configured, before_audio) {
+        (Some(lang), selection) => {
+            let plan = ChannelPlan::fixed(lang, LanguageSource::Configured, selection, opts);
+            vec![plan; channels.len()]
+        }
         (None, Some(sel)) => {
             let lang = sel.adapter.profile.model.language.clone();
-            (lang, LanguageSource::Adapter)
+            vec![ChannelPlan::fixed(lang, LanguageSource::Adapter, Some(sel), opts); channels.len()]
         }
-        (None, None) if utterances.is_empty() => ("und".to_owned(), LanguageSource::NoSpeech),
         (None, None) => {
-            // The first 30 s of speech, whoever speaks it.
-            let mut speech = Vec::with_capacity(WINDOW_SAMPLES);
-            for (_, u) in &utterances {
-                let room = WINDOW_SAMPLES - speech.len();
-                speech.extend_from_slice(&u.samples[..u.samples.len().min(room)]);
-                if speech.len() == WINDOW_SAMPLES {
-                    break;
-                }
-            }
-            let guess = worker.detect_language(&speech).map_err(engine_err)?;
-            tracing::info!(source, language = %guess.code, probability = guess.probability, "language detected");
-            if let Some(req) = &opts.dialect {
-                let sel = req.dialects.for_detected(&guess.code, guess.probability);
-                if !matches!(sel.reason, crate::dialect::Reason::Detected { .. }) {
-                    // No adapter claims this language: decode in it rather than force another.
-                    decode.language = guess.code.clone();
-                }
-                selection = Some(sel);
-            }
-            (
-                guess.code,
-                LanguageSource::Detected {
-                    probability: guess.probability,
-                },
-            )
+            let guesses = identify_channels(worker, &channels, &utterances).map_err(engine_err)?;
+            guesses
+                .into_iter()
+                .map(|g| ChannelPlan::identified(g, opts))
+                .collect()
         }
     };
-    if let Some(sel) = &selection {
-        decode = sel.adapter.decode(&decode);
-        // The adapter's language must suit the model (an English-only model cannot do zh).
-        worker
-            .engine()
-            .resolve_language(&decode.language)
-            .map_err(engine_err)?;
-        tracing::info!(source, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect adapter chosen");
-        if sel.adapter.model() != worker.engine().name() {
-            tracing::info!(source, adapter_model = %sel.adapter.model(), model = %worker.engine().name(), "adapter runs on this run's model instead of its own");
+    for (info, plan) in infos.iter_mut().zip(&plans) {
+        if plan.source != LanguageSource::NoSpeech {
+            // The adapter's language must suit the model (an English-only model cannot do zh).
+            worker
+                .engine()
+                .resolve_language(&plan.language)
+                .map_err(engine_err)?;
+        }
+        info.language = plan.identified.clone();
+        if let Some(sel) = &plan.selection {
+            tracing::info!(source, channel = info.channel, language = %plan.language, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect adapter chosen");
+            if sel.adapter.model() != worker.engine().name() {
+                tracing::info!(source, adapter_model = %sel.adapter.model(), model = %worker.engine().name(), "adapter runs on this run's model instead of its own");
+            }
         }
     }
-    let language = if selection.is_some() {
-        decode.language.clone()
-    } else {
-        language
-    };
 
     // Fixed windows are already full; voice-activity utterances share windows when packing.
-    let (limit, gap) = if opts.pack && opts.use_vad {
+    let (limit, gap) = if opts.pack && opts.vad.is_some() {
         (PACK_LIMIT, PACK_GAP)
     } else {
         (0, 0)
     };
     let mut packs = Vec::new();
-    for (info, audio) in infos.iter().zip(&channel_audio) {
+    for ch in &channels {
+        let audio = &ch.samples;
         let mine: Vec<(usize, &Utterance)> = utterances
             .iter()
             .enumerate()
-            .filter(|(_, (_, u))| u.channel == info.channel)
+            .filter(|(_, (_, u))| u.channel == ch.channel)
             .map(|(i, (_, u))| (i, u))
             .collect();
         let entries = mine.iter().enumerate().map(|(k, &(i, u))| {
@@ -308,7 +302,7 @@ pub fn transcribe_audio(
         });
         packs.extend(pack(entries, limit, gap));
     }
-    drop(channel_audio);
+    drop(channels);
     packs.sort_by_key(|p| {
         let first = &utterances[p.pieces[0].index].1;
         (first.start, first.channel)
@@ -330,29 +324,47 @@ pub fn transcribe_audio(
                 .as_secs_f64()
         })
         .collect();
-    let decoded = decode_windows(workers, &packs, &language, &decode, &mut |done| {
+    let plan_of = |p: &Pack| {
+        let channel = utterances[p.pieces[0].index].1.channel;
+        let i = infos.iter().position(|c| c.channel == channel).unwrap_or(0);
+        &plans[i]
+    };
+    let window_plans: Vec<&ChannelPlan> = packs.iter().map(plan_of).collect();
+    let decoded = decode_windows(workers, &packs, &window_plans, &mut |done| {
         progress(ends[done - 1]);
     })
     .map_err(engine_err)?;
     let mut segments = Vec::new();
-    for (p, decoded) in packs.iter().zip(decoded) {
+    for ((p, decoded), plan) in packs.iter().zip(decoded).zip(&window_plans) {
         segments.extend(p.split(decoded).into_iter().map(|(piece, d)| {
             let (role, u) = &utterances[p.pieces[piece].index];
             let mut seg = Segment::from_decoded(u.channel, *role, u.start, d);
-            if let Some(sel) = &selection {
+            if let Some(sel) = &plan.selection {
                 seg.normalise(&sel.adapter);
             }
             seg
         }));
     }
+    // The call's language and adapter are those of the channel that spoke most.
+    let main = main_channel(&infos, &utterances);
+    let main_plan = plans.get(main).cloned();
+    let (language, language_source, dialect) = match main_plan {
+        Some(p) => (
+            p.language,
+            p.source,
+            p.selection.as_ref().map(DialectUsed::of),
+        ),
+        None => ("und".to_owned(), LanguageSource::NoSpeech, None),
+    };
     let mut transcript = Transcript {
         source: source.to_owned(),
         duration_ms,
         model,
         language,
         language_source,
-        dialect: selection.as_ref().map(DialectUsed::of),
+        dialect,
         channels: infos,
+        notes,
         segments,
         suggestions: Vec::new(),
     };
@@ -360,14 +372,239 @@ pub fn transcribe_audio(
     Ok(transcript)
 }
 
+/// A channel at the pipeline's rate.
+struct PipelineChannel {
+    channel: u32,
+    role: Role,
+    samples: Vec<f32>,
+}
+
+fn resample_channels(
+    source: &str,
+    channels: Vec<ChannelAudio>,
+    in_rate: u32,
+) -> Result<Vec<PipelineChannel>, PipelineError> {
+    debug_assert_eq!(PIPELINE_RATE_HZ, 16_000);
+    channels
+        .into_iter()
+        .map(|ch| {
+            let samples =
+                resample_all(&ch.samples, in_rate).map_err(|e| PipelineError::Resample {
+                    path: source.to_owned(),
+                    source: e,
+                })?;
+            Ok(PipelineChannel {
+                channel: ch.channel,
+                role: ch.role,
+                samples,
+            })
+        })
+        .collect()
+}
+
+/// Two channels that carry the same audio (a mixed call stored as stereo) become one mixed
+/// channel, so that every sentence is transcribed once. The louder copy is kept rather than
+/// an average: a copy a few samples off would comb-filter the mix. Returns the note for the
+/// transcript.
+fn merge_same_audio(channels: &mut Vec<PipelineChannel>) -> Option<String> {
+    let [a, b] = channels.as_slice() else {
+        return None;
+    };
+    let sim = crosstalk::compare_channels(&a.samples, &b.samples)?;
+    if !sim.is_same_audio() {
+        return None;
+    }
+    let keep = if sim.level_db_difference < 0.0 { 1 } else { 0 };
+    let mut kept = channels.swap_remove(keep);
+    channels.clear();
+    kept.channel = 0;
+    kept.role = Role::Mixed;
+    channels.push(kept);
+    Some(format!(
+        "channels 0 and 1 carry the same audio (correlation {:.2}): transcribed once, as one mixed channel",
+        sim.correlation
+    ))
+}
+
+/// Drops utterances that are an attenuated, time-aligned copy of what the other channel
+/// carried at the time (line echo, headset bleed); both parties talking at once stay on both
+/// channels. The dropped audio is silenced in its channel too, so that a packed window does
+/// not carry it back to whisper in the pause between two utterances. Returns how many were
+/// dropped.
+fn drop_echoes(utterances: &mut Vec<(Role, Utterance)>, channels: &mut [PipelineChannel]) -> usize {
+    let [a, b] = channels else {
+        return 0;
+    };
+    let mut silenced = Vec::new();
+    utterances.retain(|(_, u)| {
+        let other = if u.channel == a.channel { &*b } else { &*a };
+        // Channels with the same audio were merged already: only echo is left to find.
+        match crosstalk::judge(&u.samples, u.start.0 as usize, &other.samples, 0, false) {
+            crosstalk::Crosstalk::Own => true,
+            judged => {
+                tracing::debug!(
+                    channel = u.channel,
+                    start_ms = u.start.as_ms(),
+                    ?judged,
+                    "utterance dropped as echo of the other channel"
+                );
+                silenced.push((u.channel, u.start.0 as usize, u.end().0 as usize));
+                false
+            }
+        }
+    });
+    for &(channel, from, to) in &silenced {
+        let ch = if channel == a.channel {
+            &mut *a
+        } else {
+            &mut *b
+        };
+        let to = to.min(ch.samples.len());
+        ch.samples[from.min(to)..to].fill(0.0);
+    }
+    silenced.len()
+}
+
+/// Identifies each channel's language from up to 30 s of its confident speech. Channels
+/// without speech get `None`; when only one channel spoke, the other follows it.
+fn identify_channels(
+    worker: &mut Worker,
+    channels: &[PipelineChannel],
+    utterances: &[(Role, Utterance)],
+) -> Result<Vec<Option<LanguageGuess>>, EngineError> {
+    let mut guesses = Vec::with_capacity(channels.len());
+    for ch in channels {
+        let mine = utterances
+            .iter()
+            .map(|(_, u)| u)
+            .filter(|u| u.channel == ch.channel);
+        let speech = identification_audio(mine, WINDOW_SAMPLES);
+        if speech.is_empty() {
+            guesses.push(None);
+            continue;
+        }
+        let guess = worker.detect_language(&speech)?;
+        tracing::info!(channel = ch.channel, language = %guess.code, probability = guess.probability, speech_s = speech.len() as f32 / PIPELINE_RATE_HZ as f32, "language identified");
+        guesses.push(Some(guess));
+    }
+    // A channel that said nothing decodes (nothing) like the one that spoke.
+    if let Some(spoken) = guesses.iter().flatten().next().cloned() {
+        for g in guesses.iter_mut().filter(|g| g.is_none()) {
+            *g = Some(spoken.clone());
+        }
+    }
+    Ok(guesses)
+}
+
+/// How one channel is decoded: its language, adapter and settings.
+#[derive(Clone)]
+struct ChannelPlan {
+    language: String,
+    source: LanguageSource,
+    selection: Option<Selection>,
+    decode: DecodeConfig,
+    /// What identification heard on this channel, for the transcript.
+    identified: Option<ChannelLanguage>,
+}
+
+impl ChannelPlan {
+    /// A language (and maybe adapter) decided before any audio.
+    fn fixed(
+        language: String,
+        source: LanguageSource,
+        selection: Option<Selection>,
+        opts: &RecordingOptions,
+    ) -> Self {
+        let decode = match &selection {
+            Some(sel) => sel.adapter.decode(&opts.decode),
+            None => opts.decode.clone(),
+        };
+        // With an adapter, its settings say the language (a configured one stays as it was).
+        let language = match &selection {
+            Some(_) => decode.language.clone(),
+            None => language,
+        };
+        Self {
+            language,
+            source,
+            selection,
+            decode,
+            identified: None,
+        }
+    }
+
+    /// The plan for a channel identified as `guess` (`None`: no speech at all).
+    fn identified(guess: Option<LanguageGuess>, opts: &RecordingOptions) -> Self {
+        let Some(guess) = guess else {
+            return Self {
+                language: "und".to_owned(),
+                source: LanguageSource::NoSpeech,
+                selection: None,
+                decode: opts.decode.clone(),
+                identified: None,
+            };
+        };
+        let identified = Some(ChannelLanguage {
+            code: guess.code.clone(),
+            probability: guess.probability,
+        });
+        let Some(req) = &opts.dialect else {
+            let mut decode = opts.decode.clone();
+            decode.language = guess.code.clone();
+            return Self {
+                language: guess.code,
+                source: LanguageSource::Detected {
+                    probability: guess.probability,
+                },
+                selection: None,
+                decode,
+                identified,
+            };
+        };
+        let sel = req.dialects.for_detected(&guess.code, guess.probability);
+        let decode = sel.decode_identified(&opts.decode, &guess.code);
+        let source = match &sel.reason {
+            Reason::Unsure { .. } => LanguageSource::Unsure {
+                identified: guess.code.clone(),
+                probability: guess.probability,
+            },
+            _ => LanguageSource::Detected {
+                probability: guess.probability,
+            },
+        };
+        Self {
+            language: decode.language.clone(),
+            source,
+            selection: Some(sel),
+            decode,
+            identified,
+        }
+    }
+}
+
+/// Index (into `infos`) of the channel with the most speech.
+fn main_channel(infos: &[ChannelInfo], utterances: &[(Role, Utterance)]) -> usize {
+    (0..infos.len())
+        .max_by_key(|&i| {
+            let speech: usize = utterances
+                .iter()
+                .filter(|(_, u)| u.channel == infos[i].channel)
+                .map(|(_, u)| u.samples.len())
+                .sum();
+            // Ties go to the first channel.
+            (speech, std::cmp::Reverse(i))
+        })
+        .unwrap_or(0)
+}
+
 /// A window of several utterances runs the encoder over its audio plus a short margin; a lone
 /// utterance is decoded as configured (whole window, or the live margin when fitted).
 fn decode_window(
     worker: &mut Worker,
     window: &Pack,
-    language: &str,
-    decode: &DecodeConfig,
+    plan: &ChannelPlan,
 ) -> Result<Vec<Decoded>, EngineError> {
+    let (language, decode) = (plan.language.as_str(), &plan.decode);
     if window.pieces.len() > 1 {
         worker.transcribe_packed(&window.samples, language, decode)
     } else {
@@ -384,8 +621,7 @@ fn decode_window(
 fn decode_windows(
     workers: &mut [Worker],
     windows: &[Pack],
-    language: &str,
-    decode: &DecodeConfig,
+    plans: &[&ChannelPlan],
     done: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Decoded>>, EngineError> {
     let next = AtomicUsize::new(0);
@@ -401,7 +637,7 @@ fn decode_windows(
                 if i >= windows.len() || failed.load(Ordering::Relaxed) {
                     break;
                 }
-                let r = decode_window(worker, &windows[i], language, decode);
+                let r = decode_window(worker, &windows[i], plans[i]);
                 failed.fetch_or(r.is_err(), Ordering::Relaxed);
                 if tx.send((i, r)).is_err() {
                     break;

@@ -186,7 +186,7 @@ fn terms_recall(t: &Transcript, terms: &[String]) -> usize {
 fn transcribe_en(rel: &str, hotwords: &[Hotword]) -> (Transcript, Reference) {
     let path = fixture(rel);
     let mut opts = RecordingOptions {
-        use_vad: true,
+        vad: Some(common::vad()),
         ..Default::default()
     };
     opts.decode.language = "en".into();

@@ -51,7 +51,7 @@ fn ten_minutes_of_silence_with_three_utterances_yields_just_those_three() {
     w.finalize().unwrap();
 
     let mut opts = RecordingOptions {
-        use_vad: true,
+        vad: Some(common::vad()),
         ..Default::default()
     };
     opts.decode.language = "en".into();

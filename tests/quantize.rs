@@ -61,7 +61,7 @@ fn ggml_q8_0(values: &[f32], n_per_row: usize) -> Vec<u8> {
 fn channel_wers(engine: &Engine) -> [f64; 2] {
     let path = fixture("calls/en_call_16k.wav");
     let mut opts = RecordingOptions {
-        use_vad: true,
+        vad: Some(common::vad()),
         ..Default::default()
     };
     opts.decode.language = "en".into();

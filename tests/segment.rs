@@ -14,10 +14,10 @@ fn check_boundaries(rel: &str, tolerance_ms: u64) {
     let path = fixture(rel);
     let reference = Reference::of(&path);
     let audio = read_wav(&path).unwrap();
-    let cfg = VadConfig::default();
+    let vad = common::vad();
     for (ch, samples) in audio.channels.iter().enumerate() {
         let samples = resample_all(samples, audio.sample_rate_hz).unwrap();
-        let found = segment_all(&cfg, ch as u32, &samples);
+        let found = segment_all(&vad, ch as u32, &samples);
         let refs: Vec<_> = reference
             .utterances
             .iter()
@@ -83,7 +83,7 @@ fn real_speech_is_found_and_the_noise_clip_is_not_speech() {
 #[test]
 fn silence_and_line_noise_yield_no_utterances() {
     let audio = read_wav(&fixture("calls/silence_16k.wav")).unwrap();
-    let found = segment_all(&VadConfig::default(), 0, &audio.channels[0]);
+    let found = segment_all(&common::vad(), 0, &audio.channels[0]);
     assert!(
         found.is_empty(),
         "found {} utterances in silence",
@@ -102,15 +102,15 @@ fn long_speech_is_cut_below_the_maximum_at_a_quiet_point() {
             &audio.channels[0][u.start_ms as usize * 16..u.end_ms as usize * 16],
         );
     }
-    let cfg = VadConfig {
+    let vad = common::vad().with_config(VadConfig {
         max_utterance_ms: 6000,
         ..VadConfig::default()
-    };
-    let found = segment_all(&cfg, 0, &speech);
+    });
+    let found = segment_all(&vad, 0, &speech);
     assert!(found.len() >= 3, "{} pieces", found.len());
     for u in &found {
         assert!(
-            u.samples.len() <= 6000 * 16 + 256,
+            u.samples.len() <= 6000 * 16 + callscribe::segment::FRAME_SAMPLES,
             "piece of {} ms",
             u.samples.len() / 16
         );

@@ -41,7 +41,7 @@ fn transcribe_counting_windows(
 ) -> (Transcript, Reference, usize) {
     let path = fixture(rel);
     let mut opts = RecordingOptions {
-        use_vad: true,
+        vad: Some(common::vad()),
         pack,
         ..Default::default()
     };

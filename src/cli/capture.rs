@@ -233,6 +233,7 @@ impl CaptureArgs {
         let (workers, threads) = worker_layout(config.server.workers, config.decode.threads);
         let pool = Pool::start(vec![engine], workers, threads, INFERENCE_QUEUE)?;
         Ok(LocalModel {
+            vad: super::resolve_vad(config)?,
             pool,
             selection,
             dialects,
@@ -253,7 +254,7 @@ impl CaptureArgs {
         let setup = DriverSetup {
             call_id: call_id.clone(),
             format,
-            vad: config.vad.clone(),
+            vad: model.vad.clone(),
             interim_every_ms: if self.no_interim {
                 0
             } else {
@@ -476,6 +477,7 @@ struct LocalModel {
     dialects: Arc<crate::dialect::Dialects>,
     language: Option<String>,
     decode: Arc<crate::engine::DecodeConfig>,
+    vad: crate::segment::Vad,
 }
 
 /// Where a locally transcribed call's events go: the terminal (as `stream` prints a server's

@@ -273,6 +273,25 @@ fn install_state(installed: Option<InstalledModel>) -> String {
     }
 }
 
+/// The voice-activity detector: `vad.model` if set, else the store's Silero VAD (pulled on
+/// first use when `models.auto_pull` is on).
+pub fn resolve_vad(config: &Config) -> anyhow::Result<crate::segment::Vad> {
+    use crate::segment::Vad;
+    if let Some(path) = &config.vad.model {
+        return Vad::load(config.vad.clone(), path)
+            .with_context(|| format!("loading the VAD model (vad.model = {})", path.display()));
+    }
+    let store = ModelStore::locate(config.models.dir.as_deref());
+    let path = model::provide_vad(
+        &store,
+        config.models.auto_pull.then_some(Source::Auto),
+        &ByteBars::default(),
+    )
+    .context("preparing the voice-activity detector (callscribe models pull silero-vad)")?;
+    Vad::load(config.vad.clone(), &path)
+        .with_context(|| format!("loading the VAD model {}", path.display()))
+}
+
 /// A model name from the catalogue or the store, or a path to a ggml file. A catalogue model
 /// runs at `models.weights` (its q8_0 copy is written from the f16 file the first time it is
 /// needed); missing catalogue models are pulled when `models.auto_pull` is on. Returns (name,

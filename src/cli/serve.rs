@@ -98,7 +98,7 @@ impl ServeArgs {
         };
         let settings = ServeSettings {
             server: config.server.clone(),
-            vad: config.vad.clone(),
+            vad: super::resolve_vad(&config)?,
             decode: config.decode.clone(),
             workers,
             threads,

@@ -227,8 +227,11 @@ impl TranscribeArgs {
         };
         let opts = RecordingOptions {
             channels: config.transcribe.channels.clone(),
-            vad: config.vad.clone(),
-            use_vad: config.transcribe.vad,
+            vad: if config.transcribe.vad {
+                Some(super::resolve_vad(&config)?)
+            } else {
+                None
+            },
             pack: config.transcribe.pack,
             decode: config.decode.clone(),
             dialect: Some(crate::pipeline::DialectRequest {

@@ -57,6 +57,10 @@ pub struct DialectsConfig {
     pub load: Vec<String>,
     /// Identify the language from the first speech when neither an id nor a region decides.
     pub detect: bool,
+    /// An identification less sure than this is not trusted: the call gets the default
+    /// adapter instead of a guess. Whisper base gives real speech 0.6–1.0 in the language
+    /// spoken, and short or noisy audio a spread of low guesses (BENCHMARKS.md).
+    pub detect_min_probability: f32,
     /// Whisper language code → adapter, for identification and configured languages.
     pub detect_map: BTreeMap<String, String>,
     /// Region name/code or telephone area code → adapter; overrides the profiles' regions.
@@ -72,6 +76,7 @@ impl Default for DialectsConfig {
             default: "putonghua".into(),
             load: Vec::new(),
             detect: true,
+            detect_min_probability: 0.5,
             detect_map: [("zh", "putonghua"), ("yue", "cantonese"), ("en", "english")]
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -183,8 +188,29 @@ pub enum Reason {
     Language { code: String },
     /// Whisper identified the language from the first speech.
     Detected { language: String, probability: f32 },
+    /// Whisper's identification was less sure than `dialects.detect_min_probability`, so the
+    /// deployment default was used rather than a guess.
+    Unsure { language: String, probability: f32 },
     /// Nothing else decided.
     Default,
+}
+
+impl Reason {
+    /// The identified language and its probability, where identification decided or was
+    /// overruled.
+    pub fn identified(&self) -> Option<(&str, f32)> {
+        match self {
+            Reason::Detected {
+                language,
+                probability,
+            }
+            | Reason::Unsure {
+                language,
+                probability,
+            } => Some((language, *probability)),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Reason {
@@ -197,6 +223,13 @@ impl std::fmt::Display for Reason {
                 language,
                 probability,
             } => write!(f, "detected {language} (p={probability:.2})"),
+            Reason::Unsure {
+                language,
+                probability,
+            } => write!(
+                f,
+                "identification unsure ({language}, p={probability:.2}): deployment default"
+            ),
             Reason::Default => f.write_str("deployment default"),
         }
     }
@@ -206,6 +239,20 @@ impl std::fmt::Display for Reason {
 pub struct Selection {
     pub adapter: Arc<Adapter>,
     pub reason: Reason,
+}
+
+impl Selection {
+    /// The decoding settings once identification heard `language`: the adapter's, except
+    /// that a language no adapter claims (the default was chosen for want of one) is decoded
+    /// as heard rather than forced into the default's. An unsure identification keeps the
+    /// default's language: that guess is what it does not trust.
+    pub fn decode_identified(&self, base: &DecodeConfig, language: &str) -> DecodeConfig {
+        let mut base = base.clone();
+        if self.reason == Reason::Default {
+            base.language = language.to_owned();
+        }
+        self.adapter.decode(&base)
+    }
 }
 
 /// The adapters a deployment offers, its routing table and its selection policy.
@@ -483,8 +530,17 @@ impl Dialects {
     }
 
     /// The adapter for an identified language: the mapping, or the default for a language
-    /// no adapter claims.
+    /// no adapter claims or an identification less sure than `detect_min_probability`.
     pub fn for_detected(&self, language: &str, probability: f32) -> Selection {
+        if probability < self.cfg.detect_min_probability {
+            return Selection {
+                reason: Reason::Unsure {
+                    language: language.into(),
+                    probability,
+                },
+                ..self.default_selection()
+            };
+        }
         match self
             .cfg
             .detect_map
@@ -596,6 +652,16 @@ mod tests {
         let s = d.for_detected("yue", 0.8);
         assert_eq!(s.adapter.id(), "cantonese");
         assert_eq!(d.for_detected("ja", 0.9).reason, Reason::Default);
+        // A call is not switched to a language whisper barely heard (hold music, noise).
+        let unsure = d.for_detected("en", 0.3);
+        assert_eq!(unsure.adapter.id(), "putonghua");
+        assert_eq!(
+            unsure.reason.identified(),
+            Some(("en", 0.3)),
+            "{}",
+            unsure.reason
+        );
+        assert!(matches!(unsure.reason, Reason::Unsure { .. }));
         let off = Dialects::load(
             &DialectsConfig {
                 detect: false,

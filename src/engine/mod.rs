@@ -5,6 +5,7 @@
 //! contend for a lock. Everything here blocks for hundreds of milliseconds: call it from
 //! dedicated threads or `spawn_blocking`, never from an async runtime worker.
 
+pub mod guard;
 pub mod hotwords;
 pub mod pack;
 pub mod pool;
@@ -319,7 +320,22 @@ impl Worker {
         self.transcribe_in(samples, language, cfg, Some(PACKED_MARGIN_POSITIONS))
     }
 
+    /// Decodes (twice where a hotword was nearly heard), then drops what the audio does not
+    /// support ([`guard`]).
     fn transcribe_in(
+        &mut self,
+        samples: &[f32],
+        language: &str,
+        cfg: &DecodeConfig,
+        margin: Option<usize>,
+    ) -> Result<Vec<Decoded>, EngineError> {
+        let mut pieces = self.transcribe_chosen(samples, language, cfg, margin)?;
+        let prompt = cfg.initial_prompt.as_deref();
+        guard::Guard::new(prompt, &cfg.hotwords, cfg.no_speech_threshold).retain(&mut pieces);
+        Ok(pieces)
+    }
+
+    fn transcribe_chosen(
         &mut self,
         samples: &[f32],
         language: &str,

@@ -230,6 +230,13 @@ impl SameAudioDetector {
     }
 
     fn decide(&mut self) {
+        self.decided = Some(self.measure());
+        self.a = Vec::new();
+        self.b = Vec::new();
+    }
+
+    /// The best lag over the frames judged so far.
+    fn measure(&self) -> ChannelSimilarity {
         let mut best = (0.0f64, 0usize);
         for (lag, (&cross, &b_energy)) in self.cross.iter().zip(&self.b_energy).enumerate() {
             let denom = (self.a_energy * b_energy).sqrt();
@@ -243,13 +250,33 @@ impl SameAudioDetector {
             }
         }
         let (correlation, lag) = best;
-        self.decided = Some(ChannelSimilarity {
+        ChannelSimilarity {
             correlation: correlation.min(1.0) as f32,
             lag_samples: lag as i32 - SAME_AUDIO_MAX_LAG as i32,
             level_db_difference: power_ratio_db(self.a_energy, self.b_energy[lag]),
-        });
-        self.a = Vec::new();
-        self.b = Vec::new();
+        }
+    }
+}
+
+/// Signal (10 ms frames) a single utterance needs for [`span_similarity`] to judge it.
+const SPAN_MIN_SIGNAL_FRAMES: usize = 30;
+
+/// [`compare_channels`] for one utterance rather than a whole call: `span` is one channel's
+/// samples `[start, start + span.len())` and `other` the other channel's over exactly the
+/// same time (shorter: its end is missing). Judges all the utterance's signal, however short
+/// of [`SAME_AUDIO_SIGNAL_MS`] (from 300 ms on): a live call's first utterance on a stereo
+/// line that duplicates its mix may end before the whole-call detector has decided.
+pub fn span_similarity(span: &[f32], other: &[f32]) -> Option<ChannelSimilarity> {
+    let mut detector = SameAudioDetector::new();
+    detector.push(span, other);
+    if detector.decided.is_none() {
+        // The last frames' lag windows reach past the span: judge them against silence.
+        detector.push(&[], &[0.0; SAME_AUDIO_MAX_LAG + LEVEL_FRAME_SAMPLES]);
+    }
+    match detector.decided {
+        Some(s) => Some(s),
+        None if detector.signal_frames >= SPAN_MIN_SIGNAL_FRAMES => Some(detector.measure()),
+        None => None,
     }
 }
 
@@ -301,6 +328,9 @@ pub enum Crosstalk {
         /// How well the other channel explains the span (see [`EchoMeasure::correlation`]).
         correlation: f32,
     },
+    /// The same audio as the other channel (a mix stored on both): the first channel keeps
+    /// the words, the second drops them.
+    SameAudio { correlation: f32 },
 }
 
 /// What [`measure_echo`] found; [`classify_span`] decides on it. Worth logging with the
@@ -361,6 +391,38 @@ pub fn classify_span(span: &[f32], other: &[f32], max_lag: usize) -> Crosstalk {
         },
         _ => Crosstalk::Own,
     }
+}
+
+/// What an utterance is, judged against the other channel of a two-channel call: the one
+/// rule the batch pipeline and live calls both apply. `span` is the utterance's samples from
+/// its channel's sample `start` on; `other` holds the other channel from its sample
+/// `other_start` on (the whole channel, or a live call's recent audio). With
+/// `check_same_audio` (the second channel, while the call is not known to be two different
+/// parties) a span that is the other channel's very audio is [`Crosstalk::SameAudio`];
+/// otherwise it is judged for echo by [`classify_span`].
+pub fn judge(
+    span: &[f32],
+    start: usize,
+    other: &[f32],
+    other_start: usize,
+    check_same_audio: bool,
+) -> Crosstalk {
+    let lag = MAX_ECHO_LAG_SAMPLES;
+    // Relative to `other`; what lies before it reads as zeros, like the call's start does.
+    let window = match start.checked_sub(other_start) {
+        Some(at) => aligned_other(other, at, span.len(), lag),
+        None => vec![0.0; span.len() + 2 * lag],
+    };
+    if check_same_audio {
+        if let Some(sim) = span_similarity(span, &window[lag..lag + span.len()]) {
+            if sim.is_same_audio() {
+                return Crosstalk::SameAudio {
+                    correlation: sim.correlation,
+                };
+            }
+        }
+    }
+    classify_span(span, &window, lag)
 }
 
 /// The measurements behind [`classify_span`] (same alignment contract), or None when either

@@ -1,8 +1,10 @@
-//! The endpointing state machine around earshot's frame scores.
+//! The endpointing state machine around the detector's frame scores.
 
-use super::{VadConfig, FRAME_SAMPLES};
+use super::silero::{SileroModel, SileroState};
+use super::{Vad, VadConfig, FRAME_SAMPLES};
 use crate::audio::CallTime;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Why an utterance ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +24,25 @@ pub struct Utterance {
     /// Position of `samples[0]` on the channel's clock.
     pub start: CallTime,
     pub samples: Vec<f32>,
+    /// The detector's speech probability for each [`FRAME_SAMPLES`] frame of `samples`
+    /// (the last one may cover a shorter tail).
+    pub scores: Vec<f32>,
     pub cut: Cut,
 }
 
 impl Utterance {
     pub fn end(&self) -> CallTime {
         self.start + self.samples.len() as u64
+    }
+
+    /// The frames the detector is surest of, at or above `min` probability, in order: the
+    /// audio to identify a language from, without the music or noise around the words.
+    pub fn confident_speech(&self, min: f32) -> impl Iterator<Item = &[f32]> + '_ {
+        self.samples
+            .chunks(FRAME_SAMPLES)
+            .zip(&self.scores)
+            .filter(move |(_, &p)| p >= min)
+            .map(|(frame, _)| frame)
     }
 }
 
@@ -42,6 +57,7 @@ pub enum SegmentEvent {
 struct Frame {
     voiced: bool,
     energy: f32,
+    score: f32,
 }
 
 struct Open {
@@ -57,8 +73,11 @@ struct Open {
 pub struct Segmenter {
     cfg: VadConfig,
     channel: u32,
-    detector: Box<earshot::Detector>,
+    model: Arc<SileroModel>,
+    detector: SileroState,
     frame: Vec<f32>,
+    /// Probabilities of the pre-roll's frames, oldest first.
+    preroll_scores: VecDeque<f32>,
     /// Samples consumed into whole frames so far: the channel clock.
     clock: u64,
     /// Recent audio kept for the leading pad; bounded by `pad_samples`.
@@ -78,14 +97,17 @@ fn ms_to_frames(ms: u32) -> usize {
 }
 
 impl Segmenter {
-    pub fn new(cfg: VadConfig, channel: u32) -> Self {
+    pub fn new(vad: &Vad, channel: u32) -> Self {
+        let cfg = vad.config().clone();
         // Whole frames, so that an utterance's samples and its frame list stay aligned.
         let pad_frames = ms_to_frames(cfg.pad_ms);
         let pad_samples = pad_frames * FRAME_SAMPLES;
         Self {
             channel,
-            detector: earshot::Detector::default_boxed(),
+            detector: vad.model().new_state(),
+            model: vad.model().clone(),
             frame: Vec::with_capacity(FRAME_SAMPLES),
+            preroll_scores: VecDeque::with_capacity(pad_frames + 1),
             clock: 0,
             preroll: VecDeque::with_capacity(pad_samples + FRAME_SAMPLES),
             open: None,
@@ -152,18 +174,20 @@ impl Segmenter {
     fn process_frame(&mut self, frame: &[f32], events: &mut Vec<SegmentEvent>) {
         let mut scored = [0f32; FRAME_SAMPLES];
         for (d, s) in scored.iter_mut().zip(frame) {
-            // earshot wants [-1, 1]; resampler overshoot can exceed it slightly.
+            // The detector was trained on [-1, 1]; resampler overshoot can exceed it slightly.
             *d = s.clamp(-1.0, 1.0);
         }
         let energy = frame.iter().map(|s| s * s).sum::<f32>() / FRAME_SAMPLES as f32;
         // Score every frame so the detector's context stays continuous, gate on level after.
-        let score = self.detector.predict_f32(&scored);
-        let voiced = score >= self.cfg.threshold && energy >= self.min_energy;
+        let score = self.model.predict(&mut self.detector, &scored);
+        let loud = energy >= self.min_energy;
+        let starts = score >= self.cfg.threshold && loud;
+        let continues = score >= self.cfg.end_threshold && loud;
         let frame_start = self.clock;
         self.clock += FRAME_SAMPLES as u64;
 
         match self.open.as_mut() {
-            None if voiced => {
+            None if starts => {
                 let lead: Vec<f32> = self.preroll.iter().copied().collect();
                 let start = CallTime(frame_start - lead.len() as u64);
                 let mut samples = Vec::with_capacity(self.max_samples + FRAME_SAMPLES);
@@ -171,15 +195,21 @@ impl Segmenter {
                 samples.extend_from_slice(frame);
                 // Pre-roll frames count as unvoiced history so cuts never land inside them.
                 let lead_frames = lead.len() / FRAME_SAMPLES;
-                let mut frames: Vec<Frame> = (0..lead_frames)
-                    .map(|_| Frame {
+                let skip = self.preroll_scores.len().saturating_sub(lead_frames);
+                let mut frames: Vec<Frame> = self
+                    .preroll_scores
+                    .iter()
+                    .skip(skip)
+                    .map(|&score| Frame {
                         voiced: false,
                         energy: f32::MAX,
+                        score,
                     })
                     .collect();
                 frames.push(Frame {
                     voiced: true,
                     energy,
+                    score,
                 });
                 events.push(SegmentEvent::SpeechStart {
                     channel: self.channel,
@@ -196,7 +226,12 @@ impl Segmenter {
             None => {}
             Some(open) => {
                 open.samples.extend_from_slice(frame);
-                open.frames.push(Frame { voiced, energy });
+                let voiced = continues;
+                open.frames.push(Frame {
+                    voiced,
+                    energy,
+                    score,
+                });
                 if voiced {
                     open.silence_run = 0;
                     open.voiced_end = open.frames.len();
@@ -216,6 +251,10 @@ impl Segmenter {
         while self.preroll.len() > self.pad_samples {
             self.preroll.pop_front();
         }
+        self.preroll_scores.push_back(score);
+        while self.preroll_scores.len() > self.pad_frames {
+            self.preroll_scores.pop_front();
+        }
     }
 
     /// Emits the open utterance up to its quietest frame in the last third and keeps the rest open.
@@ -234,6 +273,7 @@ impl Segmenter {
             channel: self.channel,
             start: open.start,
             samples: std::mem::take(&mut open.samples),
+            scores: open.frames.iter().map(|f| f.score).collect(),
             cut: Cut::MaxLength,
         };
         let tail_voiced_end = tail_frames
@@ -267,18 +307,50 @@ impl Segmenter {
         let keep_frames = (open.voiced_end + self.pad_frames).min(open.frames.len());
         let keep = (keep_frames * FRAME_SAMPLES).min(open.samples.len());
         open.samples.truncate(keep);
+        let frames = open.samples.len().div_ceil(FRAME_SAMPLES);
         events.push(SegmentEvent::Utterance(Utterance {
             channel: self.channel,
             start: open.start,
             samples: open.samples,
+            scores: open.frames.iter().take(frames).map(|f| f.score).collect(),
             cut,
         }));
     }
 }
 
+/// Speech probability at or above which a frame counts as confident speech for language
+/// identification: only words, not the music, tones or breath around them.
+pub const IDENTIFY_MIN_SCORE: f32 = 0.8;
+/// With less confident speech than this (1 s), all of the utterances' audio is used instead
+/// (a few short answers are better evidence than nothing).
+const IDENTIFY_MIN_SAMPLES: usize = 16_000;
+
+/// Up to `limit` samples of `utterances`' confident speech, in order: what a language is
+/// identified from, in batch (a channel's utterances) and live calls (the first utterance)
+/// alike. A call is then not switched to a language by its hold music.
+pub fn identification_audio<'a>(
+    utterances: impl Iterator<Item = &'a Utterance> + Clone,
+    limit: usize,
+) -> Vec<f32> {
+    let confident: Vec<f32> = utterances
+        .clone()
+        .flat_map(|u| u.confident_speech(IDENTIFY_MIN_SCORE))
+        .flatten()
+        .copied()
+        .take(limit)
+        .collect();
+    if confident.len() >= IDENTIFY_MIN_SAMPLES.min(limit) {
+        return confident;
+    }
+    utterances
+        .flat_map(|u| u.samples.iter().copied())
+        .take(limit)
+        .collect()
+}
+
 /// Runs a whole channel through a fresh segmenter: the batch path.
-pub fn segment_all(cfg: &VadConfig, channel: u32, samples: &[f32]) -> Vec<Utterance> {
-    let mut seg = Segmenter::new(cfg.clone(), channel);
+pub fn segment_all(vad: &Vad, channel: u32, samples: &[f32]) -> Vec<Utterance> {
+    let mut seg = Segmenter::new(vad, channel);
     let mut events = Vec::new();
     seg.push(samples, &mut events);
     seg.finish(&mut events);

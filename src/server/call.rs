@@ -13,7 +13,7 @@ use super::{Loaded, Shared, MAX_PENDING_FINALS};
 use crate::dialect::{Dialects, Selection};
 use crate::engine::DecodeConfig;
 use crate::proto::v1 as pb;
-use crate::segment::VadConfig;
+use crate::segment::Vad;
 use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub struct CallSetup {
     /// The config as the server will apply it (defaults filled in), echoed to the client.
     pub accepted: pb::StreamingConfig,
     pub format: CallFormat,
-    pub vad: VadConfig,
+    pub vad: Vad,
     pub model: usize,
     /// `None`: detect from the first utterance decoded.
     pub language: Option<String>,
@@ -86,7 +86,7 @@ pub fn setup(
         Some(_) => engine.resolve_language(&decode.language).map_err(invalid)?,
         None => configured,
     };
-    let mut vad = shared.settings.vad.clone();
+    let mut vad_config = shared.settings.vad.config().clone();
     if cfg.endpoint_silence_ms != 0 {
         if !(100..=5000).contains(&cfg.endpoint_silence_ms) {
             return Err(Status::invalid_argument(format!(
@@ -94,8 +94,9 @@ pub fn setup(
                 cfg.endpoint_silence_ms
             )));
         }
-        vad.endpoint_silence_ms = cfg.endpoint_silence_ms;
+        vad_config.endpoint_silence_ms = cfg.endpoint_silence_ms;
     }
+    let vad = shared.settings.vad.with_config(vad_config);
     let call_id = if cfg.call_id.trim().is_empty() {
         format!("call-{:016x}", rand_id())
     } else {
@@ -104,7 +105,7 @@ pub fn setup(
     let mut accepted = pb::StreamingConfig {
         call_id: call_id.clone(),
         language: language.clone().unwrap_or_else(|| "auto".into()),
-        endpoint_silence_ms: vad.endpoint_silence_ms,
+        endpoint_silence_ms: vad.config().endpoint_silence_ms,
         model: engine.name().to_owned(),
         dialect: selection
             .as_ref()

@@ -136,14 +136,18 @@ pub fn dialect_selected(sel: &crate::dialect::Selection, language: &str) -> pb::
         Reason::Region { .. } => "region",
         Reason::Language { .. } => "language",
         Reason::Detected { .. } => "detected",
+        Reason::Unsure { .. } => "unsure",
         Reason::Default => "default",
     };
+    let (identified, probability) = sel.reason.identified().unwrap_or_default();
     pb::DialectSelected {
         adapter: sel.adapter.id().to_owned(),
         version: sel.adapter.profile.version.clone(),
         reason: reason.into(),
         detail: sel.reason.to_string(),
         language: language.to_owned(),
+        identified_language: identified.to_owned(),
+        language_probability: probability,
     }
 }
 

@@ -18,7 +18,7 @@ mod service;
 use crate::dialect::Dialects;
 use crate::engine::{DecodeConfig, Engine, EngineError, Pool};
 use crate::proto::v1::transcription_server::TranscriptionServer;
-use crate::segment::VadConfig;
+use crate::segment::Vad;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,7 +100,8 @@ impl ServerConfig {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub server: ServerConfig,
-    pub vad: VadConfig,
+    /// The voice-activity detector every call segments with (calls may change its policy).
+    pub vad: Vad,
     pub decode: DecodeConfig,
     /// Inference workers and whisper threads per worker (see `config::worker_layout`).
     pub workers: usize,

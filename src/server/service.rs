@@ -146,8 +146,7 @@ impl Transcription for TranscriptionService {
         }
         let opts = RecordingOptions {
             channels: roles,
-            vad: self.shared.settings.vad.clone(),
-            use_vad: true,
+            vad: Some(self.shared.settings.vad.clone()),
             pack: true,
             decode,
             dialect: Some(crate::pipeline::DialectRequest {

@@ -16,9 +16,9 @@
 
 use super::{CallEvent, CallFormat, InterimSnapshot, LiveCall, Stabiliser, StreamError};
 use crate::audio::{CallTime, Role};
-use crate::dialect::{Adapter, Dialects, Reason, Selection};
-use crate::engine::{DecodeConfig, Decoded, EngineError, Pool, Priority, Worker};
-use crate::segment::{Utterance, VadConfig};
+use crate::dialect::{Adapter, Dialects, Selection};
+use crate::engine::{DecodeConfig, Decoded, EngineError, Pool, Priority, Worker, WINDOW_SAMPLES};
+use crate::segment::{identification_audio, Utterance, Vad};
 use crate::transcript::Segment;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::StreamExt;
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 pub struct DriverSetup {
     pub call_id: String,
     pub format: CallFormat,
-    pub vad: VadConfig,
+    pub vad: Vad,
     /// How much an open utterance must grow before its next interim decode; 0 = no interims.
     pub interim_every_ms: u32,
     /// Index of the model in the pool's engines.
@@ -135,8 +135,11 @@ struct Plan {
     dialects: Arc<Dialects>,
 }
 
+/// A decode job for `samples`; `identify` is the audio to identify the call's language from
+/// when the plan has none yet (the utterance's confident speech).
 fn decode_job(
     samples: Vec<f32>,
+    identify: Option<Vec<f32>>,
     plan: Plan,
 ) -> impl FnOnce(&mut Worker) -> Result<Decode, EngineError> + Send + 'static {
     move |w: &mut Worker| {
@@ -144,14 +147,9 @@ fn decode_job(
         let (language, decode, adapter, identified) = match plan.language {
             Some(l) => (l, plan.decode, plan.adapter, None),
             None => {
-                let guess = w.detect_language(&samples)?;
+                let guess = w.detect_language(identify.as_deref().unwrap_or(&samples))?;
                 let sel = plan.dialects.for_detected(&guess.code, guess.probability);
-                let mut base = (*plan.decode).clone();
-                if !matches!(sel.reason, Reason::Detected { .. }) {
-                    // No adapter claims the language: decode in it rather than force another.
-                    base.language = guess.code.clone();
-                }
-                let decode = sel.adapter.decode(&base);
+                let decode = sel.decode_identified(&plan.decode, &guess.code);
                 let language = match w.engine().resolve_language(&decode.language) {
                     Ok(Some(l)) => l,
                     _ => guess.code.clone(),
@@ -363,12 +361,31 @@ impl<'p> CallDriver<'p> {
                     self.finalising[channel as usize] = utterance_id;
                     self.submit_final(role, utterance);
                 }
+                CallEvent::Crosstalk {
+                    channel,
+                    role,
+                    utterance_id,
+                    end,
+                } => {
+                    // The other channel's speech heard again: it ends, and is not transcribed.
+                    out.push(CallOutput::SpeechEnd {
+                        channel,
+                        role,
+                        at: end,
+                    });
+                    self.finalising[channel as usize] = utterance_id;
+                }
             }
         }
     }
 
     fn submit_final(&mut self, role: Role, utterance: Utterance) {
-        let job = decode_job(utterance.samples.clone(), self.plan.clone());
+        let identify = self
+            .plan
+            .language
+            .is_none()
+            .then(|| identification_audio(std::iter::once(&utterance), WINDOW_SAMPLES));
+        let job = decode_job(utterance.samples.clone(), identify, self.plan.clone());
         let rx = self.pool.submit(self.setup.model, Priority::Final, job);
         let channel = utterance.channel;
         let closed_at = Instant::now();
@@ -403,7 +420,7 @@ impl<'p> CallDriver<'p> {
             decode.word_timestamps = false;
             decode.fit_window = true;
             plan.decode = Arc::new(decode);
-            let job = decode_job(snapshot.samples.clone(), plan);
+            let job = decode_job(snapshot.samples.clone(), None, plan);
             let Ok(rx) = self.pool.submit(self.setup.model, Priority::Interim, job) else {
                 continue; // a skipped interim costs nothing; the final still comes
             };
@@ -426,11 +443,7 @@ impl<'p> CallDriver<'p> {
         let Some(sel) = &d.identified else {
             return;
         };
-        let mut base = (*self.setup.decode).clone();
-        if !matches!(sel.reason, Reason::Detected { .. }) {
-            base.language = d.language.clone();
-        }
-        let mut decode = sel.adapter.decode(&base);
+        let mut decode = sel.decode_identified(&self.setup.decode, &d.language);
         decode.language = d.language.clone();
         tracing::info!(call_id = %self.setup.call_id, language = %d.language, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect identified");
         self.plan.language = Some(d.language.clone());

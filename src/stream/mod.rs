@@ -1,8 +1,9 @@
 //! A live call: bytes as a telephony system sends them → per-channel utterances and interim
 //! snapshots, one chunk at a time.
 //!
-//! [`LiveCall`] is the streaming driver of the shared stages (codec → resample → segment); it
-//! does no inference and no I/O, so the gRPC server, sound-card capture and tests drive the
+//! [`LiveCall`] is the streaming driver of the shared stages (codec → resample → segment →
+//! crosstalk check against the other channel, as the batch pipeline does); it does no
+//! inference and no I/O, so the gRPC server, sound-card capture and tests drive the
 //! same code. Every time it reports comes from the channel's 16 kHz sample counter, so a
 //! 30-minute call has exactly the timestamps its audio implies, however the bytes were chunked.
 
@@ -18,7 +19,9 @@ pub use stabilise::{Interim, Stabiliser};
 use crate::audio::codec::{self, Encoding};
 use crate::audio::resample::ResampleError;
 use crate::audio::{CallTime, Resampler, Role, PIPELINE_RATE_HZ};
-use crate::segment::{SegmentEvent, Segmenter, Utterance, VadConfig};
+use crate::segment::crosstalk::{self, Crosstalk};
+use crate::segment::{SegmentEvent, Segmenter, Utterance, Vad};
+use std::collections::VecDeque;
 
 /// Sample rates a live call may declare: narrow-band telephony up to studio rates.
 pub const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 8_000..=48_000;
@@ -92,6 +95,14 @@ pub enum CallEvent {
         utterance_id: u64,
         utterance: Utterance,
     },
+    /// An utterance ended that is the other channel's speech heard again (line echo,
+    /// headset bleed, or both channels carrying the same audio): not to be transcribed.
+    Crosstalk {
+        channel: u32,
+        role: Role,
+        utterance_id: u64,
+        end: CallTime,
+    },
 }
 
 /// The open utterance of a channel as it stands, for an interim decode.
@@ -112,6 +123,23 @@ struct ChannelState {
     utterance_id: u64,
     /// Length of the open utterance at its last interim snapshot.
     snapshot_len: usize,
+    /// The channel's latest audio at 16 kHz, for judging the other channel's utterances
+    /// against it: long enough for the longest utterance plus the echo lag.
+    recent: VecDeque<f32>,
+    /// Channel clock of `recent[0]`.
+    recent_start: u64,
+    /// This call's resampled audio of the channel, for the segmenter after every channel's
+    /// `recent` has it.
+    resampled: Vec<f32>,
+}
+
+impl ChannelState {
+    fn remember(&mut self, samples: &[f32], keep: usize) {
+        self.recent.extend(samples.iter().copied());
+        let excess = self.recent.len().saturating_sub(keep);
+        self.recent.drain(..excess);
+        self.recent_start += excess as u64;
+    }
 }
 
 /// One live call's audio path.
@@ -123,18 +151,18 @@ pub struct LiveCall {
     interim_every_samples: usize,
     interleaved: Vec<f32>,
     planar: Vec<f32>,
-    resampled: Vec<f32>,
     segment_events: Vec<SegmentEvent>,
+    /// How much of each channel's audio `ChannelState::recent` keeps.
+    recent_samples: usize,
+    /// Whether the two channels carry the same audio, decided on the call's first seconds of
+    /// signal.
+    same_audio: crosstalk::SameAudioDetector,
 }
 
 impl LiveCall {
     /// `interim_every_ms`: how much an open utterance must grow before the next interim
     /// snapshot; 0 turns interim snapshots off.
-    pub fn new(
-        format: CallFormat,
-        vad: &VadConfig,
-        interim_every_ms: u32,
-    ) -> Result<Self, StreamError> {
+    pub fn new(format: CallFormat, vad: &Vad, interim_every_ms: u32) -> Result<Self, StreamError> {
         format.validate()?;
         let channels = format
             .roles
@@ -144,19 +172,27 @@ impl LiveCall {
                 Ok(ChannelState {
                     role,
                     resampler: Resampler::new(format.sample_rate_hz)?,
-                    segmenter: Segmenter::new(vad.clone(), i as u32),
+                    segmenter: Segmenter::new(vad, i as u32),
                     utterance_id: 0,
                     snapshot_len: 0,
+                    recent: VecDeque::new(),
+                    recent_start: 0,
+                    resampled: Vec::new(),
                 })
             })
             .collect::<Result<Vec<_>, StreamError>>()?;
+        let keep_ms = vad.config().max_utterance_ms
+            + vad.config().pad_ms
+            + 2 * crosstalk::MAX_ECHO_LAG_MS
+            + 1000;
         Ok(Self {
             channels,
+            recent_samples: keep_ms as usize * PIPELINE_RATE_HZ as usize / 1000,
+            same_audio: crosstalk::SameAudioDetector::new(),
             frames_in: 0,
             interim_every_samples: interim_every_ms as usize * PIPELINE_RATE_HZ as usize / 1000,
             interleaved: Vec::new(),
             planar: Vec::new(),
-            resampled: Vec::new(),
             segment_events: Vec::new(),
             format,
         })
@@ -209,17 +245,25 @@ impl LiveCall {
             });
         }
         self.frames_in += (interleaved.len() / n) as u64;
+        // Every channel's audio is remembered before any is segmented, so that an utterance
+        // that ends on one channel is judged against the other's audio up to the same time.
         for c in 0..n {
             self.planar.clear();
             self.planar
                 .extend(interleaved.iter().skip(c).step_by(n).copied());
-            self.resampled.clear();
-            self.channels[c]
-                .resampler
-                .process(&self.planar, &mut self.resampled)?;
-            self.channels[c]
-                .segmenter
-                .push(&self.resampled, &mut self.segment_events);
+            let ch = &mut self.channels[c];
+            ch.resampled.clear();
+            ch.resampler.process(&self.planar, &mut ch.resampled)?;
+            let resampled = std::mem::take(&mut ch.resampled);
+            ch.remember(&resampled, self.recent_samples);
+            ch.resampled = resampled;
+        }
+        if let [a, b] = self.channels.as_slice() {
+            self.same_audio.push(&a.resampled, &b.resampled);
+        }
+        for c in 0..n {
+            let ch = &mut self.channels[c];
+            ch.segmenter.push(&ch.resampled, &mut self.segment_events);
             self.drain_segment_events(c, events);
         }
         Ok(())
@@ -227,22 +271,53 @@ impl LiveCall {
 
     /// Ends the call: flushes the resamplers and closes open utterances.
     pub fn finish(&mut self, events: &mut Vec<CallEvent>) -> Result<(), StreamError> {
+        for ch in &mut self.channels {
+            ch.resampled.clear();
+            ch.resampler.finish(&mut ch.resampled)?;
+            let resampled = std::mem::take(&mut ch.resampled);
+            ch.remember(&resampled, self.recent_samples);
+            ch.resampled = resampled;
+        }
         for c in 0..self.channels.len() {
-            self.resampled.clear();
-            self.channels[c].resampler.finish(&mut self.resampled)?;
             let ch = &mut self.channels[c];
-            ch.segmenter.push(&self.resampled, &mut self.segment_events);
+            ch.segmenter.push(&ch.resampled, &mut self.segment_events);
             ch.segmenter.finish(&mut self.segment_events);
             self.drain_segment_events(c, events);
         }
         Ok(())
     }
 
+    /// How `samples` (from `start` on channel `c`) relate to the other channel's audio at
+    /// the same time; always [`Crosstalk::Own`] on a one-channel call.
+    ///
+    /// The second channel of a line that carries the same audio on both is dropped whole
+    /// once the call's first seconds of signal show it ([`crosstalk::SameAudioDetector`]);
+    /// until then each of its utterances is compared with the first channel's audio.
+    fn crosstalk(&mut self, c: usize, start: CallTime, samples: &[f32]) -> Crosstalk {
+        if self.channels.len() != 2 {
+            return Crosstalk::Own;
+        }
+        let same = self.same_audio.verdict();
+        if c == 1 {
+            if let (Some(true), Some(sim)) = (same, self.same_audio.similarity()) {
+                return Crosstalk::SameAudio {
+                    correlation: sim.correlation,
+                };
+            }
+        }
+        let other = &mut self.channels[1 - c];
+        let recent_start = other.recent_start as usize;
+        let recent = other.recent.make_contiguous();
+        let check_same = c == 1 && same.is_none();
+        crosstalk::judge(samples, start.0 as usize, recent, recent_start, check_same)
+    }
+
     fn drain_segment_events(&mut self, c: usize, events: &mut Vec<CallEvent>) {
-        let ch = &mut self.channels[c];
-        for e in self.segment_events.drain(..) {
+        let mut segment_events = std::mem::take(&mut self.segment_events);
+        for e in segment_events.drain(..) {
             match e {
                 SegmentEvent::SpeechStart { channel, at } => {
+                    let ch = &mut self.channels[c];
                     ch.utterance_id += 1;
                     ch.snapshot_len = 0;
                     events.push(CallEvent::SpeechStart {
@@ -251,13 +326,33 @@ impl LiveCall {
                         at,
                     });
                 }
-                SegmentEvent::Utterance(utterance) => events.push(CallEvent::Utterance {
-                    role: ch.role,
-                    utterance_id: ch.utterance_id,
-                    utterance,
-                }),
+                SegmentEvent::Utterance(utterance) => {
+                    let judged = self.crosstalk(c, utterance.start, &utterance.samples);
+                    let ch = &self.channels[c];
+                    if judged == Crosstalk::Own {
+                        events.push(CallEvent::Utterance {
+                            role: ch.role,
+                            utterance_id: ch.utterance_id,
+                            utterance,
+                        });
+                    } else {
+                        tracing::debug!(
+                            channel = utterance.channel,
+                            start_ms = utterance.start.as_ms(),
+                            ?judged,
+                            "utterance is the other channel's speech: not transcribed"
+                        );
+                        events.push(CallEvent::Crosstalk {
+                            channel: utterance.channel,
+                            role: ch.role,
+                            utterance_id: ch.utterance_id,
+                            end: utterance.end(),
+                        });
+                    }
+                }
             }
         }
+        self.segment_events = segment_events;
     }
 
     /// The open utterance of `channel` if it has grown by the interim interval since the
@@ -273,12 +368,18 @@ impl LiveCall {
             return None;
         }
         ch.snapshot_len = samples.len();
+        let samples = samples.to_vec();
+        // Echo is not shown as an interim either: its final will not come.
+        if self.crosstalk(channel, start, &samples) != Crosstalk::Own {
+            return None;
+        }
+        let ch = &self.channels[channel];
         Some(InterimSnapshot {
             channel: channel as u32,
             role: ch.role,
             utterance_id: ch.utterance_id,
             start,
-            samples: samples.to_vec(),
+            samples,
         })
     }
 
@@ -305,7 +406,7 @@ mod tests {
 
     #[test]
     fn impossible_formats_are_refused_with_the_field_named() {
-        let vad = VadConfig::default();
+        let vad = crate::segment::test_vad();
         let e = LiveCall::new(format(Encoding::Linear16, 1_000_000, 1), &vad, 0).err();
         assert_eq!(e, Some(StreamError::SampleRate(1_000_000)));
         assert!(e.unwrap().to_string().contains("sample_rate_hz"));
@@ -323,7 +424,7 @@ mod tests {
     fn partial_frames_are_refused_and_whole_ones_counted() {
         let mut call = LiveCall::new(
             format(Encoding::Linear16, 8000, 2),
-            &VadConfig::default(),
+            &crate::segment::test_vad(),
             0,
         )
         .unwrap();
@@ -349,15 +450,14 @@ mod tests {
         );
     }
 
-    /// A burst of loud tone is not speech to earshot, so drive the clock with silence only and
-    /// check the one invariant that matters here: chunking does not move time.
+    /// Drive the clock with silence only and check the one invariant that matters here:
+    /// chunking does not move time.
     #[test]
     fn chunk_size_does_not_change_the_call_clock() {
         let bytes = vec![0xFFu8; 8000 * 3]; // 3 s of μ-law silence (0xFF = 0), mono
-        let mut a =
-            LiveCall::new(format(Encoding::Mulaw, 8000, 1), &VadConfig::default(), 0).unwrap();
-        let mut b =
-            LiveCall::new(format(Encoding::Mulaw, 8000, 1), &VadConfig::default(), 0).unwrap();
+        let vad = crate::segment::test_vad();
+        let mut a = LiveCall::new(format(Encoding::Mulaw, 8000, 1), &vad, 0).unwrap();
+        let mut b = LiveCall::new(format(Encoding::Mulaw, 8000, 1), &vad, 0).unwrap();
         let mut events = Vec::new();
         a.push(&bytes, &mut events).unwrap();
         for chunk in bytes.chunks(160) {

@@ -111,7 +111,9 @@ mod tests {
             channels: vec![ChannelInfo {
                 channel: 0,
                 role: Role::Agent,
+                language: None,
             }],
+            notes: Vec::new(),
             suggestions: Vec::new(),
             segments: vec![
                 Segment {

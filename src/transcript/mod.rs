@@ -102,6 +102,16 @@ pub fn join_text(a: &str, b: &str) -> String {
 pub struct ChannelInfo {
     pub channel: u32,
     pub role: Role,
+    /// The language identified from this channel's own speech, where it was identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<ChannelLanguage>,
+}
+
+/// A language identified from speech, with whisper's probability for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelLanguage {
+    pub code: String,
+    pub probability: f32,
 }
 
 /// A whole recording's transcript: the conversation timeline, both parties merged.
@@ -118,6 +128,10 @@ pub struct Transcript {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialect: Option<DialectUsed>,
     pub channels: Vec<ChannelInfo>,
+    /// What the pipeline decided about the audio itself that a reader should know: channels
+    /// found to be the same audio, utterances dropped as echo.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Sorted by start time, then channel.
     pub segments: Vec<Segment>,
     /// Knowledge-base articles for segments (by `segment_id` = `{source stem}/{channel}/{n}`,
@@ -149,8 +163,15 @@ impl DialectUsed {
 pub enum LanguageSource {
     /// Given by flag or config (or the model knows only one).
     Configured,
-    /// Detected from the recording's first 30 s of speech.
+    /// Identified from up to 30 s of the recording's confident speech (per channel; this is
+    /// the channel that spoke most).
     Detected { probability: f32 },
+    /// Identification heard `identified` but less surely than
+    /// `dialects.detect_min_probability`: the default adapter's language was used instead.
+    Unsure {
+        identified: String,
+        probability: f32,
+    },
     /// The dialect adapter chosen before any audio (by id or region) set it.
     Adapter,
     /// No speech was found, so nothing was detected.

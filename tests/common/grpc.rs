@@ -7,7 +7,6 @@ use callscribe::audio::read_wav;
 use callscribe::engine::DecodeConfig;
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
-use callscribe::segment::VadConfig;
 use callscribe::server::{self, ServeSettings, ServerConfig, ServerHandle};
 use std::path::Path;
 use std::time::Duration;
@@ -41,7 +40,7 @@ pub fn settings(max_streams: usize) -> ServeSettings {
     };
     ServeSettings {
         server,
-        vad: VadConfig::default(),
+        vad: super::vad(),
         decode: DecodeConfig {
             language: "en".into(),
             ..DecodeConfig::default()

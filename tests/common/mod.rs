@@ -6,6 +6,7 @@ pub mod grpc;
 
 use callscribe::engine::Engine;
 use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Source, Weights};
+use callscribe::segment::{Vad, VadConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -99,6 +100,17 @@ pub fn vad_path() -> PathBuf {
     let _guard = PULL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     model::provide_vad(&store(), Some(Source::Auto), &NoProgress)
         .unwrap_or_else(|e| panic!("providing the Silero VAD weights: {e}"))
+}
+
+/// The store's Silero VAD with the default policy (pulled on first use), loaded once per
+/// test binary.
+pub fn vad() -> Vad {
+    static VAD: OnceLock<Vad> = OnceLock::new();
+    VAD.get_or_init(|| {
+        let path = vad_path();
+        Vad::load(VadConfig::default(), &path).unwrap_or_else(|e| panic!("loading the VAD: {e}"))
+    })
+    .clone()
 }
 
 static ENGINES: OnceLock<Mutex<Vec<(String, Engine)>>> = OnceLock::new();
