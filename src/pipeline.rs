@@ -11,7 +11,9 @@ use crate::config::ChannelMode;
 use crate::dialect::{DialectError, Dialects, Reason, Selection};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{DecodeConfig, Decoded, EngineError, LanguageGuess, Worker, WINDOW_SAMPLES};
-use crate::segment::{crosstalk, identification_audio, segment_all, Cut, Utterance, Vad};
+use crate::segment::{
+    crosstalk, identification_audio, segment_all, Cut, Utterance, Vad, FRAME_SAMPLES,
+};
 use crate::transcript::{
     ChannelInfo, ChannelLanguage, DialectUsed, LanguageSource, Segment, Transcript,
 };
@@ -215,16 +217,26 @@ pub fn transcribe_audio(
         utterances.extend(found.into_iter().map(|u| (ch.role, u)));
     }
     if opts.vad.is_some() {
-        let dropped = drop_echoes(&mut utterances, &mut channels);
-        if dropped > 0 {
+        let (dropped, trimmed) = remove_echo(&mut utterances, &channels);
+        if dropped + trimmed > 0 {
             let note = format!(
-                "{dropped} utterance(s) dropped as echo of the other channel (an attenuated, time-aligned copy of its speech)"
+                "echo of the other channel (an attenuated, time-aligned copy of its speech): {dropped} utterance(s) dropped, {trimmed} cut short"
             );
             tracing::info!(source, "{note}");
             notes.push(note);
         }
     }
     utterances.sort_by_key(|(_, u)| (u.start, u.channel));
+    if opts.vad.is_some() {
+        for ch in &mut channels {
+            let spans: Vec<std::ops::Range<usize>> = utterances
+                .iter()
+                .filter(|(_, u)| u.channel == ch.channel)
+                .map(|(_, u)| u.start.0 as usize..u.end().0 as usize)
+                .collect();
+            quiet_pauses(&mut ch.samples, &spans);
+        }
+    }
 
     // The adapter, in the documented order: explicit, region, configured language, then
     // identification from each channel's confident speech, then the default.
@@ -426,44 +438,82 @@ fn merge_same_audio(channels: &mut Vec<PipelineChannel>) -> Option<String> {
     ))
 }
 
-/// Drops utterances that are an attenuated, time-aligned copy of what the other channel
-/// carried at the time (line echo, headset bleed); both parties talking at once stay on both
-/// channels. The dropped audio is silenced in its channel too, so that a packed window does
-/// not carry it back to whisper in the pause between two utterances. Returns how many were
-/// dropped.
-fn drop_echoes(utterances: &mut Vec<(Role, Utterance)>, channels: &mut [PipelineChannel]) -> usize {
+/// Applies the crosstalk rules ([`crosstalk::resolve`]) to every utterance: drops those that
+/// are an attenuated, time-aligned copy of what the other channel carried at the time (line
+/// echo, headset bleed), cuts off echo that an utterance begins or ends with, and keeps both
+/// parties talking at once on both channels. Returns how many utterances were dropped and
+/// how many cut short.
+fn remove_echo(
+    utterances: &mut Vec<(Role, Utterance)>,
+    channels: &[PipelineChannel],
+) -> (usize, usize) {
     let [a, b] = channels else {
-        return 0;
+        return (0, 0);
     };
-    let mut silenced = Vec::new();
-    utterances.retain(|(_, u)| {
-        let other = if u.channel == a.channel { &*b } else { &*a };
+    let (mut dropped, mut trimmed) = (0, 0);
+    utterances.retain_mut(|(_, u)| {
+        let other = if u.channel == a.channel { b } else { a };
+        let (channel, start_ms) = (u.channel, u.start.as_ms());
         // Channels with the same audio were merged already: only echo is left to find.
-        match crosstalk::judge(&u.samples, u.start.0 as usize, &other.samples, 0, false) {
-            crosstalk::Crosstalk::Own => true,
-            judged => {
+        match crosstalk::resolve(u, &other.samples, 0, false) {
+            crosstalk::Resolution::Own => true,
+            crosstalk::Resolution::Trimmed { removed } => {
+                tracing::debug!(channel, start_ms, ?removed, "echo cut off an utterance");
+                trimmed += 1;
+                true
+            }
+            crosstalk::Resolution::Dropped(judged) => {
                 tracing::debug!(
-                    channel = u.channel,
-                    start_ms = u.start.as_ms(),
+                    channel,
+                    start_ms,
                     ?judged,
                     "utterance dropped as echo of the other channel"
                 );
-                silenced.push((u.channel, u.start.0 as usize, u.end().0 as usize));
+                dropped += 1;
                 false
             }
         }
     });
-    for &(channel, from, to) in &silenced {
-        let ch = if channel == a.channel {
-            &mut *a
-        } else {
-            &mut *b
-        };
-        let to = to.min(ch.samples.len());
-        ch.samples[from.min(to)..to].fill(0.0);
-    }
-    silenced.len()
+    (dropped, trimmed)
 }
+
+/// Brings what lies between a channel's utterances down to the channel's background level:
+/// frames louder than the line's noise floor (the quietest tenth of the channel's frames) by
+/// more than [`PAUSE_HEADROOM_DB`] are scaled to it. A packed window carries up to a second of
+/// each pause to whisper (`engine::pack`: the call's own background between utterances kept
+/// whisper from moving words across them, which zeros did not), and there the pause must
+/// sound like a pause: hold music, key tones and the other party's echo that the detector
+/// kept out of the utterances would otherwise be written as words of the utterance beside them
+/// (on the echo fixture a "Hi." heard in the pause, at the end of the agent's sentence).
+fn quiet_pauses(samples: &mut [f32], utterances: &[std::ops::Range<usize>]) {
+    const FRAME: usize = FRAME_SAMPLES;
+    let mean_square = |f: &[f32]| f.iter().map(|s| s * s).sum::<f32>() / f.len().max(1) as f32;
+    let mut levels: Vec<f32> = samples.chunks(FRAME).map(mean_square).collect();
+    if levels.is_empty() {
+        return;
+    }
+    let tenth = levels.len() / 10;
+    let floor = *levels.select_nth_unstable_by(tenth, f32::total_cmp).1;
+    let ceiling = floor * 10f32.powf(PAUSE_HEADROOM_DB / 10.0);
+    let mut next = utterances.iter().peekable();
+    for (i, frame) in samples.chunks_mut(FRAME).enumerate() {
+        let (from, to) = (i * FRAME, i * FRAME + frame.len());
+        while next.peek().is_some_and(|u| u.end <= from) {
+            next.next();
+        }
+        if next.peek().is_some_and(|u| u.start < to) {
+            continue; // part of an utterance
+        }
+        let level = mean_square(frame);
+        if level > ceiling {
+            let gain = (floor / level).sqrt();
+            frame.iter_mut().for_each(|s| *s *= gain);
+        }
+    }
+}
+
+/// How far above the channel's noise floor a pause may be before [`quiet_pauses`] lowers it.
+const PAUSE_HEADROOM_DB: f32 = 6.0;
 
 /// Identifies each channel's language from up to 30 s of its confident speech. Channels
 /// without speech get `None`; when only one channel spoke, the other follows it.
@@ -707,6 +757,32 @@ mod tests {
         assert_eq!(
             plan_channels(mono(), &"customer".parse().unwrap()).unwrap()[0].role,
             Role::Customer
+        );
+    }
+
+    #[test]
+    fn pauses_are_brought_down_to_the_line_noise_and_utterances_left_alone() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let noise = |rng: &mut fastrand::Rng| (rng.f32() - 0.5) * 0.002;
+        // 2 s: line noise, with a loud tone in the pause at 0.5–1 s and speech at 1–1.5 s.
+        let mut samples: Vec<f32> = (0..32_000).map(|_| noise(&mut rng)).collect();
+        for (i, s) in samples[8_000..24_000].iter_mut().enumerate() {
+            *s += 0.3 * (i as f32 * 0.3).sin();
+        }
+        let before = samples.clone();
+        quiet_pauses(&mut samples, &[16_000..24_000]);
+        let rms = |x: &[f32]| (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt();
+        assert_eq!(
+            samples[16_000..24_000],
+            before[16_000..24_000],
+            "utterance untouched"
+        );
+        assert_eq!(samples[..7_680], before[..7_680], "background untouched");
+        let tone = rms(&samples[8_704..15_360]);
+        let line = rms(&before[..8_000]);
+        assert!(
+            tone < line * 1.5,
+            "the tone in the pause is at {tone}, the line at {line}"
         );
     }
 

@@ -331,7 +331,7 @@ impl Worker {
     ) -> Result<Vec<Decoded>, EngineError> {
         let mut pieces = self.transcribe_chosen(samples, language, cfg, margin)?;
         let prompt = cfg.initial_prompt.as_deref();
-        guard::Guard::new(prompt, &cfg.hotwords, cfg.no_speech_threshold).retain(&mut pieces);
+        guard::Guard::new(prompt, &cfg.hotwords, cfg.no_speech_threshold).apply(&mut pieces);
         Ok(pieces)
     }
 

@@ -14,10 +14,14 @@
 //! between the channels. Both judgements use the same rule for what a leak is: a channel at
 //! least [`LEAK_LEVEL_DB`] quieter than the other and explained by it.
 
+use super::{Utterance, FRAME_SAMPLES};
 use crate::audio::PIPELINE_RATE_HZ;
 use realfft::RealFftPlanner;
 
 const SAMPLES_PER_MS: usize = PIPELINE_RATE_HZ as usize / 1000;
+/// A frame the detector scores at least this is speech, for finding where an utterance's own
+/// speech begins and ends (the segmenter's default start threshold).
+const SPEECH_SCORE: f32 = 0.5;
 
 /// A channel this much quieter than the other (dB) over the same time, and explained by it, is
 /// the other's leak (echo, bleed), not a copy and not a second talker. Both judgements use it:
@@ -423,6 +427,127 @@ pub fn judge(
         }
     }
     classify_span(span, &window, lag)
+}
+
+/// Leading or trailing echo shorter than this stays in the utterance: too short to be heard
+/// as words.
+const MIN_TRIM_SAMPLES: usize = 500 * SAMPLES_PER_MS;
+/// Frames kept beyond the first and last frame of the channel's own speech, for soft onsets
+/// and word endings (the segmenter's own pad is about as long).
+const TRIM_MARGIN_FRAMES: usize = 6;
+
+/// What became of an utterance judged against the other channel ([`resolve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// The channel's own speech, kept as it was.
+    Own,
+    /// Own speech that began or ended as the other channel's echo: the echo was cut off.
+    /// `removed` are the channel-sample ranges taken out.
+    Trimmed {
+        removed: Vec<std::ops::Range<usize>>,
+    },
+    /// Not this channel's speech at all: not to be transcribed.
+    Dropped(Crosstalk),
+}
+
+/// Applies the crosstalk rules to one utterance of a two-channel call: drops it when it is
+/// the other channel's audio ([`judge`]), and otherwise cuts off echo it begins or ends with.
+/// The second happens on every echoing line: the segmenter hears the far party's echo and
+/// then the near party's answer as one stretch of speech, and whisper then writes both.
+/// The echo part is found by level (frames the detector calls speech that sit
+/// [`LEAK_LEVEL_DB`] below the other channel within the echo lag) and confirmed as echo by
+/// [`classify_span`], so a quiet talker overlapping a loud one keeps their words. Same
+/// arguments as [`judge`]; `utterance` is changed in place when trimmed.
+pub fn resolve(
+    utterance: &mut Utterance,
+    other: &[f32],
+    other_start: usize,
+    check_same_audio: bool,
+) -> Resolution {
+    let start = utterance.start.0 as usize;
+    let judged = judge(
+        &utterance.samples,
+        start,
+        other,
+        other_start,
+        check_same_audio,
+    );
+    if judged != Crosstalk::Own {
+        return Resolution::Dropped(judged);
+    }
+    let keep = own_frames(utterance, other, other_start);
+    let frames = utterance.scores.len();
+    if keep == (0..frames) {
+        return Resolution::Own;
+    }
+    let from = keep.start * FRAME_SAMPLES;
+    let to = (keep.end * FRAME_SAMPLES).min(utterance.samples.len());
+    let len = utterance.samples.len();
+    let mut removed = Vec::new();
+    if from > 0 {
+        removed.push(start..start + from);
+    }
+    if to < len {
+        removed.push(start + to..start + len);
+    }
+    utterance.samples.truncate(to);
+    utterance.samples.drain(..from);
+    utterance.scores.truncate(keep.end);
+    utterance.scores.drain(..keep.start);
+    utterance.start = utterance.start + from as u64;
+    Resolution::Trimmed { removed }
+}
+
+/// The frames of `utterance` to keep: all of them unless it begins or ends with at least
+/// [`MIN_TRIM_SAMPLES`] of confirmed echo.
+fn own_frames(utterance: &Utterance, other: &[f32], other_start: usize) -> std::ops::Range<usize> {
+    let n = utterance.scores.len();
+    let span = &utterance.samples;
+    let lag = MAX_ECHO_LAG_SAMPLES;
+    let start = utterance.start.0 as usize;
+    let window = match start.checked_sub(other_start) {
+        Some(at) => aligned_other(other, at, span.len(), lag),
+        None => vec![0.0; span.len() + 2 * lag],
+    };
+    // The other channel's loudest frame within the echo lag of each of the span's frames.
+    let other_frames: Vec<f64> = window.chunks(FRAME_SAMPLES).map(energy).collect();
+    let reach = (2 * lag).div_ceil(FRAME_SAMPLES) + 1;
+    let leak = f64::from(db_to_power(LEAK_LEVEL_DB));
+    let own = |i: usize| {
+        let frame = &span[i * FRAME_SAMPLES..((i + 1) * FRAME_SAMPLES).min(span.len())];
+        let mine = energy(frame) * (FRAME_SAMPLES as f64 / frame.len().max(1) as f64);
+        let loudest = other_frames[i..(i + reach).min(other_frames.len())]
+            .iter()
+            .copied()
+            .fold(0.0, f64::max);
+        utterance.scores[i] >= SPEECH_SCORE && mine * leak > loudest
+    };
+    let Some(first) = (0..n).find(|&i| own(i)) else {
+        return 0..n;
+    };
+    let last = (0..n).rev().find(|&i| own(i)).unwrap_or(first) + 1;
+    let is_echo = |from: usize, to: usize| {
+        let part = &span[from..to.min(span.len())];
+        part.len() >= MIN_TRIM_SAMPLES
+            && matches!(
+                classify_span(part, &window[from..to.min(span.len()) + 2 * lag], lag),
+                Crosstalk::EchoOf { .. }
+            )
+    };
+    // The margin is left out of the test as well as kept: the own speech's onset, louder
+    // than any echo, would otherwise dilute the echo it follows.
+    let (from, to) = (
+        first.saturating_sub(TRIM_MARGIN_FRAMES),
+        (last + TRIM_MARGIN_FRAMES).min(n),
+    );
+    let mut keep = 0..n;
+    if is_echo(0, from * FRAME_SAMPLES) {
+        keep.start = from;
+    }
+    if is_echo(to * FRAME_SAMPLES, span.len()) {
+        keep.end = to;
+    }
+    keep
 }
 
 /// The measurements behind [`classify_span`] (same alignment contract), or None when either

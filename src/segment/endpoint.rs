@@ -1,6 +1,7 @@
 //! The endpointing state machine around the detector's frame scores.
 
 use super::silero::{SileroModel, SileroState};
+use super::tones::ToneDetector;
 use super::{Vad, VadConfig, FRAME_SAMPLES};
 use crate::audio::CallTime;
 use std::collections::VecDeque;
@@ -35,14 +36,13 @@ impl Utterance {
         self.start + self.samples.len() as u64
     }
 
-    /// The frames the detector is surest of, at or above `min` probability, in order: the
-    /// audio to identify a language from, without the music or noise around the words.
-    pub fn confident_speech(&self, min: f32) -> impl Iterator<Item = &[f32]> + '_ {
-        self.samples
-            .chunks(FRAME_SAMPLES)
-            .zip(&self.scores)
-            .filter(move |(_, &p)| p >= min)
-            .map(|(frame, _)| frame)
+    /// The detector's mean speech probability over the utterance (1 for fixed windows,
+    /// which were not scored).
+    pub fn mean_score(&self) -> f32 {
+        if self.scores.is_empty() {
+            return 1.0;
+        }
+        self.scores.iter().sum::<f32>() / self.scores.len() as f32
     }
 }
 
@@ -58,6 +58,8 @@ struct Frame {
     voiced: bool,
     energy: f32,
     score: f32,
+    /// A telephone key tone ([`ToneDetector`]).
+    tone: bool,
 }
 
 struct Open {
@@ -75,6 +77,7 @@ pub struct Segmenter {
     channel: u32,
     model: Arc<SileroModel>,
     detector: SileroState,
+    tones: ToneDetector,
     frame: Vec<f32>,
     /// Probabilities of the pre-roll's frames, oldest first.
     preroll_scores: VecDeque<f32>,
@@ -105,6 +108,7 @@ impl Segmenter {
         Self {
             channel,
             detector: vad.model().new_state(),
+            tones: ToneDetector::new(),
             model: vad.model().clone(),
             frame: Vec::with_capacity(FRAME_SAMPLES),
             preroll_scores: VecDeque::with_capacity(pad_frames + 1),
@@ -180,7 +184,9 @@ impl Segmenter {
         let energy = frame.iter().map(|s| s * s).sum::<f32>() / FRAME_SAMPLES as f32;
         // Score every frame so the detector's context stays continuous, gate on level after.
         let score = self.model.predict(&mut self.detector, &scored);
-        let loud = energy >= self.min_energy;
+        // Key tones have the rhythm of syllables and fool the detector; they are never speech.
+        let tone = self.tones.is_key_tone(frame);
+        let loud = energy >= self.min_energy && !tone;
         let starts = score >= self.cfg.threshold && loud;
         let continues = score >= self.cfg.end_threshold && loud;
         let frame_start = self.clock;
@@ -204,12 +210,14 @@ impl Segmenter {
                         voiced: false,
                         energy: f32::MAX,
                         score,
+                        tone: false,
                     })
                     .collect();
                 frames.push(Frame {
                     voiced: true,
                     energy,
                     score,
+                    tone,
                 });
                 events.push(SegmentEvent::SpeechStart {
                     channel: self.channel,
@@ -231,6 +239,7 @@ impl Segmenter {
                     voiced,
                     energy,
                     score,
+                    tone,
                 });
                 if voiced {
                     open.silence_run = 0;
@@ -303,6 +312,12 @@ impl Segmenter {
         if voiced < self.min_voiced_frames.max(1) {
             return;
         }
+        // A dialled number: the gaps between its tones carry the detector's score, the
+        // tones themselves are a good part of the stretch.
+        let tones = open.frames.iter().filter(|f| f.tone).count();
+        if tones * 4 >= open.frames.len() {
+            return;
+        }
         // Keep `pad` after the last voiced frame, drop the rest of the trailing silence.
         let keep_frames = (open.voiced_end + self.pad_frames).min(open.frames.len());
         let keep = (keep_frames * FRAME_SAMPLES).min(open.samples.len());
@@ -318,25 +333,26 @@ impl Segmenter {
     }
 }
 
-/// Speech probability at or above which a frame counts as confident speech for language
-/// identification: only words, not the music, tones or breath around them.
-pub const IDENTIFY_MIN_SCORE: f32 = 0.8;
+/// Mean speech probability at or above which an utterance counts as confident speech for
+/// language identification. Whole utterances, not frames: whisper identified a 1.6 s Mandarin
+/// clip at p = 0.97 but its confident frames alone, spliced, at 0.19 (BENCHMARKS.md).
+pub const IDENTIFY_MIN_SCORE: f32 = 0.6;
 /// With less confident speech than this (1 s), all of the utterances' audio is used instead
 /// (a few short answers are better evidence than nothing).
 const IDENTIFY_MIN_SAMPLES: usize = 16_000;
 
 /// Up to `limit` samples of `utterances`' confident speech, in order: what a language is
 /// identified from, in batch (a channel's utterances) and live calls (the first utterance)
-/// alike. A call is then not switched to a language by its hold music.
+/// alike, so that a call is not switched to a language by music or tones the detector let
+/// through.
 pub fn identification_audio<'a>(
     utterances: impl Iterator<Item = &'a Utterance> + Clone,
     limit: usize,
 ) -> Vec<f32> {
     let confident: Vec<f32> = utterances
         .clone()
-        .flat_map(|u| u.confident_speech(IDENTIFY_MIN_SCORE))
-        .flatten()
-        .copied()
+        .filter(|u| u.mean_score() >= IDENTIFY_MIN_SCORE)
+        .flat_map(|u| u.samples.iter().copied())
         .take(limit)
         .collect();
     if confident.len() >= IDENTIFY_MIN_SAMPLES.min(limit) {

@@ -16,6 +16,7 @@
 pub mod crosstalk;
 mod endpoint;
 pub mod silero;
+mod tones;
 
 pub use endpoint::{
     identification_audio, segment_all, Cut, SegmentEvent, Segmenter, Utterance, IDENTIFY_MIN_SCORE,

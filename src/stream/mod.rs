@@ -19,7 +19,7 @@ pub use stabilise::{Interim, Stabiliser};
 use crate::audio::codec::{self, Encoding};
 use crate::audio::resample::ResampleError;
 use crate::audio::{CallTime, Resampler, Role, PIPELINE_RATE_HZ};
-use crate::segment::crosstalk::{self, Crosstalk};
+use crate::segment::crosstalk::{self, Crosstalk, Resolution};
 use crate::segment::{SegmentEvent, Segmenter, Utterance, Vad};
 use std::collections::VecDeque;
 
@@ -287,29 +287,55 @@ impl LiveCall {
         Ok(())
     }
 
-    /// How `samples` (from `start` on channel `c`) relate to the other channel's audio at
-    /// the same time; always [`Crosstalk::Own`] on a one-channel call.
-    ///
-    /// The second channel of a line that carries the same audio on both is dropped whole
-    /// once the call's first seconds of signal show it ([`crosstalk::SameAudioDetector`]);
-    /// until then each of its utterances is compared with the first channel's audio.
+    /// Whether the second channel should be compared with the first for the same audio:
+    /// `Some(sim)` once the call's first seconds of signal showed the line carries the same
+    /// audio on both ([`crosstalk::SameAudioDetector`]); until the detector has decided, each
+    /// utterance of the second channel is compared on its own.
+    fn same_audio(&self, c: usize) -> (Option<crosstalk::ChannelSimilarity>, bool) {
+        if c != 1 {
+            return (None, false);
+        }
+        match self.same_audio.verdict() {
+            Some(true) => (self.same_audio.similarity(), false),
+            Some(false) => (None, false),
+            None => (None, true),
+        }
+    }
+
+    /// How an open utterance's `samples` (from `start` on channel `c`) relate to the other
+    /// channel: for interims, which are shown or not, never trimmed.
     fn crosstalk(&mut self, c: usize, start: CallTime, samples: &[f32]) -> Crosstalk {
         if self.channels.len() != 2 {
             return Crosstalk::Own;
         }
-        let same = self.same_audio.verdict();
-        if c == 1 {
-            if let (Some(true), Some(sim)) = (same, self.same_audio.similarity()) {
-                return Crosstalk::SameAudio {
-                    correlation: sim.correlation,
-                };
-            }
+        let (same, check_same) = self.same_audio(c);
+        if let Some(sim) = same {
+            return Crosstalk::SameAudio {
+                correlation: sim.correlation,
+            };
         }
         let other = &mut self.channels[1 - c];
         let recent_start = other.recent_start as usize;
         let recent = other.recent.make_contiguous();
-        let check_same = c == 1 && same.is_none();
         crosstalk::judge(samples, start.0 as usize, recent, recent_start, check_same)
+    }
+
+    /// The crosstalk rules for a finished utterance of channel `c`, as the batch pipeline
+    /// applies them ([`crosstalk::resolve`]).
+    fn resolve(&mut self, c: usize, utterance: &mut Utterance) -> Resolution {
+        if self.channels.len() != 2 {
+            return Resolution::Own;
+        }
+        let (same, check_same) = self.same_audio(c);
+        if let Some(sim) = same {
+            return Resolution::Dropped(Crosstalk::SameAudio {
+                correlation: sim.correlation,
+            });
+        }
+        let other = &mut self.channels[1 - c];
+        let recent_start = other.recent_start as usize;
+        let recent = other.recent.make_contiguous();
+        crosstalk::resolve(utterance, recent, recent_start, check_same)
     }
 
     fn drain_segment_events(&mut self, c: usize, events: &mut Vec<CallEvent>) {
@@ -326,16 +352,11 @@ impl LiveCall {
                         at,
                     });
                 }
-                SegmentEvent::Utterance(utterance) => {
-                    let judged = self.crosstalk(c, utterance.start, &utterance.samples);
+                SegmentEvent::Utterance(mut utterance) => {
+                    let end = utterance.end();
+                    let resolution = self.resolve(c, &mut utterance);
                     let ch = &self.channels[c];
-                    if judged == Crosstalk::Own {
-                        events.push(CallEvent::Utterance {
-                            role: ch.role,
-                            utterance_id: ch.utterance_id,
-                            utterance,
-                        });
-                    } else {
+                    if let Resolution::Dropped(judged) = resolution {
                         tracing::debug!(
                             channel = utterance.channel,
                             start_ms = utterance.start.as_ms(),
@@ -346,7 +367,13 @@ impl LiveCall {
                             channel: utterance.channel,
                             role: ch.role,
                             utterance_id: ch.utterance_id,
-                            end: utterance.end(),
+                            end,
+                        });
+                    } else {
+                        events.push(CallEvent::Utterance {
+                            role: ch.role,
+                            utterance_id: ch.utterance_id,
+                            utterance,
                         });
                     }
                 }
