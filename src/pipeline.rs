@@ -770,7 +770,11 @@ mod tests {
             *s += 0.3 * (i as f32 * 0.3).sin();
         }
         let before = samples.clone();
-        quiet_pauses(&mut samples, &[16_000..24_000]);
+        let utterance = std::ops::Range {
+            start: 16_000,
+            end: 24_000,
+        };
+        quiet_pauses(&mut samples, std::slice::from_ref(&utterance));
         let rms = |x: &[f32]| (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt();
         assert_eq!(
             samples[16_000..24_000],

