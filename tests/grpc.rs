@@ -154,18 +154,47 @@ async fn a_two_channel_mulaw_call_at_real_time_pace_keeps_parties_apart() {
 }
 
 /// Per utterance (channel + start), the stable text of each interim extends the one before,
-/// and no interim of an utterance comes after its final.
-fn assert_interims_keep_their_stable_prefix(outcome: &CallOutcome) {
+/// no interim of an utterance comes after its final, and the final begins with the last stable
+/// text its interims sent, as the client received both (issue #23). Returns how many finals
+/// had a non-empty stable text to keep, so a test can tell the check was not vacuous.
+fn assert_interims_keep_their_stable_prefix(outcome: &CallOutcome) -> usize {
     let mut last: std::collections::HashMap<(u32, u64), String> = Default::default();
-    for i in outcome.interims() {
-        assert!(i.text.starts_with(&i.stable_text), "{i:?}");
-        assert!((0.0..=1.0).contains(&i.stability), "{i:?}");
-        let prev = last.entry((i.channel, i.start_ms)).or_default();
-        assert!(
-            i.stable_text.starts_with(prev.as_str()),
-            "stable prefix rewritten: {prev:?} then {i:?}"
-        );
-        *prev = i.stable_text.clone();
+    // Utterances with interims and no final yet: (channel, start_ms) → last stable text.
+    let mut open: std::collections::BTreeMap<(u32, u64), String> = Default::default();
+    let mut kept = 0;
+    for r in &outcome.responses {
+        match r {
+            Resp::Interim(i) => {
+                assert!(i.text.starts_with(&i.stable_text), "{i:?}");
+                assert!((0.0..=1.0).contains(&i.stability), "{i:?}");
+                let prev = last.entry((i.channel, i.start_ms)).or_default();
+                assert!(
+                    i.stable_text.starts_with(prev.as_str()),
+                    "stable prefix rewritten: {prev:?} then {i:?}"
+                );
+                *prev = i.stable_text.clone();
+                open.insert((i.channel, i.start_ms), i.stable_text.clone());
+            }
+            Resp::Final(f) => {
+                // The final's utterance began at or before its first word (`start_ms`), and
+                // after every earlier final of the channel: the latest open one at or before.
+                let Some((&key, _)) = open
+                    .range((f.channel, 0)..=(f.channel, f.start_ms))
+                    .next_back()
+                else {
+                    continue; // no interim came for this utterance
+                };
+                let stable = open.remove(&key).expect("just found");
+                // Older open utterances of the channel got no final; they are over.
+                open.retain(|&(c, start), _| c != f.channel || start > key.1);
+                assert!(
+                    f.text.starts_with(&stable),
+                    "final does not begin with the stable text {stable:?} its interims sent: {f:?}"
+                );
+                kept += usize::from(!stable.is_empty());
+            }
+            _ => {}
+        }
     }
     for (pos_final, r) in outcome.responses.iter().enumerate() {
         let Resp::Final(f) = r else { continue };
@@ -177,6 +206,42 @@ fn assert_interims_keep_their_stable_prefix(outcome: &CallOutcome) {
             }
         }
     }
+    kept
+}
+
+/// Real human speech (ALSA's channel-name recordings, 48 kHz), streamed at real-time pace with
+/// interims every 250 ms: every utterance's stable text only grows, and its final begins with
+/// the last stable text the client got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_speech_finals_begin_with_the_stable_text_their_interims_sent() {
+    let mut settings = settings(2);
+    settings.server.interim_interval_ms = 250;
+    let server = start(settings).await;
+    let mut client = client(&server).await;
+    let wav = fixture("real/alsa_voices_48k.wav");
+    let (mut config, chunks) = call_audio(&wav, "real-stable", Encoding::Linear16, 100);
+    config.interim_results = true;
+    config.model = "tiny.en".into();
+    let outcome = stream_call(
+        &mut client,
+        config,
+        chunks,
+        Some(Duration::from_millis(100)),
+    )
+    .await;
+    assert!(outcome.status.is_none(), "{:?}", outcome.status);
+    assert!(outcome.finals().len() >= 6, "{:?}", outcome.finals());
+    let kept = assert_interims_keep_their_stable_prefix(&outcome);
+    eprintln!(
+        "{} interims, {} finals, {kept} with a stable prefix to keep",
+        outcome.interims().len(),
+        outcome.finals().len()
+    );
+    assert!(
+        kept >= 2,
+        "too few utterances had a stable prefix for the check to mean anything: {:?}",
+        outcome.interims()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

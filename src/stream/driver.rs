@@ -13,8 +13,13 @@
 //! - **final delivery**: every final passes through [`CallDriver::deliver_final`] exactly
 //!   once, in order, normalised with the call's adapter, before any front door sees it
 //!   (the gRPC front door forwards it to knowledge lookup right after sending it).
+//!
+//! A final's text begins with the last `stable_text` its interims showed: the stable prefix is
+//! a promise (agent-assist screens and lookups act on it), so the final decode supplies only
+//! what follows it ([`stabilise::keep_committed`]).
 
-use super::{CallEvent, CallFormat, InterimSnapshot, LiveCall, Stabiliser, StreamError};
+use super::stabilise::{self, Stabiliser};
+use super::{CallEvent, CallFormat, InterimSnapshot, LiveCall, StreamError};
 use crate::audio::{CallTime, Role};
 use crate::dialect::{Adapter, Dialects, Selection};
 use crate::engine::{DecodeConfig, Decoded, EngineError, Pool, Priority, Worker, WINDOW_SAMPLES};
@@ -88,7 +93,9 @@ pub struct InterimOutput {
 pub struct FinalOutput {
     /// Counts the channel's finals from 0; with the call id and channel it names the segment.
     pub sequence: u64,
-    /// Normalised with the adapter (`segment.raw_text` keeps whisper's text).
+    /// Normalised with the adapter, and beginning with the utterance's committed interim
+    /// text (`segment.raw_text` keeps whisper's text of the final decode, which may word that
+    /// prefix differently).
     pub segment: Segment,
     /// Id of the adapter the final was decoded and normalised with (empty: none).
     pub dialect: String,
@@ -190,6 +197,8 @@ struct FinalDone {
     utterance: Utterance,
     /// When the segmenter closed the utterance: the start of finalisation latency.
     closed_at: Instant,
+    /// The utterance's last `stable_text` shown in an interim (empty: none): the final keeps it.
+    committed: String,
     result: Result<Decode, String>,
 }
 
@@ -359,7 +368,7 @@ impl<'p> CallDriver<'p> {
                         at: utterance.end(),
                     });
                     self.finalising[channel as usize] = utterance_id;
-                    self.submit_final(role, utterance);
+                    self.submit_final(role, utterance_id, utterance);
                 }
                 CallEvent::Crosstalk {
                     channel,
@@ -379,7 +388,7 @@ impl<'p> CallDriver<'p> {
         }
     }
 
-    fn submit_final(&mut self, role: Role, utterance: Utterance) {
+    fn submit_final(&mut self, role: Role, utterance_id: u64, utterance: Utterance) {
         let identify = self
             .plan
             .language
@@ -389,6 +398,12 @@ impl<'p> CallDriver<'p> {
         let rx = self.pool.submit(self.setup.model, Priority::Final, job);
         let channel = utterance.channel;
         let closed_at = Instant::now();
+        // Read now: no interim of this utterance is shown after this (`finalising`), and the
+        // stabiliser moves on to the next utterance before this final may be delivered.
+        let committed = match &self.stabilisers[channel as usize] {
+            (id, stabiliser) if *id == utterance_id => stabiliser.stable_text(),
+            _ => String::new(),
+        };
         self.finals.push_back(Box::pin(async move {
             let result = match rx {
                 Err(e) => Err(e.to_string()),
@@ -399,6 +414,7 @@ impl<'p> CallDriver<'p> {
                 role,
                 utterance,
                 closed_at,
+                committed,
                 result,
             }
         }));
@@ -458,34 +474,60 @@ impl<'p> CallDriver<'p> {
     /// The one place every final passes, in utterance order, exactly once: it gets its
     /// sequence number here. Knowledge forwarding belongs here, so that every front door
     /// forwards the same segments with the same ids.
+    ///
+    /// The final keeps what the utterance's interims committed: its text is that prefix and
+    /// then what the final decode heard after it, its words likewise; a decode that failed or
+    /// heard nothing still yields the committed text, so a client never sees it taken back.
     fn deliver_final(&mut self, done: FinalDone) -> Completed {
-        let decode = match done.result {
-            Ok(d) => d,
+        let (inference, adapter, pieces) = match done.result {
+            Ok(decode) => {
+                self.account(&decode);
+                (decode.busy, decode.adapter, decode.pieces)
+            }
             Err(e) => {
                 // One utterance failing to decode must not end the call: report and go on.
                 tracing::error!(call_id = %self.setup.call_id, channel = done.channel, "final decode failed: {e}");
-                return Completed {
-                    inference: Duration::ZERO,
-                    dialect: None,
-                    output: None,
-                };
+                (Duration::ZERO, self.plan.adapter.clone(), Vec::new())
             }
         };
-        self.account(&decode);
-        let inference = decode.busy;
-        let adapter = decode.adapter;
-        let Some(mut segment) =
-            Segment::from_utterance(done.channel, done.role, done.utterance.start, decode.pieces)
-        else {
-            return Completed {
-                inference,
-                dialect: None,
-                output: None,
-            };
+        let decoded =
+            Segment::from_utterance(done.channel, done.role, done.utterance.start, pieces);
+        let segment = match decoded {
+            Some(mut segment) => {
+                if let Some(adapter) = &adapter {
+                    segment.normalise(adapter);
+                }
+                if !done.committed.is_empty() {
+                    let text = stabilise::keep_committed(&done.committed, &segment.text);
+                    if text != segment.text {
+                        tracing::debug!(call_id = %self.setup.call_id, channel = done.channel, committed = %done.committed, decoded = %segment.text, "final reworded the committed prefix; the prefix is kept");
+                    }
+                    segment.text = text;
+                    segment.words =
+                        stabilise::keep_committed_words(&done.committed, &segment.words);
+                }
+                segment
+            }
+            None if done.committed.is_empty() => {
+                return Completed {
+                    inference,
+                    dialect: None,
+                    output: None,
+                }
+            }
+            // Whisper's text is empty, so `raw_text` is; no word times and no confidence are
+            // known for what the interims committed.
+            None => Segment {
+                channel: done.channel,
+                role: done.role,
+                start_ms: done.utterance.start.as_ms(),
+                end_ms: done.utterance.end().as_ms(),
+                text: done.committed.clone(),
+                raw_text: String::new(),
+                confidence: 0.0,
+                words: Vec::new(),
+            },
         };
-        if let Some(adapter) = &adapter {
-            segment.normalise(adapter);
-        }
         let seq = &mut self.sequences[done.channel as usize];
         let sequence = *seq;
         *seq += 1;
@@ -506,12 +548,17 @@ impl<'p> CallDriver<'p> {
     fn deliver_interim(&mut self, done: InterimDone) -> Completed {
         let c = done.snapshot.channel as usize;
         self.interim_in_flight[c] = false;
-        let Ok(decode) = done.result else {
-            return Completed {
-                inference: Duration::ZERO,
-                dialect: None,
-                output: None,
-            };
+        let decode = match done.result {
+            Ok(decode) => decode,
+            Err(e) => {
+                // A lost interim costs nothing (the final still comes), but say why.
+                tracing::debug!(call_id = %self.setup.call_id, channel = c, "interim decode failed: {e}");
+                return Completed {
+                    inference: Duration::ZERO,
+                    dialect: None,
+                    output: None,
+                };
+            }
         };
         self.account(&decode);
         let nothing = Completed {
