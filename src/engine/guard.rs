@@ -19,6 +19,11 @@
 //!   speech with high token probabilities and a low no-speech probability, which it does not
 //!   give music or hum.
 //!
+//! Text that compresses more than [`MAX_COMPRESSION_RATIO`] to one is a decoding loop
+//! ("nip-nip-nip-…" for a sentence of echo_18db, 70 times over) and is dropped: OpenAI's
+//! whisper and faster-whisper retry such a decode at a higher temperature by the same test,
+//! whisper.cpp's entropy test let this one through.
+//!
 //! A sentence written twice in a row is written once ([`collapse_repeats`]): whisper's
 //! decoding loop, which on a packed window of the overlap fixture gave "I placed the order on
 //! Monday morning. I placed the order on Monday morning." for one saying.
@@ -33,6 +38,22 @@ pub const NO_SPEECH_MAX_CONFIDENCE: f32 = 0.45;
 pub const SUPPORTED_CONFIDENCE: f32 = 0.7;
 /// …and at or below this no-speech probability.
 pub const SUPPORTED_NO_SPEECH: f32 = 0.3;
+
+/// Text whose zlib compression ratio exceeds this is a loop, not speech: whisper's own
+/// `compression_ratio_threshold` (2.4 in OpenAI's whisper and faster-whisper).
+pub const MAX_COMPRESSION_RATIO: f32 = 2.4;
+
+/// Bytes of text over bytes of its zlib stream, as OpenAI's whisper computes it.
+pub fn compression_ratio(text: &str) -> f32 {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let compressed = z
+        .write_all(text.as_bytes())
+        .and_then(|()| z.finish())
+        .map_or(1, |c| c.len().max(1));
+    text.len() as f32 / compressed as f32
+}
 
 /// Captions whisper learned from subtitled video and writes over silence, music and noise;
 /// matched after [`key`] (lower case, letters and digits only). None of them is something a
@@ -74,6 +95,8 @@ pub enum Dropped {
     TermList,
     /// A caption whisper writes over non-speech.
     KnownHallucination,
+    /// A decoding loop: the text repeats itself ([`MAX_COMPRESSION_RATIO`]).
+    Repetition,
 }
 
 impl std::fmt::Display for Dropped {
@@ -83,6 +106,7 @@ impl std::fmt::Display for Dropped {
             Dropped::PromptEcho => "prompt echo",
             Dropped::TermList => "hotword list",
             Dropped::KnownHallucination => "known hallucination",
+            Dropped::Repetition => "repetition loop",
         })
     }
 }
@@ -134,6 +158,9 @@ impl Guard {
         }
         if d.no_speech_prob >= self.no_speech_threshold && d.confidence < NO_SPEECH_MAX_CONFIDENCE {
             return Some(Dropped::NoSpeech);
+        }
+        if compression_ratio(&d.text) > MAX_COMPRESSION_RATIO {
+            return Some(Dropped::Repetition);
         }
         if well_supported(d) {
             return None;
@@ -335,6 +362,22 @@ mod tests {
             );
         }
         assert_eq!(g.check(&piece("Thank you for calling.", 0.5, 0.3)), None);
+    }
+
+    #[test]
+    fn decoding_loops_are_dropped_and_ordinary_sentences_kept() {
+        let g = Guard::new(None, &[], 0.6);
+        let looped = vec!["nip"; 70].join("-");
+        assert_eq!(g.check(&piece(&looped, 0.9, 0.05)), Some(Dropped::Repetition));
+        for text in [
+            "Thank you for calling customer service. How can I help you today?",
+            "No, no, no. I said the tenth, not the eleventh.",
+            "您好，欢迎致电客服中心，请问有什么可以帮您？",
+            "Yes.",
+        ] {
+            assert!(compression_ratio(text) < MAX_COMPRESSION_RATIO, "{text}");
+            assert_eq!(g.check(&piece(text, 0.9, 0.05)), None, "{text}");
+        }
     }
 
     #[test]
