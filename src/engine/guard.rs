@@ -368,7 +368,10 @@ mod tests {
     fn decoding_loops_are_dropped_and_ordinary_sentences_kept() {
         let g = Guard::new(None, &[], 0.6);
         let looped = vec!["nip"; 70].join("-");
-        assert_eq!(g.check(&piece(&looped, 0.9, 0.05)), Some(Dropped::Repetition));
+        assert_eq!(
+            g.check(&piece(&looped, 0.9, 0.05)),
+            Some(Dropped::Repetition)
+        );
         for text in [
             "Thank you for calling customer service. How can I help you today?",
             "No, no, no. I said the tenth, not the eleventh.",
