@@ -122,3 +122,38 @@ fn long_speech_is_cut_below_the_maximum_at_a_quiet_point() {
         }
     }
 }
+
+/// A live call feeds the segmenter in whatever chunks the network brings; the decisions must
+/// be those of the whole file at once (Silero's state carries across chunks).
+#[test]
+fn chunk_by_chunk_gives_the_utterances_of_the_whole_file() {
+    use callscribe::segment::{SegmentEvent, Segmenter};
+    let audio = read_wav(&fixture("conditions/hold_music_8k.wav")).unwrap();
+    let samples = resample_all(&audio.channels[0], audio.sample_rate_hz).unwrap();
+    let vad = common::vad();
+    let whole = segment_all(&vad, 0, &samples);
+    assert!(!whole.is_empty());
+    let mut seg = Segmenter::new(&vad, 0);
+    let mut events = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut rest = samples.as_slice();
+    while !rest.is_empty() {
+        let n = rng.usize(1..4000).min(rest.len());
+        seg.push(&rest[..n], &mut events);
+        rest = &rest[n..];
+    }
+    seg.finish(&mut events);
+    let chunked: Vec<_> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            SegmentEvent::Utterance(u) => Some(u),
+            SegmentEvent::SpeechStart { .. } => None,
+        })
+        .collect();
+    assert_eq!(chunked.len(), whole.len());
+    for (a, b) in chunked.iter().zip(&whole) {
+        assert_eq!((a.start, a.end()), (b.start, b.end()));
+        assert_eq!(a.samples, b.samples);
+        assert_eq!(a.scores, b.scores);
+    }
+}
