@@ -384,32 +384,22 @@ pub fn transcribe_audio(
     Ok(transcript)
 }
 
-/// A channel at the pipeline's rate.
-struct PipelineChannel {
-    channel: u32,
-    role: Role,
-    samples: Vec<f32>,
-}
-
+/// The planned channels brought to the pipeline's rate.
 fn resample_channels(
     source: &str,
     channels: Vec<ChannelAudio>,
     in_rate: u32,
-) -> Result<Vec<PipelineChannel>, PipelineError> {
+) -> Result<Vec<ChannelAudio>, PipelineError> {
     debug_assert_eq!(PIPELINE_RATE_HZ, 16_000);
     channels
         .into_iter()
-        .map(|ch| {
-            let samples =
+        .map(|mut ch| {
+            ch.samples =
                 resample_all(&ch.samples, in_rate).map_err(|e| PipelineError::Resample {
                     path: source.to_owned(),
                     source: e,
                 })?;
-            Ok(PipelineChannel {
-                channel: ch.channel,
-                role: ch.role,
-                samples,
-            })
+            Ok(ch)
         })
         .collect()
 }
@@ -418,7 +408,7 @@ fn resample_channels(
 /// channel, so that every sentence is transcribed once. The louder copy is kept rather than
 /// an average: a copy a few samples off would comb-filter the mix. Returns the note for the
 /// transcript.
-fn merge_same_audio(channels: &mut Vec<PipelineChannel>) -> Option<String> {
+fn merge_same_audio(channels: &mut Vec<ChannelAudio>) -> Option<String> {
     let [a, b] = channels.as_slice() else {
         return None;
     };
@@ -445,7 +435,7 @@ fn merge_same_audio(channels: &mut Vec<PipelineChannel>) -> Option<String> {
 /// how many cut short.
 fn remove_echo(
     utterances: &mut Vec<(Role, Utterance)>,
-    channels: &[PipelineChannel],
+    channels: &[ChannelAudio],
 ) -> (usize, usize) {
     let [a, b] = channels else {
         return (0, 0);
@@ -519,7 +509,7 @@ const PAUSE_HEADROOM_DB: f32 = 6.0;
 /// without speech get `None`; when only one channel spoke, the other follows it.
 fn identify_channels(
     worker: &mut Worker,
-    channels: &[PipelineChannel],
+    channels: &[ChannelAudio],
     utterances: &[(Role, Utterance)],
 ) -> Result<Vec<Option<LanguageGuess>>, EngineError> {
     let mut guesses = Vec::with_capacity(channels.len());
