@@ -17,7 +17,6 @@ pub mod engine;
 pub mod forward;
 pub mod kb;
 pub mod metrics;
-pub mod model;
 pub mod pipeline;
 pub mod proto;
 pub mod segment;
@@ -25,4 +24,6 @@ pub mod server;
 pub mod stream;
 pub mod transcript;
 
+/// Model provisioning lives in its own crate (no server dependencies); `crate::model` is it.
+pub use callscribe_model as model;
 pub use config::Config;

@@ -13,11 +13,15 @@
 //! chunk and scoring a whole file ([`SileroModel::probabilities`], the same loop) give the
 //! same numbers, and both match onnxruntime to about 1e-6 (`tests/silero.rs`).
 //!
-//! The model is read-only after loading; share it with `Arc` and give every channel its own
-//! state.
+//! The file is read and checked by [`crate::model::silero`] (the model store checks a download
+//! with the same code before keeping it); [`SileroModel::new`] reorders those weights for the
+//! loops below. The model is read-only after loading; share it with `Arc` and give every
+//! channel its own state.
 
-use prost::Message;
-use std::path::{Path, PathBuf};
+use crate::model::silero::{ConvSpec, SileroWeights, BINS, ENCODER, FFT, GATES, HIDDEN, TAPS};
+use std::path::Path;
+
+pub use crate::model::silero::{VadError, WeightsProblem};
 
 /// New samples per prediction: 32 ms at 16 kHz, the only size the 16 kHz model accepts.
 pub const CHUNK_SAMPLES: usize = 512;
@@ -29,101 +33,9 @@ const INPUT: usize = CONTEXT_SAMPLES + CHUNK_SAMPLES;
 /// The STFT pads its input on the right only, by reflection.
 const STFT_PAD: usize = 64;
 const PADDED: usize = INPUT + STFT_PAD;
-const FFT: usize = 256;
 const HOP: usize = 128;
-/// Frequency bins of the 256-point real FFT.
-const BINS: usize = FFT / 2 + 1;
 /// STFT frames per chunk: (640 − 256) / 128 + 1.
 const FRAMES: usize = (PADDED - FFT) / HOP + 1;
-/// LSTM width; the ONNX `state` input is `[2, batch, HIDDEN]` (h, then c).
-const HIDDEN: usize = 128;
-const GATES: usize = 4 * HIDDEN;
-
-/// Loading the weights failed.
-#[derive(Debug, thiserror::Error)]
-pub enum VadError {
-    #[error("reading VAD model {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("VAD model {origin}: {problem}")]
-    Invalid {
-        /// The file, or "in-memory ONNX model".
-        origin: String,
-        problem: WeightsProblem,
-    },
-}
-
-/// What is wrong with an ONNX file that should hold Silero VAD v6 weights.
-#[derive(Debug, thiserror::Error)]
-pub enum WeightsProblem {
-    #[error("not an ONNX model (truncated or another kind of file): {0}")]
-    NotOnnx(#[from] prost::DecodeError),
-    #[error("the ONNX model has no graph")]
-    NoGraph,
-    #[error(
-        "tensor {name} is missing; is this Silero VAD v6 for 16 kHz (silero_vad_16k_op15.onnx)?"
-    )]
-    Missing { name: &'static str },
-    #[error("tensor {name} has shape {actual:?}, expected {expected:?}")]
-    Shape {
-        name: &'static str,
-        actual: Vec<i64>,
-        expected: Vec<i64>,
-    },
-    #[error("tensor {name} has ONNX data type {data_type}, expected 1 (float32)")]
-    DataType { name: &'static str, data_type: i32 },
-    #[error("tensor {name} keeps its data outside the model file, which is not supported")]
-    ExternalData { name: &'static str },
-    #[error(
-        "tensor {name} holds {bytes} bytes of data, its shape needs {expected} float32 values"
-    )]
-    Length {
-        name: &'static str,
-        bytes: usize,
-        expected: usize,
-    },
-}
-
-/// The few onnx.proto messages and fields we read (field numbers as in onnx.proto, proto2).
-///
-/// Declared by hand because no maintained crate offers the ONNX protobuf types without a whole
-/// runtime, and a pure-Rust runtime such as tract would be a large dependency for reading 15
-/// tensors; prost is already here for gRPC. prost skips every field not declared.
-mod onnx {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ModelProto {
-        #[prost(message, optional, tag = "7")]
-        pub graph: Option<GraphProto>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GraphProto {
-        #[prost(message, repeated, tag = "5")]
-        pub initializer: Vec<TensorProto>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TensorProto {
-        #[prost(int64, repeated, packed = "false", tag = "1")]
-        pub dims: Vec<i64>,
-        #[prost(int32, optional, tag = "2")]
-        pub data_type: Option<i32>,
-        #[prost(float, repeated, packed = "true", tag = "4")]
-        pub float_data: Vec<f32>,
-        #[prost(string, optional, tag = "8")]
-        pub name: Option<String>,
-        #[prost(bytes = "vec", optional, tag = "9")]
-        pub raw_data: Option<Vec<u8>>,
-        /// 1 = EXTERNAL: the values live in another file.
-        #[prost(int32, optional, tag = "14")]
-        pub data_location: Option<i32>,
-    }
-
-    pub const FLOAT: i32 = 1;
-    pub const EXTERNAL: i32 = 1;
-}
 
 /// One encoder convolution (kernel 3, padding 1), its weights reordered at load time to
 /// `[out][tap][in]` so that every output is three contiguous dot products over the input
@@ -135,8 +47,6 @@ struct Conv {
     outputs: usize,
     stride: usize,
 }
-
-const TAPS: usize = 3;
 
 impl Conv {
     fn from_onnx(weight: &[f32], bias: Vec<f32>, spec: &ConvSpec) -> Self {
@@ -228,159 +138,41 @@ impl SileroState {
     }
 }
 
-const BASIS: &str = "model.stft.forward_basis_buffer";
-/// The encoder's convolutions: names, out and in channels, stride (kernel 3, padding 1).
-struct ConvSpec {
-    weight: &'static str,
-    bias: &'static str,
-    outputs: usize,
-    inputs: usize,
-    stride: usize,
-}
-
-const ENCODER: [ConvSpec; 4] = [
-    ConvSpec {
-        weight: "model.encoder.0.reparam_conv.weight",
-        bias: "model.encoder.0.reparam_conv.bias",
-        outputs: 128,
-        inputs: BINS,
-        stride: 1,
-    },
-    ConvSpec {
-        weight: "model.encoder.1.reparam_conv.weight",
-        bias: "model.encoder.1.reparam_conv.bias",
-        outputs: 64,
-        inputs: 128,
-        stride: 2,
-    },
-    ConvSpec {
-        weight: "model.encoder.2.reparam_conv.weight",
-        bias: "model.encoder.2.reparam_conv.bias",
-        outputs: 64,
-        inputs: 64,
-        stride: 2,
-    },
-    ConvSpec {
-        weight: "model.encoder.3.reparam_conv.weight",
-        bias: "model.encoder.3.reparam_conv.bias",
-        outputs: 128,
-        inputs: 64,
-        stride: 1,
-    },
-];
-const WEIGHT_IH: &str = "model.decoder.rnn.weight_ih";
-const WEIGHT_HH: &str = "model.decoder.rnn.weight_hh";
-const BIAS_IH: &str = "model.decoder.rnn.bias_ih";
-const BIAS_HH: &str = "model.decoder.rnn.bias_hh";
-const DECODER_WEIGHT: &str = "model.decoder.decoder.2.weight";
-const DECODER_BIAS: &str = "model.decoder.decoder.2.bias";
-
-/// Finds initializers by name and checks their type and shape.
-struct Initializers<'a>(&'a [onnx::TensorProto]);
-
-impl Initializers<'_> {
-    fn get(&self, name: &'static str, shape: &[i64]) -> Result<Vec<f32>, WeightsProblem> {
-        let t = self
-            .0
-            .iter()
-            .find(|t| t.name.as_deref() == Some(name))
-            .ok_or(WeightsProblem::Missing { name })?;
-        if t.dims != shape {
-            return Err(WeightsProblem::Shape {
-                name,
-                actual: t.dims.clone(),
-                expected: shape.to_vec(),
-            });
-        }
-        let data_type = t.data_type.unwrap_or(0);
-        if data_type != onnx::FLOAT {
-            return Err(WeightsProblem::DataType { name, data_type });
-        }
-        if t.data_location == Some(onnx::EXTERNAL) {
-            return Err(WeightsProblem::ExternalData { name });
-        }
-        let expected = shape.iter().product::<i64>() as usize;
-        let values: Vec<f32> = match &t.raw_data {
-            // ONNX stores raw tensor data little-endian.
-            Some(raw) if !raw.is_empty() => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            _ => t.float_data.clone(),
-        };
-        let bytes = t.raw_data.as_ref().map_or(t.float_data.len() * 4, Vec::len);
-        if values.len() != expected || bytes != expected * 4 {
-            return Err(WeightsProblem::Length {
-                name,
-                bytes,
-                expected,
-            });
-        }
-        Ok(values)
-    }
-}
-
 impl SileroModel {
     /// Reads `silero_vad_16k_op15.onnx` (or a file with the same tensors).
     pub fn load(path: &Path) -> Result<Self, VadError> {
-        let bytes = std::fs::read(path).map_err(|source| VadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&bytes).map_err(|problem| VadError::Invalid {
-            origin: path.display().to_string(),
-            problem,
-        })
+        SileroWeights::load(path).map(Self::new)
     }
 
-    /// The same from the file's bytes (e.g. a download not yet written to its place).
-    pub fn from_onnx_bytes(bytes: &[u8]) -> Result<Self, VadError> {
-        Self::parse(bytes).map_err(|problem| VadError::Invalid {
-            origin: "in-memory ONNX model".into(),
-            problem,
-        })
-    }
-
-    fn parse(bytes: &[u8]) -> Result<Self, WeightsProblem> {
-        let model = onnx::ModelProto::decode(bytes)?;
-        let graph = model.graph.ok_or(WeightsProblem::NoGraph)?;
-        let init = Initializers(&graph.initializer);
-
-        let basis = init.get(BASIS, &[2 * BINS as i64, 1, FFT as i64])?;
-        let conv = |spec: &ConvSpec| -> Result<Conv, WeightsProblem> {
-            let (o, i) = (spec.outputs as i64, spec.inputs as i64);
-            let weight = init.get(spec.weight, &[o, i, TAPS as i64])?;
-            let bias = init.get(spec.bias, &[o])?;
-            Ok(Conv::from_onnx(&weight, bias, spec))
-        };
-        let encoder = [
-            conv(&ENCODER[0])?,
-            conv(&ENCODER[1])?,
-            conv(&ENCODER[2])?,
-            conv(&ENCODER[3])?,
-        ];
-
-        let w_ih = init.get(WEIGHT_IH, &[GATES as i64, HIDDEN as i64])?;
-        let w_hh = init.get(WEIGHT_HH, &[GATES as i64, HIDDEN as i64])?;
-        let b_ih = init.get(BIAS_IH, &[GATES as i64])?;
-        let b_hh = init.get(BIAS_HH, &[GATES as i64])?;
+    /// The network on checked weights, reordered for [`predict`](Self::predict).
+    pub fn new(weights: SileroWeights) -> Self {
+        let SileroWeights {
+            basis,
+            encoder,
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+            decoder_weight,
+            decoder_bias,
+        } = weights;
+        let encoder = std::array::from_fn(|k| {
+            Conv::from_onnx(&encoder[k].weight, encoder[k].bias.clone(), &ENCODER[k])
+        });
         let mut lstm_weight = Vec::with_capacity(GATES * 2 * HIDDEN);
         for row in 0..GATES {
-            lstm_weight.extend_from_slice(&w_ih[row * HIDDEN..][..HIDDEN]);
-            lstm_weight.extend_from_slice(&w_hh[row * HIDDEN..][..HIDDEN]);
+            lstm_weight.extend_from_slice(&weight_ih[row * HIDDEN..][..HIDDEN]);
+            lstm_weight.extend_from_slice(&weight_hh[row * HIDDEN..][..HIDDEN]);
         }
-        let lstm_bias = b_ih.iter().zip(&b_hh).map(|(a, b)| a + b).collect();
-
-        let decoder_weight = init.get(DECODER_WEIGHT, &[1, HIDDEN as i64, 1])?;
-        let decoder_bias = init.get(DECODER_BIAS, &[1])?[0];
-        Ok(Self {
+        let lstm_bias = bias_ih.iter().zip(&bias_hh).map(|(a, b)| a + b).collect();
+        Self {
             basis,
             encoder,
             lstm_weight,
             lstm_bias,
             decoder_weight,
             decoder_bias,
-        })
+        }
     }
 
     /// A fresh stream state (zero context and LSTM state).
@@ -502,46 +294,34 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// A model with the right shapes and small pseudo-random weights, as ONNX bytes.
-    fn synthetic_onnx(skip: Option<&str>) -> Vec<u8> {
+    /// Weights with the right shapes and small pseudo-random values.
+    fn synthetic_weights() -> SileroWeights {
         let mut seed = 0x9e37_79b9u32;
-        let mut tensor = |name: &str, dims: &[i64]| {
-            let n = dims.iter().product::<i64>() as usize;
-            let values: Vec<f32> = (0..n)
+        let mut values = |n: usize| -> Vec<f32> {
+            (0..n)
                 .map(|_| {
                     seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                     ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.2
                 })
-                .collect();
-            onnx::TensorProto {
-                dims: dims.to_vec(),
-                data_type: Some(onnx::FLOAT),
-                name: Some(name.to_owned()),
-                raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-                ..Default::default()
-            }
+                .collect()
         };
-        let mut initializer = vec![tensor(BASIS, &[258, 1, 256])];
-        for spec in &ENCODER {
-            let (o, i) = (spec.outputs as i64, spec.inputs as i64);
-            initializer.push(tensor(spec.weight, &[o, i, 3]));
-            initializer.push(tensor(spec.bias, &[o]));
+        let basis = values(2 * BINS * FFT);
+        let encoder = ENCODER
+            .each_ref()
+            .map(|spec| crate::model::silero::ConvWeights {
+                weight: values(spec.outputs * spec.inputs * TAPS),
+                bias: values(spec.outputs),
+            });
+        SileroWeights {
+            basis,
+            encoder,
+            weight_ih: values(GATES * HIDDEN),
+            weight_hh: values(GATES * HIDDEN),
+            bias_ih: values(GATES),
+            bias_hh: values(GATES),
+            decoder_weight: values(HIDDEN),
+            decoder_bias: values(1)[0],
         }
-        for (name, dims) in [
-            (WEIGHT_IH, &[512, 128][..]),
-            (WEIGHT_HH, &[512, 128]),
-            (BIAS_IH, &[512]),
-            (BIAS_HH, &[512]),
-            (DECODER_WEIGHT, &[1, 128, 1]),
-            (DECODER_BIAS, &[1]),
-        ] {
-            initializer.push(tensor(name, dims));
-        }
-        initializer.retain(|t| t.name.as_deref() != skip);
-        onnx::ModelProto {
-            graph: Some(onnx::GraphProto { initializer }),
-        }
-        .encode_to_vec()
     }
 
     fn speechy(n: usize) -> Vec<f32> {
@@ -558,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_synthetic_model_loads_and_scores_between_0_and_1() {
-        let model = SileroModel::from_onnx_bytes(&synthetic_onnx(None)).unwrap();
+        let model = SileroModel::new(synthetic_weights());
         let p = model.probabilities(&speechy(16_000));
         assert_eq!(p.len(), 32); // 31.25 chunks, the last one padded
         assert!(p.iter().all(|p| (0.0..=1.0).contains(p)), "{p:?}");
@@ -568,7 +348,7 @@ mod tests {
 
     #[test]
     fn chunk_by_chunk_equals_the_whole_file_and_streams_do_not_mix() {
-        let model = SileroModel::from_onnx_bytes(&synthetic_onnx(None)).unwrap();
+        let model = SileroModel::new(synthetic_weights());
         let a = speechy(CHUNK_SAMPLES * 20);
         let b: Vec<f32> = a.iter().rev().map(|s| s * 0.5).collect();
         let whole_a = model.probabilities(&a);
@@ -594,87 +374,5 @@ mod tests {
         }
         sa.reset();
         assert_eq!(sa, SileroState::new());
-    }
-
-    #[test]
-    fn garbage_and_truncated_files_are_rejected_as_not_onnx() {
-        let good = synthetic_onnx(None);
-        for bytes in [
-            &good[..good.len() / 2],
-            b"RIFF\x24\x00\x00\x00WAVEfmt garbage",
-        ] {
-            let e = SileroModel::from_onnx_bytes(bytes).err().expect("rejected");
-            assert!(
-                matches!(
-                    &e,
-                    VadError::Invalid {
-                        problem: WeightsProblem::NotOnnx(_),
-                        ..
-                    }
-                ),
-                "{e}"
-            );
-            assert!(e.to_string().contains("not an ONNX model"), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_missing_tensor_is_named() {
-        let e = SileroModel::from_onnx_bytes(&synthetic_onnx(Some(WEIGHT_HH)))
-            .err()
-            .expect("rejected");
-        let msg = e.to_string();
-        assert!(
-            msg.contains("model.decoder.rnn.weight_hh is missing"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn a_file_error_names_the_file_and_an_ill_shaped_tensor_its_shapes() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.onnx");
-        let e = SileroModel::load(&missing)
-            .err()
-            .expect("rejected")
-            .to_string();
-        assert!(e.contains("nope.onnx"), "{e}");
-
-        let mut model = onnx::ModelProto::decode(&synthetic_onnx(None)[..]).unwrap();
-        let graph = model.graph.as_mut().unwrap();
-        let t = graph
-            .initializer
-            .iter_mut()
-            .find(|t| t.name.as_deref() == Some(DECODER_WEIGHT))
-            .unwrap();
-        t.dims = vec![128];
-        let path = dir.path().join("bad.onnx");
-        std::fs::write(&path, model.encode_to_vec()).unwrap();
-        let e = SileroModel::load(&path)
-            .err()
-            .expect("rejected")
-            .to_string();
-        assert!(e.contains("bad.onnx"), "{e}");
-        assert!(
-            e.contains("model.decoder.decoder.2.weight has shape [128], expected [1, 128, 1]"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn float_data_is_read_like_raw_data() {
-        let raw = synthetic_onnx(None);
-        let mut model = onnx::ModelProto::decode(&raw[..]).unwrap();
-        for t in &mut model.graph.as_mut().unwrap().initializer {
-            let raw = t.raw_data.take().unwrap();
-            t.float_data = raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-        }
-        let a = SileroModel::from_onnx_bytes(&raw).unwrap();
-        let b = SileroModel::from_onnx_bytes(&model.encode_to_vec()).unwrap();
-        let x = speechy(CHUNK_SAMPLES * 4);
-        assert_eq!(a.probabilities(&x), b.probabilities(&x));
     }
 }

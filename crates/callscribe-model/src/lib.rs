@@ -6,6 +6,11 @@
 //! Every file enters the store through a temporary file that is checked ([`ggml::inspect`], or
 //! loading the VAD model) before it is renamed into place, so a crash or a bad download never leaves a model that
 //! whisper.cpp would choke on.
+//!
+//! This is a crate of its own (callscribe's `crate::model`) so that converting, quantising and
+//! fetching weights build and test without the server's dependencies (tonic, tantivy, cpal,
+//! tokio). What the segmenter and the store both need to know about a model file lives here:
+//! the Silero VAD weights are read by [`silero`], which the segmenter runs on.
 
 pub mod catalogue;
 pub mod convert;
@@ -14,6 +19,7 @@ pub mod ggml;
 mod progress;
 mod pull;
 pub mod quantize;
+pub mod silero;
 mod store;
 mod vad;
 
@@ -30,34 +36,25 @@ use std::path::PathBuf;
 /// [`quantize`] (about two seconds for base). q8_0 is the default because on a CPU it is
 /// faster than f16 at the same error rates (BENCHMARKS.md, issue #7); f16 is there for GPUs
 /// and for comparing.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Weights {
     /// As published.
     #[serde(rename = "f16")]
-    #[value(name = "f16")]
+    #[cfg_attr(feature = "clap", value(name = "f16"))]
     F16,
     /// 8-bit blocks: half the size of f16, fastest on a CPU.
     #[default]
     #[serde(rename = "q8_0")]
-    #[value(name = "q8_0")]
+    #[cfg_attr(feature = "clap", value(name = "q8_0"))]
     Q8_0,
     /// 5-bit blocks with offset: 38 % of f16.
     #[serde(rename = "q5_1")]
-    #[value(name = "q5_1")]
+    #[cfg_attr(feature = "clap", value(name = "q5_1"))]
     Q5_1,
     /// 5-bit symmetric blocks: 34 % of f16.
     #[serde(rename = "q5_0")]
-    #[value(name = "q5_0")]
+    #[cfg_attr(feature = "clap", value(name = "q5_0"))]
     Q5_0,
 }
 
@@ -122,7 +119,7 @@ pub enum ModelError {
     #[error("{origin}: {source}")]
     Vad {
         origin: String,
-        source: crate::segment::silero::VadError,
+        source: silero::VadError,
     },
     #[error("model '{name}' is already installed at {path}; pass --force to replace it")]
     AlreadyInstalled { name: String, path: PathBuf },

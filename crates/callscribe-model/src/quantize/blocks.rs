@@ -15,7 +15,7 @@
 //! [`encode`] refuses any other length rather than padding, since whisper.cpp could not read
 //! a padded tensor.
 
-use crate::model::ggml::GgmlType;
+use crate::ggml::GgmlType;
 use half::f16;
 
 /// Values per block (`QK8_0`, `QK5_0`, `QK5_1`).

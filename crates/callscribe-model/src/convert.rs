@@ -670,8 +670,8 @@ pub fn mel_filters(n_mels: usize, n_fft: usize, sample_rate: u32) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ct2::tests::{f16_bytes, write_model_bin};
-    use crate::model::ggml::{inspect, ModelFileInfo};
+    use crate::ct2::tests::{f16_bytes, write_model_bin};
+    use crate::ggml::{inspect, ModelFileInfo};
 
     #[rustfmt::skip]
     mod mel_reference {
@@ -1204,13 +1204,12 @@ mod tests {
         assert!(out.is_empty());
         // The same model converted to F16 cannot be quantised afterwards either.
         let (f16, _, _) = convert_to_file(dir.path(), GgmlType::F16);
-        let e =
-            crate::model::quantize::quantize_model(&f16, &mut out, GgmlType::Q5_1, &mut |_, _| {})
-                .unwrap_err();
+        let e = crate::quantize::quantize_model(&f16, &mut out, GgmlType::Q5_1, &mut |_, _| {})
+            .unwrap_err();
         assert!(
             matches!(
                 e,
-                crate::model::quantize::QuantizeError::RowNotWholeBlocks { row: 4, .. }
+                crate::quantize::QuantizeError::RowNotWholeBlocks { row: 4, .. }
             ),
             "{e}"
         );
@@ -1517,13 +1516,8 @@ mod tests {
         )
         .unwrap();
         let mut two_step = Vec::new();
-        crate::model::quantize::quantize_model(
-            &path,
-            &mut two_step,
-            GgmlType::Q8_0,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        crate::quantize::quantize_model(&path, &mut two_step, GgmlType::Q8_0, &mut |_, _| {})
+            .unwrap();
         assert!(direct == two_step, "direct q8_0 conversion differs");
     }
 

@@ -1,13 +1,13 @@
 //! The voice-activity model's weights: Silero VAD's published ONNX file, kept in the store as
-//! it is (the segmenter reads it directly, [`crate::segment::silero`]), from a pinned download
+//! it is (the segmenter reads it directly through [`crate::silero`]), from a pinned download
 //! or from the `silero-vad` wheel on PyPI. Both sources give the same bytes, so the file is
 //! checked against one SHA-256 and loaded once before it is moved into place.
 
 use super::catalogue::{Catalogue, VadEntry, WheelFile, SILERO_VAD};
 use super::pull::{download, fetch_wheel, from_sources, hash_file};
+use super::silero::SileroWeights;
 use super::store::{ModelStore, Provenance};
 use super::{ModelError, Progress, Source};
-use crate::segment::silero::SileroModel;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -122,7 +122,7 @@ fn commit(
     source: &str,
     origin: String,
 ) -> Result<PathBuf, ModelError> {
-    SileroModel::load(tmp.path()).map_err(|e| ModelError::Vad {
+    SileroWeights::load(tmp.path()).map_err(|e| ModelError::Vad {
         origin: origin.clone(),
         source: e,
     })?;

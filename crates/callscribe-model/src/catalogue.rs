@@ -1,9 +1,9 @@
-//! The model catalogue (`models/catalogue.toml`, compiled in): names, sources, checksums.
+//! The model catalogue (`models/catalogue.toml` at the repository root, compiled in): names, sources, checksums.
 
 use super::ModelError;
 use serde::Deserialize;
 
-const CATALOGUE_TOML: &str = include_str!("../../models/catalogue.toml");
+const CATALOGUE_TOML: &str = include_str!("../../../models/catalogue.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

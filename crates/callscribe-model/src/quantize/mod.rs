@@ -226,8 +226,8 @@ pub fn quantize_installed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ggml::{expected_tensors, HParams, MelFilters, N_FFT_BINS};
-    use crate::model::NoProgress;
+    use crate::ggml::{expected_tensors, HParams, MelFilters, N_FFT_BINS};
+    use crate::NoProgress;
     use std::collections::BTreeSet;
 
     /// Layout of a whisper model the size of tiny (4 + 4 layers, 384 wide).
