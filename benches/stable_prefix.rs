@@ -20,7 +20,7 @@ use callscribe::audio::read_wav;
 use callscribe::dialect::Dialects;
 use callscribe::engine::{DecodeConfig, Engine};
 use callscribe::metrics::{edit_distance, normalize_chars, normalize_words};
-use callscribe::model::{Catalogue, ModelStore, NoProgress, Weights};
+use callscribe::model::{Catalogue, ModelStore, NoProgress, Precision};
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
 use callscribe::segment::{Vad, VadConfig};
@@ -289,7 +289,7 @@ fn main() {
     let store = ModelStore::locate(None);
     let catalogue = Catalogue::builtin().expect("catalogue");
     let entry = catalogue.get(&model).expect("a catalogue model");
-    let path = callscribe::model::provide(&store, entry, Weights::default(), None, &NoProgress)
+    let path = callscribe::model::provide(&store, entry, Precision::default(), None, &NoProgress)
         .unwrap_or_else(|e| panic!("{e}"));
     let engine = Engine::load(&model, &path).expect("model loads");
     let vad_path = callscribe::model::provide_vad(&store, None, &NoProgress)

@@ -24,7 +24,7 @@
 use callscribe::audio::codec::{self, Encoding};
 use callscribe::audio::read_wav;
 use callscribe::engine::{DecodeConfig, Engine};
-use callscribe::model::{Catalogue, ModelStore, NoProgress, Weights};
+use callscribe::model::{Catalogue, ModelStore, NoProgress, Precision};
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
 use callscribe::segment::{Vad, VadConfig};
@@ -38,7 +38,7 @@ const CHUNK: Duration = Duration::from_millis(100);
 
 struct Args {
     model: String,
-    weights: Weights,
+    weights: Precision,
     streams: Vec<usize>,
     fit_window: bool,
     workers: usize,
@@ -50,7 +50,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         model: "base".into(),
-        weights: Weights::default(),
+        weights: Precision::default(),
         streams: vec![1, 2, 4],
         fit_window: true,
         workers: 1,
@@ -63,8 +63,8 @@ fn args() -> Args {
             "--model" => a.model = it.next().expect("--model NAME"),
             "--weights" => {
                 let w = it.next().expect("--weights f16|q8_0|q5_1|q5_0");
-                a.weights =
-                    clap::ValueEnum::from_str(&w, false).expect("--weights f16|q8_0|q5_1|q5_0")
+                a.weights = Precision::parse_among(&w, Precision::CATALOGUE)
+                    .unwrap_or_else(|e| panic!("--weights: {e}"))
             }
             "--streams" => {
                 a.streams = it

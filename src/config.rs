@@ -37,7 +37,8 @@ pub struct ModelsConfig {
     /// Precision catalogue models run at: `q8_0` (quantised here from the published f16
     /// file, the fastest on a CPU), `f16` (as published), `q5_1`, `q5_0`. Imported models
     /// and ggml paths run as they are.
-    pub weights: crate::model::Weights,
+    #[serde(deserialize_with = "crate::model::Precision::deserialize_catalogue")]
+    pub weights: crate::model::Precision,
     /// Fetch a missing model on first use instead of failing.
     pub auto_pull: bool,
 }
@@ -268,7 +269,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("callscribe.example.toml");
         let cfg = Config::load(Some(&path)).unwrap();
         assert_eq!(cfg.models.default, "base");
-        assert_eq!(cfg.models.weights, crate::model::Weights::Q8_0);
+        assert_eq!(cfg.models.weights, crate::model::Precision::Q8_0);
         assert_eq!(cfg.vad, VadConfig::default());
         assert_eq!(cfg.transcribe.channels, ChannelMode::default());
         assert_eq!(cfg.forward, crate::forward::ForwardConfig::default());
@@ -315,12 +316,12 @@ mod tests {
 
     #[test]
     fn weights_are_named_as_ggml_names_them() {
-        use crate::model::Weights;
+        use crate::model::Precision;
         let cfg = Config::from_toml(Path::new("c.toml"), "[models]\nweights = \"f16\"\n").unwrap();
-        assert_eq!(cfg.models.weights, Weights::F16);
-        assert_eq!(Weights::F16.store_name("base"), "base");
-        assert_eq!(Weights::Q8_0.store_name("base"), "base-q8_0");
-        assert_eq!(Weights::Q5_1.to_string(), "q5_1");
+        assert_eq!(cfg.models.weights, Precision::F16);
+        assert_eq!(Precision::F16.store_name("base"), "base");
+        assert_eq!(Precision::Q8_0.store_name("base"), "base-q8_0");
+        assert_eq!(Precision::Q5_1.to_string(), "q5_1");
         let e = Config::from_toml(Path::new("c.toml"), "[models]\nweights = \"q8\"\n")
             .unwrap_err()
             .to_string();

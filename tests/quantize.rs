@@ -6,8 +6,9 @@ mod common;
 
 use callscribe::engine::Engine;
 use callscribe::metrics::word_error_rate;
-use callscribe::model::ggml::{self, GgmlType};
+use callscribe::model::ggml;
 use callscribe::model::ModelStore;
+use callscribe::model::Precision;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
 use common::{callscribe, fixture, published_model_path, Reference};
 use std::path::Path;
@@ -102,8 +103,8 @@ fn q8_0_tiny_en_from_the_cli_loads_and_transcribes_like_f16() {
     // 34 / 64 bytes per weight for the matrices; positional embeddings stay f32.
     assert!((0.5..0.6).contains(&ratio), "q8_0 is {ratio:.3} of f16");
     let count = |ty| info.tensors.iter().filter(|t| t.ty == ty).count();
-    assert_eq!(count(GgmlType::Q8_0), 4 * 6 + 4 * 10 + 1);
-    assert_eq!(count(GgmlType::F16), 2, "the conv kernels");
+    assert_eq!(count(Precision::Q8_0), 4 * 6 + 4 * 10 + 1);
+    assert_eq!(count(Precision::F16), 2, "the conv kernels");
 
     // The real weights come out as ggml's own quantiser makes them from the f16 values.
     let f16_info = ggml::inspect(&store.path_for("tiny.en")).unwrap();
@@ -199,8 +200,8 @@ fn catalogue_models_run_at_q8_0_written_once_from_the_f16_file_unless_told_other
     assert!(out.contains("tiny.en-q5_1 written"), "{out}");
     let q5 = store.installed("tiny.en-q5_1").unwrap();
     assert_eq!(
-        ggml::inspect(&q5.path).unwrap().weight_type(),
-        GgmlType::Q5_1
+        ggml::inspect(&q5.path).unwrap().precision(),
+        Precision::Q5_1
     );
 
     // Without the f16 file and without fetching, the error says what to run.

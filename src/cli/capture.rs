@@ -9,6 +9,7 @@ use crate::capture::{self, Capture, CaptureRequest, CaptureStats, Recorder, Samp
 use crate::config::{worker_layout, Config};
 use crate::engine::{Engine, Pool};
 use crate::forward::Forwarder;
+use crate::model::Precision;
 use crate::proto::v1 as pb;
 use crate::server::convert::{output_to_proto, set_call_format, summary_to_proto};
 use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
@@ -73,8 +74,8 @@ pub struct CaptureArgs {
     #[arg(short, long)]
     pub model: Option<String>,
     /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_enum)]
-    pub weights: Option<crate::model::Weights>,
+    #[arg(long, value_parser = Precision::value_parser(Precision::CATALOGUE))]
+    pub weights: Option<Precision>,
     /// Spoken language (en, zh, …) or auto.
     #[arg(short, long)]
     pub language: Option<String>,

@@ -3,61 +3,12 @@
 
 use super::bars::ByteBars;
 use crate::config::Config;
-use crate::model::{self, Catalogue, InstalledModel, ModelError, ModelStore, Source, Weights};
+use crate::model::{self, Catalogue, InstalledModel, ModelError, ModelStore, Precision, Source};
 use crate::segment::silero::SileroModel;
 use anyhow::Context;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum WeightType {
-    F16,
-    F32,
-    #[value(name = "q8_0")]
-    Q8_0,
-    #[value(name = "q5_1")]
-    Q5_1,
-    #[value(name = "q5_0")]
-    Q5_0,
-}
-
-impl WeightType {
-    fn ggml(self) -> model::ggml::GgmlType {
-        use model::ggml::GgmlType;
-        match self {
-            WeightType::F16 => GgmlType::F16,
-            WeightType::F32 => GgmlType::F32,
-            WeightType::Q8_0 => GgmlType::Q8_0,
-            WeightType::Q5_1 => GgmlType::Q5_1,
-            WeightType::Q5_0 => GgmlType::Q5_0,
-        }
-    }
-}
-
-/// Block quantisations `models quantize` writes.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum QuantType {
-    /// 8-bit, 34 bytes per 32 weights (about 53% of f16).
-    #[value(name = "q8_0")]
-    Q8_0,
-    /// 5-bit with offset, 24 bytes per 32 weights (about 38% of f16).
-    #[value(name = "q5_1")]
-    Q5_1,
-    /// 5-bit symmetric, 22 bytes per 32 weights (about 34% of f16).
-    #[value(name = "q5_0")]
-    Q5_0,
-}
-
-impl QuantType {
-    fn ggml(self) -> model::ggml::GgmlType {
-        match self {
-            QuantType::Q8_0 => WeightType::Q8_0.ggml(),
-            QuantType::Q5_1 => WeightType::Q5_1.ggml(),
-            QuantType::Q5_0 => WeightType::Q5_0.ggml(),
-        }
-    }
-}
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -74,8 +25,8 @@ pub enum ModelsCommand {
         force: bool,
         /// Also write the copy the model runs at (default: `models.weights`, q8_0); f16 pulls
         /// only the published file.
-        #[arg(long, value_enum)]
-        weights: Option<Weights>,
+        #[arg(long, value_parser = Precision::value_parser(Precision::CATALOGUE))]
+        weights: Option<Precision>,
     },
     /// Convert a local CTranslate2 Whisper directory (model.bin, config.json, vocabulary.txt).
     ImportCt2 {
@@ -86,8 +37,8 @@ pub enum ModelsCommand {
         /// Type of the weight matrices: f16 keeps CTranslate2's float16 weights exactly; f32
         /// makes whisper.cpp compute in full precision (twice the size, slower); q8_0, q5_1
         /// and q5_0 quantise them as `models quantize` would.
-        #[arg(long, value_enum, default_value = "f16")]
-        weights: WeightType,
+        #[arg(long, value_parser = Precision::value_parser(Precision::WRITABLE), default_value = "f16")]
+        weights: Precision,
     },
     /// Write a quantised copy of an installed f16/f32 model as a new model (default name
     /// NAME-TYPE, e.g. base-q8_0), usable as --model NAME-TYPE.
@@ -95,8 +46,8 @@ pub enum ModelsCommand {
         /// Installed model to read (tiny.en, base, or an imported name).
         name: String,
         /// Block quantisation of the weight matrices.
-        #[arg(long, value_enum)]
-        to: QuantType,
+        #[arg(long, value_parser = Precision::value_parser(Precision::QUANTISED))]
+        to: Precision,
         /// Name of the new model (default NAME-TYPE).
         #[arg(long = "as", value_name = "NEWNAME")]
         as_name: Option<String>,
@@ -200,7 +151,7 @@ impl ModelsCommand {
                         println!("{name} installed: {}", path.display());
                     }
                 }
-                if let Some(to) = weights.quantisation() {
+                if weights != Precision::F16 {
                     let copy = weights.store_name(&name);
                     match store
                         .installed(&copy)
@@ -212,11 +163,11 @@ impl ModelsCommand {
                                 &store,
                                 &name,
                                 &copy,
-                                to,
+                                weights,
                                 true,
                                 &ByteBars::default(),
                             )
-                            .with_context(|| format!("quantising {name} to {to}"))?;
+                            .with_context(|| format!("quantising {name} to {weights}"))?;
                             println!("{copy} written: {}", q.display());
                         }
                     }
@@ -224,9 +175,8 @@ impl ModelsCommand {
                 Ok(ExitCode::SUCCESS)
             }
             ModelsCommand::ImportCt2 { dir, name, weights } => {
-                let path =
-                    model::import_ct2(&store, &name, &dir, weights.ggml(), &ByteBars::default())
-                        .with_context(|| format!("importing {}", dir.display()))?;
+                let path = model::import_ct2(&store, &name, &dir, weights, &ByteBars::default())
+                    .with_context(|| format!("importing {}", dir.display()))?;
                 println!("{name} imported: {}", path.display());
                 Ok(ExitCode::SUCCESS)
             }
@@ -236,8 +186,7 @@ impl ModelsCommand {
                 as_name,
                 force,
             } => {
-                let to = to.ggml();
-                let new_name = as_name.unwrap_or_else(|| model::quantize::default_name(&name, to));
+                let new_name = as_name.unwrap_or_else(|| to.store_name(&name));
                 let path = model::quantize::quantize_installed(
                     &store,
                     &name,

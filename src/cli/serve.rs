@@ -2,6 +2,7 @@
 
 use crate::config::{worker_layout, Config};
 use crate::engine::Engine;
+use crate::model::Precision;
 use crate::server::{self, ServeSettings};
 use anyhow::Context;
 use clap::Args;
@@ -16,8 +17,8 @@ pub struct ServeArgs {
     #[arg(short, long)]
     pub model: Option<String>,
     /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_enum)]
-    pub weights: Option<crate::model::Weights>,
+    #[arg(long, value_parser = Precision::value_parser(Precision::CATALOGUE))]
+    pub weights: Option<Precision>,
     /// Further models to load, selectable per call (repeat or comma-separate).
     #[arg(long = "also-load", value_delimiter = ',')]
     pub also_load: Vec<String>,

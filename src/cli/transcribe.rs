@@ -4,6 +4,7 @@ use super::bars::batch_bar;
 use crate::batch::{self, BatchObserver, Job};
 use crate::config::{batch_layout, ChannelMode, Config};
 use crate::engine::Engine;
+use crate::model::Precision;
 use crate::pipeline::RecordingOptions;
 use crate::transcript::format::{render, Format};
 use crate::transcript::Transcript;
@@ -31,8 +32,8 @@ pub struct TranscribeArgs {
     #[arg(short, long)]
     pub model: Option<String>,
     /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_enum)]
-    pub weights: Option<crate::model::Weights>,
+    #[arg(long, value_parser = Precision::value_parser(Precision::CATALOGUE))]
+    pub weights: Option<Precision>,
     /// Spoken language (en, zh, yue, …) or auto.
     #[arg(short, long)]
     pub language: Option<String>,

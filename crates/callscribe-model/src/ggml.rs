@@ -21,6 +21,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::quantize::blocks;
+use crate::Precision;
 
 /// `GGML_FILE_MAGIC`, "ggml" read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x6767_6d6c;
@@ -42,133 +43,6 @@ const MAX_N_DIMS: i32 = 4;
 const MAX_NAME_BYTES: i32 = 256;
 /// The longest token in whisper's vocabularies is 33 bytes; a length beyond this is garbage.
 const MAX_TOKEN_BYTES: u32 = 1024;
-
-/// Tensor element types whisper.cpp's loader accepts and callscribe knows the size of. The
-/// discriminant is ggml's type id (`enum ggml_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GgmlType {
-    F32 = 0,
-    F16 = 1,
-    Q4_0 = 2,
-    Q4_1 = 3,
-    Q5_0 = 6,
-    Q5_1 = 7,
-    Q8_0 = 8,
-}
-
-impl GgmlType {
-    pub fn from_id(id: i32) -> Option<Self> {
-        Some(match id {
-            0 => Self::F32,
-            1 => Self::F16,
-            2 => Self::Q4_0,
-            3 => Self::Q4_1,
-            6 => Self::Q5_0,
-            7 => Self::Q5_1,
-            8 => Self::Q8_0,
-            _ => return None,
-        })
-    }
-
-    pub fn id(self) -> i32 {
-        self as i32
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
-            Self::Q4_0 => "q4_0",
-            Self::Q4_1 => "q4_1",
-            Self::Q5_0 => "q5_0",
-            Self::Q5_1 => "q5_1",
-            Self::Q8_0 => "q8_0",
-        }
-    }
-
-    /// Elements per block (`ggml_blck_size`).
-    pub fn block_size(self) -> usize {
-        match self {
-            Self::F32 | Self::F16 => 1,
-            _ => 32,
-        }
-    }
-
-    /// Bytes per block (`ggml_type_size`).
-    pub fn block_bytes(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
-            Self::Q4_0 => 18,
-            Self::Q4_1 => 20,
-            Self::Q5_0 => 22,
-            Self::Q5_1 => 24,
-            Self::Q8_0 => 34,
-        }
-    }
-
-    /// Size of a tensor of this type with these ggml dimensions; `None` when rows are not a
-    /// whole number of blocks (ggml cannot represent that) or the size overflows.
-    pub fn nbytes(self, ne: &[usize]) -> Option<u64> {
-        let row = *ne.first()?;
-        if row % self.block_size() != 0 {
-            return None;
-        }
-        let n = ne
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
-        (n / self.block_size() as u64).checked_mul(self.block_bytes() as u64)
-    }
-
-    /// The model-level `ftype` (`enum ggml_ftype`) whose large matrices have this type.
-    pub fn ftype(self) -> i32 {
-        match self {
-            Self::F32 => 0,
-            Self::F16 => 1,
-            Self::Q4_0 => 2,
-            Self::Q4_1 => 3,
-            Self::Q8_0 => 7,
-            Self::Q5_0 => 8,
-            Self::Q5_1 => 9,
-        }
-    }
-
-    /// Whether this is a block quantisation (rather than plain floats).
-    pub fn is_quantised(self) -> bool {
-        !matches!(self, Self::F32 | Self::F16)
-    }
-
-    /// The `ftype` to store in a file's header: [`GgmlType::ftype`], plus
-    /// [`QNT_VERSION`] × [`QNT_VERSION_FACTOR`] for quantised types, as whisper.cpp's
-    /// `quantize` tool writes it (float models carry no version).
-    pub fn file_ftype(self) -> i32 {
-        if self.is_quantised() {
-            QNT_VERSION * QNT_VERSION_FACTOR + self.ftype()
-        } else {
-            self.ftype()
-        }
-    }
-
-    /// Inverse of [`GgmlType::ftype`], after removing the quantisation version.
-    pub fn from_ftype(ftype: i32) -> Option<Self> {
-        Some(match ftype.rem_euclid(QNT_VERSION_FACTOR) {
-            0 => Self::F32,
-            1 => Self::F16,
-            2 => Self::Q4_0,
-            3 => Self::Q4_1,
-            7 => Self::Q8_0,
-            8 => Self::Q5_0,
-            9 => Self::Q5_1,
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for GgmlType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Model hyper-parameters, in file order. `i32` because that is what the file stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,21 +141,21 @@ impl HParams {
         }
     }
 
-    /// Type of the large matrices, from `ftype` (`None` for one whisper.cpp would abort on or
+    /// Precision of the large matrices, from `ftype` (`None` for one whisper.cpp would abort on or
     /// callscribe cannot size).
-    pub fn weight_type(&self) -> Option<GgmlType> {
+    pub fn precision(&self) -> Option<Precision> {
         if self.ftype < 0 {
             return None;
         }
-        GgmlType::from_ftype(self.ftype)
+        Precision::from_ftype(self.ftype)
     }
 
-    /// Type of the convolution kernels: whisper.cpp keeps them F16 unless the whole model is
+    /// Precision of the convolution kernels: whisper.cpp keeps them F16 unless the whole model is
     /// F32 (`vtype` in `whisper_model_load`), even in quantised models.
-    pub fn conv_type(&self) -> Option<GgmlType> {
-        Some(match self.weight_type()? {
-            GgmlType::F32 => GgmlType::F32,
-            _ => GgmlType::F16,
+    pub fn conv_precision(&self) -> Option<Precision> {
+        Some(match self.precision()? {
+            Precision::F32 => Precision::F32,
+            _ => Precision::F16,
         })
     }
 
@@ -344,7 +218,7 @@ impl HParams {
         if let Some((name, v, max)) = limits.iter().find(|(_, v, max)| v > max) {
             return Err(format!("{name} is {v}, implausibly large (limit {max})"));
         }
-        if self.weight_type().is_none() {
+        if self.precision().is_none() {
             return Err(format!(
                 "ftype {} is not one callscribe can check (f32 0, f16 1, q4_0 2, q4_1 3, q8_0 \
                  7, q5_0 8, q5_1 9, plus 1000 × quantisation version)",
@@ -371,7 +245,7 @@ pub struct TensorSpec {
     pub name: String,
     /// ggml order (fastest-varying first), i.e. the numpy shape reversed.
     pub ne: Vec<usize>,
-    pub ty: GgmlType,
+    pub ty: Precision,
 }
 
 impl TensorSpec {
@@ -385,13 +259,13 @@ impl TensorSpec {
 /// dimensions and type, in the order OpenAI's state dict (and so whisper's own converter)
 /// lists them. `None` if `ftype` is not one we know (see [`HParams::validate`]).
 pub fn expected_tensors(hp: &HParams) -> Option<Vec<TensorSpec>> {
-    let w = hp.weight_type()?;
-    let conv = hp.conv_type()?;
-    let f32 = GgmlType::F32;
+    let w = hp.precision()?;
+    let conv = hp.conv_precision()?;
+    let f32 = Precision::F32;
     let us = |v: i32| v.max(0) as usize;
     let (n_audio, n_text) = (us(hp.n_audio_state), us(hp.n_text_state));
     let mut out = Vec::new();
-    let mut add = |name: String, ne: &[usize], ty: GgmlType| {
+    let mut add = |name: String, ne: &[usize], ty: Precision| {
         out.push(TensorSpec {
             name,
             ne: ne.to_vec(),
@@ -412,7 +286,7 @@ pub fn expected_tensors(hp: &HParams) -> Option<Vec<TensorSpec>> {
     add("encoder.conv1.bias".into(), &[1, n_audio], f32);
     add("encoder.conv2.weight".into(), &[3, n_audio, n_audio], conv);
     add("encoder.conv2.bias".into(), &[1, n_audio], f32);
-    let attention = |add: &mut dyn FnMut(String, &[usize], GgmlType), p: &str, n: usize| {
+    let attention = |add: &mut dyn FnMut(String, &[usize], Precision), p: &str, n: usize| {
         add(format!("{p}.query.weight"), &[n, n], w);
         add(format!("{p}.query.bias"), &[n], f32);
         add(format!("{p}.key.weight"), &[n, n], w);
@@ -421,11 +295,11 @@ pub fn expected_tensors(hp: &HParams) -> Option<Vec<TensorSpec>> {
         add(format!("{p}.out.weight"), &[n, n], w);
         add(format!("{p}.out.bias"), &[n], f32);
     };
-    let norm = |add: &mut dyn FnMut(String, &[usize], GgmlType), p: &str, n: usize| {
+    let norm = |add: &mut dyn FnMut(String, &[usize], Precision), p: &str, n: usize| {
         add(format!("{p}.weight"), &[n], f32);
         add(format!("{p}.bias"), &[n], f32);
     };
-    let mlp = |add: &mut dyn FnMut(String, &[usize], GgmlType), p: &str, n: usize| {
+    let mlp = |add: &mut dyn FnMut(String, &[usize], Precision), p: &str, n: usize| {
         add(format!("{p}.mlp.0.weight"), &[n, 4 * n], w);
         add(format!("{p}.mlp.0.bias"), &[4 * n], f32);
         add(format!("{p}.mlp.2.weight"), &[4 * n, n], w);
@@ -561,7 +435,7 @@ impl<W: Write> GgmlWriter<W> {
         &mut self,
         name: &str,
         shape: &[usize],
-        ty: GgmlType,
+        ty: Precision,
         data: TensorData<'_>,
     ) -> std::io::Result<u64> {
         if !self.header_written {
@@ -596,9 +470,7 @@ impl<W: Write> GgmlWriter<W> {
                     v.len()
                 )))
             }
-            TensorData::F32(_)
-                if !matches!(ty, GgmlType::F32 | GgmlType::F16) && !blocks::is_supported(ty) =>
-            {
+            TensorData::F32(_) if !Precision::WRITABLE.contains(&ty) => {
                 return Err(invalid(format!(
                     "tensor '{name}': the writer cannot quantise to {ty}"
                 )))
@@ -624,7 +496,7 @@ impl<W: Write> GgmlWriter<W> {
                 for chunk in values.chunks(16 * 1024) {
                     buf.clear();
                     match ty {
-                        GgmlType::F32 => {
+                        Precision::F32 => {
                             buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
                         }
                         _ if ty.is_quantised() => blocks::encode(ty, chunk, &mut buf)
@@ -715,9 +587,9 @@ pub enum ModelFileError {
         name: String,
         offset: u64,
         found_ne: Vec<usize>,
-        found_ty: GgmlType,
+        found_ty: Precision,
         expected_ne: Vec<usize>,
-        expected_ty: GgmlType,
+        expected_ty: Precision,
     },
     #[error("{path}: tensor '{name}' appears a second time at offset {offset}")]
     DuplicateTensor {
@@ -753,9 +625,9 @@ pub struct ModelFileInfo {
 }
 
 impl ModelFileInfo {
-    pub fn weight_type(&self) -> GgmlType {
+    pub fn precision(&self) -> Precision {
         // inspect only returns validated hyper-parameters, whose ftype is known.
-        self.hparams.weight_type().unwrap_or(GgmlType::F16)
+        self.hparams.precision().unwrap_or(Precision::F16)
     }
 
     pub fn is_multilingual(&self) -> bool {
@@ -768,7 +640,7 @@ pub struct TensorInfo {
     pub name: String,
     /// ggml order.
     pub ne: Vec<usize>,
-    pub ty: GgmlType,
+    pub ty: Precision,
     /// Offset of the tensor's data in the file.
     pub offset: u64,
     pub nbytes: u64,
@@ -988,7 +860,7 @@ pub fn inspect_with_header(path: &Path) -> Result<(ModelFileInfo, ModelHeader), 
         }
         let name = w.bytes(&|| format!("the name of tensor #{index}"), name_len as u64)?;
         let name = String::from_utf8(name).map_err(|_| bad("the name is not UTF-8".into()))?;
-        let ty = GgmlType::from_id(ty_id).ok_or_else(|| {
+        let ty = Precision::from_id(ty_id).ok_or_else(|| {
             bad(format!(
                 "'{name}' has type id {ty_id}, not one whisper.cpp model files use"
             ))
@@ -1072,7 +944,7 @@ pub fn inspect_with_header(path: &Path) -> Result<(ModelFileInfo, ModelHeader), 
 mod tests {
     use super::*;
 
-    fn small_hparams(weight: GgmlType) -> HParams {
+    fn small_hparams(weight: Precision) -> HParams {
         HParams::small(weight.ftype())
     }
 
@@ -1136,7 +1008,7 @@ mod tests {
 
     #[test]
     fn complete_model_passes_and_is_described() {
-        let hp = small_hparams(GgmlType::F16);
+        let hp = small_hparams(Precision::F16);
         let bytes = model(&hp);
         let (_d, _p, r) = inspect_bytes(&bytes);
         let info = r.unwrap();
@@ -1154,40 +1026,40 @@ mod tests {
             .unwrap();
         assert_eq!(
             (te.ne.clone(), te.ty, te.nbytes),
-            (vec![32, 51864], GgmlType::F16, 32 * 51864 * 2)
+            (vec![32, 51864], Precision::F16, 32 * 51864 * 2)
         );
         let bias = info
             .tensors
             .iter()
             .find(|t| t.name == "encoder.conv1.bias")
             .unwrap();
-        assert_eq!((bias.ne.clone(), bias.ty), (vec![1, 32], GgmlType::F32));
+        assert_eq!((bias.ne.clone(), bias.ty), (vec![1, 32], Precision::F32));
         assert!(!info.is_multilingual());
-        assert_eq!(info.weight_type(), GgmlType::F16);
+        assert_eq!(info.precision(), Precision::F16);
     }
 
     #[test]
     fn f32_and_quantised_models_pass_with_whisper_cpp_conv_types() {
-        for wt in [GgmlType::F32, GgmlType::Q8_0, GgmlType::Q5_1] {
+        for wt in [Precision::F32, Precision::Q8_0, Precision::Q5_1] {
             let mut hp = small_hparams(wt);
-            hp.ftype += 2 * QNT_VERSION_FACTOR * i32::from(wt != GgmlType::F32);
+            hp.ftype += 2 * QNT_VERSION_FACTOR * i32::from(wt != Precision::F32);
             let (_d, _p, r) = inspect_bytes(&model(&hp));
             let info = r.unwrap_or_else(|e| panic!("{wt}: {e}"));
             let ty = |n: &str| info.tensors.iter().find(|t| t.name == n).unwrap().ty;
             assert_eq!(ty("encoder.blocks.0.attn.query.weight"), wt);
-            let conv = if wt == GgmlType::F32 {
-                GgmlType::F32
+            let conv = if wt == Precision::F32 {
+                Precision::F32
             } else {
-                GgmlType::F16
+                Precision::F16
             };
             assert_eq!(ty("encoder.conv2.weight"), conv);
-            assert_eq!(ty("decoder.blocks.0.mlp.2.bias"), GgmlType::F32);
+            assert_eq!(ty("decoder.blocks.0.mlp.2.bias"), Precision::F32);
         }
     }
 
     #[test]
     fn truncation_at_every_stage_is_reported_with_what_and_where() {
-        let bytes = model(&small_hparams(GgmlType::F16));
+        let bytes = model(&small_hparams(Precision::F16));
         let hdr = 4 + 11 * 4;
         let mel_end = hdr + 8 + 2 * 201 * 4;
         let vocab_end = mel_end + 4 + (4 + 1) + (4 + 1) + 4 + (4 + 4);
@@ -1238,7 +1110,7 @@ mod tests {
 
     #[test]
     fn wrong_magic_and_trailing_bytes_are_named() {
-        let hp = small_hparams(GgmlType::F16);
+        let hp = small_hparams(Precision::F16);
         let mut bytes = model(&hp);
         bytes[..4].copy_from_slice(b"GGUF");
         let (e, msg) = reject(&bytes);
@@ -1273,7 +1145,7 @@ mod tests {
 
     #[test]
     fn tensors_must_match_the_loader_exactly() {
-        let hp = small_hparams(GgmlType::F16);
+        let hp = small_hparams(Precision::F16);
 
         let (e, msg) = reject(&model_with(&hp, |mut t| {
             if t.name == "encoder.conv1.weight" {
@@ -1292,7 +1164,7 @@ mod tests {
 
         let (e, msg) = reject(&model_with(&hp, |mut t| {
             if t.name == "decoder.blocks.0.attn.out.weight" {
-                t.ty = GgmlType::F32;
+                t.ty = Precision::F32;
             }
             Some(t)
         }));
@@ -1302,7 +1174,7 @@ mod tests {
             if t.name == "encoder.blocks.0.attn.value.weight" {
                 t.name = "encoder.blocks.0.attn.key.bias".into();
                 t.ne = vec![32];
-                t.ty = GgmlType::F32;
+                t.ty = Precision::F32;
             }
             Some(t)
         }));
@@ -1347,7 +1219,7 @@ mod tests {
 
     /// Patches the first tensor header (n_dims, name_len, type) of a valid file.
     fn with_first_tensor_header(field: usize, value: i32) -> Vec<u8> {
-        let mut bytes = model(&small_hparams(GgmlType::F16));
+        let mut bytes = model(&small_hparams(Precision::F16));
         let at = inspect_bytes(&bytes).2.unwrap().tensors[0].offset as usize
             - "encoder.positional_embedding".len()
             - 2 * 4
@@ -1376,7 +1248,7 @@ mod tests {
 
     #[test]
     fn bad_hyper_parameters_filterbank_and_vocabulary_are_header_errors() {
-        let base = small_hparams(GgmlType::F16);
+        let base = small_hparams(Precision::F16);
         type Edit = fn(&mut HParams);
         let cases: [(Edit, &str); 5] = [
             (
@@ -1424,10 +1296,10 @@ mod tests {
 
     #[test]
     fn writer_encodes_values_reverses_shapes_and_refuses_misuse() {
-        let hp = small_hparams(GgmlType::F16);
+        let hp = small_hparams(Precision::F16);
         let mut w = GgmlWriter::new(Vec::new());
         assert!(w
-            .write_tensor("x", &[1], GgmlType::F32, TensorData::F32(&[1.0]))
+            .write_tensor("x", &[1], Precision::F32, TensorData::F32(&[1.0]))
             .is_err());
         w.write_header(&hp, &mel(2), &vocab()).unwrap();
         let start = w.bytes_written() as usize;
@@ -1435,20 +1307,20 @@ mod tests {
             .write_tensor(
                 "t",
                 &[2, 3],
-                GgmlType::F16,
+                Precision::F16,
                 TensorData::F32(&[1.0, -2.0, 0.5, 3.0, 65504.0, 1e-6]),
             )
             .unwrap();
         assert_eq!(n, 12);
         assert_eq!(w.tensor_bytes(), 12);
         assert!(w
-            .write_tensor("t", &[2, 3], GgmlType::F16, TensorData::F32(&[1.0]))
+            .write_tensor("t", &[2, 3], Precision::F16, TensorData::F32(&[1.0]))
             .is_err());
         assert!(w
-            .write_tensor("t", &[2], GgmlType::F32, TensorData::Raw(&[0; 4]))
+            .write_tensor("t", &[2], Precision::F32, TensorData::Raw(&[0; 4]))
             .is_err());
         assert!(w
-            .write_tensor("t", &[2, 32], GgmlType::Q4_0, TensorData::F32(&[0.0; 64]))
+            .write_tensor("t", &[2, 32], Precision::Q4_0, TensorData::F32(&[0.0; 64]))
             .is_err());
         let bytes = w.into_inner();
         let rec = &bytes[start..];
@@ -1473,7 +1345,7 @@ mod tests {
     #[test]
     fn writer_quantises_values_with_the_block_encoder() {
         let values: Vec<f32> = (0..96).map(|i| (i as f32 * 0.7).sin()).collect();
-        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q5_1] {
+        for ty in [Precision::Q8_0, Precision::Q5_0, Precision::Q5_1] {
             let mut w = GgmlWriter::new(Vec::new());
             w.write_header(&small_hparams(ty), &mel(2), &vocab())
                 .unwrap();
@@ -1490,50 +1362,55 @@ mod tests {
             assert_eq!(bytes[start + 21..], want[..], "{ty}");
         }
         let mut w = GgmlWriter::new(Vec::new());
-        w.write_header(&small_hparams(GgmlType::Q8_0), &mel(2), &vocab())
+        w.write_header(&small_hparams(Precision::Q8_0), &mel(2), &vocab())
             .unwrap();
         let e = w
-            .write_tensor("odd", &[2, 48], GgmlType::Q8_0, TensorData::F32(&[0.0; 96]))
+            .write_tensor(
+                "odd",
+                &[2, 48],
+                Precision::Q8_0,
+                TensorData::F32(&[0.0; 96]),
+            )
             .unwrap_err();
         assert!(e.to_string().contains("cannot be stored as q8_0"), "{e}");
     }
 
     #[test]
     fn quantised_ftypes_carry_the_quantisation_version() {
-        assert_eq!(GgmlType::Q8_0.file_ftype(), 2007);
-        assert_eq!(GgmlType::Q5_1.file_ftype(), 2009);
-        assert_eq!(GgmlType::Q5_0.file_ftype(), 2008);
-        assert_eq!(GgmlType::F16.file_ftype(), 1);
+        assert_eq!(Precision::Q8_0.file_ftype(), 2007);
+        assert_eq!(Precision::Q5_1.file_ftype(), 2009);
+        assert_eq!(Precision::Q5_0.file_ftype(), 2008);
+        assert_eq!(Precision::F16.file_ftype(), 1);
         for t in [
-            GgmlType::Q8_0,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::F16,
+            Precision::Q8_0,
+            Precision::Q5_0,
+            Precision::Q5_1,
+            Precision::F16,
         ] {
-            assert_eq!(GgmlType::from_ftype(t.file_ftype()), Some(t));
+            assert_eq!(Precision::from_ftype(t.file_ftype()), Some(t));
         }
     }
 
     #[test]
     fn type_sizes_match_ggml() {
-        assert_eq!(GgmlType::Q8_0.nbytes(&[64, 3]), Some(2 * 3 * 34));
-        assert_eq!(GgmlType::Q5_1.nbytes(&[32]), Some(24));
-        assert_eq!(GgmlType::Q4_0.nbytes(&[33]), None);
-        assert_eq!(GgmlType::F16.nbytes(&[3, 80, 384]), Some(3 * 80 * 384 * 2));
+        assert_eq!(Precision::Q8_0.nbytes(&[64, 3]), Some(2 * 3 * 34));
+        assert_eq!(Precision::Q5_1.nbytes(&[32]), Some(24));
+        assert_eq!(Precision::Q4_0.nbytes(&[33]), None);
+        assert_eq!(Precision::F16.nbytes(&[3, 80, 384]), Some(3 * 80 * 384 * 2));
         for t in [
-            GgmlType::F32,
-            GgmlType::F16,
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
+            Precision::F32,
+            Precision::F16,
+            Precision::Q4_0,
+            Precision::Q4_1,
+            Precision::Q5_0,
+            Precision::Q5_1,
+            Precision::Q8_0,
         ] {
-            assert_eq!(GgmlType::from_id(t.id()), Some(t));
-            assert_eq!(GgmlType::from_ftype(t.ftype() + 2000), Some(t));
+            assert_eq!(Precision::from_id(t.id()), Some(t));
+            assert_eq!(Precision::from_ftype(t.ftype() + 2000), Some(t));
         }
         assert_eq!(
-            GgmlType::from_ftype(4),
+            Precision::from_ftype(4),
             None,
             "Q4_1_SOME_F16 aborts whisper.cpp"
         );

