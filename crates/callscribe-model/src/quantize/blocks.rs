@@ -1,22 +1,20 @@
-//! ggml's 32-value block formats q8_0, q5_0 and q5_1: encoders that produce the same bytes as
-//! ggml's reference quantisers (`quantize_row_*_ref` in `ggml/src/ggml-quants.c`, which
-//! `ggml_quantize_chunk` and so whisper.cpp's `quantize` tool use when no importance matrix is
-//! given), and decoders for checking them.
+//! ggml's 32-value block formats q8_0, q5_0 and q5_1, encoded and decoded by ggml itself.
 //!
-//! Bit-exactness rests on doing the same `f32` operations in the same order: the scale is
-//! computed and inverted in `f32`, the values are scaled with that `f32` inverse, and only
-//! then is the scale rounded to `f16` (round to nearest, ties to even, like
-//! `GGML_FP32_TO_FP16`) for storage. Rust never fuses a multiply and an add, and ggml's
-//! reference code is built without FMA contraction (it lives in the portable `ggml-base`
-//! library), so intermediate roundings agree. q8_0 rounds half away from zero (`roundf`,
-//! which [`f32::round`] matches); q5_0 and q5_1 add a half and truncate.
+//! Encoding is `ggml_quantize_chunk` without an importance matrix, the call whisper.cpp's
+//! `quantize` tool makes, so a file quantised here has the tool's bytes; decoding is the
+//! format's `to_float` (`dequantize_row_*`). ggml is linked anyway (whisper.cpp, through
+//! whisper-rs-sys), so there is no second implementation to keep in step with it. What
+//! stays ours is the choice of tensors, the file layout and the checks
+//! ([`super::quantize_model`]); the tests below pin the bytes ggml writes, so an update of
+//! ggml that changed them would be noticed.
 //!
 //! Blocks never span rows because ggml requires a row length that is a multiple of 32;
 //! [`encode`] refuses any other length rather than padding, since whisper.cpp could not read
-//! a padded tensor.
+//! a padded tensor. Without an importance matrix ggml quantises block by block, so where a
+//! tensor is cut into calls (at block boundaries) does not change the bytes.
 
 use crate::Precision;
-use half::f16;
+use whisper_rs_sys as ggml;
 
 /// Values per block (`QK8_0`, `QK5_0`, `QK5_1`).
 pub const BLOCK_LEN: usize = 32;
@@ -35,35 +33,53 @@ pub enum BlockError {
     },
 }
 
+/// ggml's id for `ty`, if it is a block format callscribe writes.
+fn block_type(ty: Precision) -> Result<ggml::ggml_type, BlockError> {
+    if Precision::QUANTISED.contains(&ty) {
+        Ok(ty.id() as ggml::ggml_type)
+    } else {
+        Err(BlockError::UnsupportedType(ty))
+    }
+}
+
 /// Appends the encoding of `values` (a whole number of blocks) as `ty` to `out`.
 pub fn encode(ty: Precision, values: &[f32], out: &mut Vec<u8>) -> Result<(), BlockError> {
-    if !Precision::QUANTISED.contains(&ty) {
-        return Err(BlockError::UnsupportedType(ty));
-    }
+    let id = block_type(ty)?;
     if values.len() % BLOCK_LEN != 0 {
         return Err(BlockError::PartialBlock {
             ty,
             len: values.len(),
         });
     }
-    out.reserve(values.len() / BLOCK_LEN * ty.block_bytes());
-    for block in values.chunks_exact(BLOCK_LEN) {
-        let block: &[f32; BLOCK_LEN] = block.try_into().expect("chunks_exact yields 32 values");
-        match ty {
-            Precision::Q8_0 => encode_q8_0(block, out),
-            Precision::Q5_0 => encode_q5_0(block, out),
-            _ => encode_q5_1(block, out),
-        }
+    if values.is_empty() {
+        return Ok(());
     }
+    let start = out.len();
+    let bytes = values.len() / BLOCK_LEN * ty.block_bytes();
+    out.resize(start + bytes, 0);
+    // SAFETY: `values` holds `values.len()` floats, a whole number of blocks, given as one row
+    // (start 0, so ggml's alignment asserts hold), and `out[start..]` has room for exactly
+    // that many blocks of `ty`. A null importance matrix selects ggml's reference quantiser,
+    // which q8_0, q5_0 and q5_1 need no initialisation for.
+    let written = unsafe {
+        ggml::ggml_quantize_chunk(
+            id,
+            values.as_ptr(),
+            out[start..].as_mut_ptr().cast(),
+            0,
+            1,
+            values.len() as i64,
+            std::ptr::null(),
+        )
+    };
+    debug_assert_eq!(written, bytes, "ggml wrote {written} bytes for {bytes}");
     Ok(())
 }
 
-/// Appends the values encoded in `bytes` (whole `ty` blocks) to `out`, computed as ggml's
-/// `dequantize_row_*` does.
+/// Appends the values encoded in `bytes` (whole `ty` blocks) to `out`, as ggml's
+/// `dequantize_row_*` computes them.
 pub fn decode(ty: Precision, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), BlockError> {
-    if !Precision::QUANTISED.contains(&ty) {
-        return Err(BlockError::UnsupportedType(ty));
-    }
+    let id = block_type(ty)?;
     let block_bytes = ty.block_bytes();
     if bytes.len() % block_bytes != 0 {
         return Err(BlockError::PartialBlockBytes {
@@ -72,107 +88,25 @@ pub fn decode(ty: Precision, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), Blo
             block_bytes,
         });
     }
-    out.reserve(bytes.len() / block_bytes * BLOCK_LEN);
-    let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-    for b in bytes.chunks_exact(block_bytes) {
-        match ty {
-            Precision::Q8_0 => {
-                let d = half_at(b, 0);
-                out.extend(b[2..].iter().map(|&q| f32::from(q as i8) * d));
-            }
-            Precision::Q5_0 => {
-                let d = half_at(b, 0);
-                let q = unpack_5bit(&b[2..]);
-                out.extend(q.iter().map(|&q| (i32::from(q) - 16) as f32 * d));
-            }
-            _ => {
-                let (d, m) = (half_at(b, 0), half_at(b, 2));
-                let q = unpack_5bit(&b[4..]);
-                out.extend(q.iter().map(|&q| f32::from(q) * d + m));
-            }
-        }
+    let n = bytes.len() / block_bytes * BLOCK_LEN;
+    let start = out.len();
+    out.resize(start + n, 0.0);
+    // SAFETY: ggml's type table has an entry for every `ggml_type`, and one with a decoder for
+    // each block format; `bytes` holds n / 32 whole blocks and `out[start..]` room for their
+    // n values.
+    unsafe {
+        let to_float = (*ggml::ggml_get_type_traits(id))
+            .to_float
+            .expect("ggml decodes its block formats");
+        to_float(bytes.as_ptr().cast(), out[start..].as_mut_ptr(), n as i64);
     }
     Ok(())
-}
-
-/// `x · id` rounded to an integer in -127..=127, `d = amax / 127`.
-fn encode_q8_0(x: &[f32; BLOCK_LEN], out: &mut Vec<u8>) {
-    // ggml's MAX(a, b) is `a > b ? a : b`; spelt the same way so a NaN propagates as in C.
-    let amax = x
-        .iter()
-        .fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    out.extend(f16::from_f32(d).to_le_bytes());
-    out.extend(x.iter().map(|&v| (v * id).round() as i8 as u8));
-}
-
-/// Symmetric 5-bit: the value of largest magnitude (with its sign) maps to -16, so
-/// `d = max / -16` and each value becomes `x · id + 16`, clamped to 31.
-fn encode_q5_0(x: &[f32; BLOCK_LEN], out: &mut Vec<u8>) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    let d = max / -16.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    // C converts to int8_t (truncating toward zero) before taking MIN(31, ·).
-    let q = x.map(|v| ((v * id + 16.5) as i8).min(31) as u8);
-    out.extend(f16::from_f32(d).to_le_bytes());
-    pack_5bit(&q, out);
-}
-
-/// Affine 5-bit: `min` maps to 0 and `max` to 31, so `d = (max - min) / 31` and each value
-/// becomes `(x - min) · id` rounded half up.
-fn encode_q5_1(x: &[f32; BLOCK_LEN], out: &mut Vec<u8>) {
-    let (mut min, mut max) = (f32::MAX, -f32::MAX);
-    for &v in x {
-        if v < min {
-            min = v;
-        }
-        if v > max {
-            max = v;
-        }
-    }
-    let d = (max - min) / 31.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let q = x.map(|v| ((v - min) * id + 0.5) as u8);
-    out.extend(f16::from_f32(d).to_le_bytes());
-    out.extend(f16::from_f32(min).to_le_bytes());
-    pack_5bit(&q, out);
-}
-
-/// ggml's 5-bit layout: a little-endian `u32` holding the fifth bit of value `j` at bit `j`,
-/// then 16 bytes whose low nibble is value `j` and high nibble value `j + 16`.
-fn pack_5bit(q: &[u8; BLOCK_LEN], out: &mut Vec<u8>) {
-    let qh = q
-        .iter()
-        .enumerate()
-        .fold(0u32, |h, (j, &v)| h | (u32::from((v >> 4) & 1) << j));
-    out.extend(qh.to_le_bytes());
-    let half = BLOCK_LEN / 2;
-    out.extend((0..half).map(|j| (q[j] & 0x0f) | ((q[j + half] & 0x0f) << 4)));
-}
-
-fn unpack_5bit(b: &[u8]) -> [u8; BLOCK_LEN] {
-    let qh = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let half = BLOCK_LEN / 2;
-    std::array::from_fn(|j| {
-        let nibble = if j < half {
-            b[4 + j] & 0x0f
-        } else {
-            b[4 + j - half] >> 4
-        };
-        nibble | ((((qh >> j) & 1) as u8) << 4)
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::f16;
 
     fn enc(ty: Precision, x: &[f32]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -281,11 +215,11 @@ mod tests {
         want.extend(identity_5bit());
         assert_eq!(enc(Precision::Q5_0, &x), want);
         // The opposite extreme would be quant 32 and is clamped to 31: x = [-1, 1, 0, …]
-        // has d = 1/16, so 1 maps to trunc(16 + 16.5) = 32 → 31.
+        // has d = 1/16, so 1 maps to trunc(16 + 16.5) = 32 → 31, which decodes as 15/16.
         let mut x = [0.0f32; 32];
         (x[0], x[1]) = (-1.0, 1.0);
-        let q = unpack_5bit(&enc(Precision::Q5_0, &x)[2..]);
-        assert_eq!((q[0], q[1], q[2]), (0, 31, 16));
+        let y = dec(Precision::Q5_0, &enc(Precision::Q5_0, &x));
+        assert_eq!((y[0], y[1], y[2]), (-1.0, 15.0 / 16.0, 0.0));
     }
 
     /// Deterministic weight-like values: a sum of sines per row with varying amplitude and an
@@ -348,10 +282,10 @@ mod tests {
         }
     }
 
-    /// ggml's own quantiser, linked in through whisper-rs: `ggml_quantize_chunk` without an
-    /// importance matrix, exactly as whisper.cpp's `quantize` tool calls it.
+    /// `ggml_quantize_chunk` without an importance matrix called as whisper.cpp's `quantize`
+    /// tool calls it: once per tensor, with its real rows.
     fn ggml_reference(ty: Precision, x: &[f32], n_per_row: usize) -> Vec<u8> {
-        use whisper_rs::whisper_rs_sys as sys;
+        use whisper_rs_sys as sys;
         let rows = x.len() / n_per_row;
         assert_eq!(rows * n_per_row, x.len());
         let mut out = vec![0u8; x.len() / BLOCK_LEN * ty.block_bytes()];
@@ -407,9 +341,15 @@ mod tests {
 
     #[test]
     fn encoders_match_ggml_quantize_chunk_bit_for_bit() {
+        // [`encode`] is called on pieces of a tensor (the writer streams 16 Ki values at a
+        // time) as one row each; cut here into 7-block pieces that straddle the real rows, the
+        // bytes must still be the tool's.
         for (x, row) in [(awkward_values(), 512), (weights(32 * 384), 384)] {
             for ty in [Precision::Q8_0, Precision::Q5_0, Precision::Q5_1] {
-                let ours = enc(ty, &x);
+                let mut ours = Vec::new();
+                for piece in x.chunks(7 * BLOCK_LEN) {
+                    encode(ty, piece, &mut ours).unwrap();
+                }
                 let theirs = ggml_reference(ty, &x, row);
                 let first_diff = ours.iter().zip(&theirs).position(|(a, b)| a != b);
                 assert_eq!(

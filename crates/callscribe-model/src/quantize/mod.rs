@@ -1,5 +1,6 @@
 //! Quantising a float (f16 or f32) ggml model into one of ggml's block formats (q8_0, q5_0,
-//! q5_1), as whisper.cpp's `quantize` tool does, without needing that tool.
+//! q5_1), as whisper.cpp's `quantize` tool does, without needing that tool: the blocks are
+//! ggml's own ([`blocks`]); which tensors, the header and the checks are ours.
 //!
 //! Which tensors: whisper.cpp's tool quantises every 2-D tensor except the two positional
 //! embeddings and the two conv biases (stored 2-D as `[1, n]`); conv kernels are 3-D and stay
