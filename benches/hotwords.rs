@@ -6,9 +6,9 @@
 //! the store (`callscribe models pull`). Prints a Markdown table for BENCHMARKS.md.
 
 use callscribe::engine::{Engine, Hotword};
-use callscribe::metrics::word_error_rate;
 use callscribe::model::ModelStore;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::wer::word_error_rate;
 use std::path::Path;
 
 fn main() {

@@ -19,12 +19,12 @@ use callscribe::audio::codec::{self, Encoding};
 use callscribe::audio::read_wav;
 use callscribe::dialect::Dialects;
 use callscribe::engine::{DecodeConfig, Engine};
-use callscribe::metrics::{edit_distance, normalize_chars, normalize_words};
 use callscribe::model::{Catalogue, ModelStore, NoProgress, Precision};
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
 use callscribe::segment::{Vad, VadConfig};
 use callscribe::server::{self, ServeSettings, ServerConfig};
+use callscribe::wer::{edit_distance, normalise_chars, normalise_words};
 use pb::streaming_transcribe_request::Request as Req;
 use pb::streaming_transcribe_response::Response as Resp;
 use std::collections::BTreeMap;
@@ -93,10 +93,10 @@ fn real_cases(dir: &Path) -> Vec<Case> {
 /// Edits and reference length, in words (en) or characters.
 fn errors(language: &str, reference: &str, hypothesis: &str) -> (usize, usize) {
     if language == "en" {
-        let (r, h) = (normalize_words(reference), normalize_words(hypothesis));
+        let (r, h) = (normalise_words(reference), normalise_words(hypothesis));
         (edit_distance(&r, &h), r.len())
     } else {
-        let (r, h) = (normalize_chars(reference), normalize_chars(hypothesis));
+        let (r, h) = (normalise_chars(reference), normalise_chars(hypothesis));
         (edit_distance(&r, &h), r.len())
     }
 }

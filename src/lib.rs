@@ -16,13 +16,13 @@ pub mod dialect;
 pub mod engine;
 pub mod forward;
 pub mod kb;
-pub mod metrics;
 pub mod pipeline;
 pub mod proto;
 pub mod segment;
 pub mod server;
 pub mod stream;
 pub mod transcript;
+pub mod wer;
 
 /// Model provisioning lives in its own crate (no server dependencies); `crate::model` is it.
 pub use callscribe_model as model;

@@ -11,7 +11,7 @@
 
 mod common;
 
-use callscribe::metrics::word_error_rate;
+use callscribe::wer::word_error_rate;
 use common::{callscribe, fixture, Reference};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};

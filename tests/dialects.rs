@@ -6,10 +6,10 @@ mod common;
 
 use callscribe::dialect::{Dialects, DialectsConfig};
 use callscribe::engine::Hotword;
-use callscribe::metrics::word_error_rate;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
 use callscribe::proto::v1 as pb;
 use callscribe::transcript::Transcript;
+use callscribe::wer::word_error_rate;
 use common::grpc::{self, call_audio, client, collect, config_msg, open_call, start, Resp};
 use common::{callscribe, engine, fixture, repo, Reference};
 use std::time::Duration;

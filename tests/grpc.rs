@@ -6,8 +6,8 @@
 mod common;
 
 use callscribe::audio::codec::Encoding;
-use callscribe::metrics::word_error_rate;
 use callscribe::proto::v1 as pb;
+use callscribe::wer::word_error_rate;
 use common::grpc::*;
 use common::{fixture, Reference};
 use std::time::Duration;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use callscribe::metrics::word_error_rate;
+use callscribe::wer::word_error_rate;
 use common::{callscribe, fixture, model_path, repo, Reference};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};

@@ -4,8 +4,8 @@
 mod common;
 
 use callscribe::audio::wav::read_wav;
-use callscribe::metrics::word_error_rate;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::wer::word_error_rate;
 use common::{engine, fixture, Reference};
 
 #[test]

@@ -5,11 +5,11 @@
 mod common;
 
 use callscribe::engine::Engine;
-use callscribe::metrics::word_error_rate;
 use callscribe::model::ggml;
 use callscribe::model::ModelStore;
 use callscribe::model::Precision;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::wer::word_error_rate;
 use common::{callscribe, fixture, published_model_path, Reference};
 use std::path::Path;
 

@@ -4,9 +4,9 @@
 mod common;
 
 use callscribe::engine::Worker;
-use callscribe::metrics::{char_error_rate, word_error_rate};
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
 use callscribe::transcript::Transcript;
+use callscribe::wer::{char_error_rate, word_error_rate};
 use common::{engine, fixture, Reference};
 
 fn worker(model: &str) -> Worker {

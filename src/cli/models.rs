@@ -159,7 +159,7 @@ impl ModelsCommand {
                     {
                         Some(i) => println!("{copy} already installed: {}", i.path.display()),
                         None => {
-                            let q = model::quantize::quantize_installed(
+                            let q = model::quantise::quantise_installed(
                                 &store,
                                 &name,
                                 &copy,
@@ -187,7 +187,7 @@ impl ModelsCommand {
                 force,
             } => {
                 let new_name = as_name.unwrap_or_else(|| to.store_name(&name));
-                let path = model::quantize::quantize_installed(
+                let path = model::quantise::quantise_installed(
                     &store,
                     &name,
                     &new_name,

@@ -7,7 +7,7 @@
 //! articles are unchanged (a fingerprint of their names, sizes and times); otherwise the
 //! articles are indexed in memory at start, which for a folder of articles takes milliseconds.
 
-pub mod analyzer;
+pub mod analyser;
 pub mod article;
 mod sample;
 
@@ -69,7 +69,7 @@ fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer(analyzer::ANALYZER)
+            .set_tokenizer(analyser::ANALYSER)
             .set_index_option(IndexRecordOption::WithFreqs),
     );
     let fields = Fields {
@@ -181,7 +181,7 @@ impl KnowledgeBase {
     fn from_index(index: Index, origin: String, dir: &Path) -> Result<Self, KbError> {
         index
             .tokenizers()
-            .register(analyzer::ANALYZER, analyzer::analyzer());
+            .register(analyser::ANALYSER, analyser::analyser());
         let reader = index.reader().map_err(|source| KbError::Index {
             dir: dir.to_owned(),
             source,
@@ -206,7 +206,7 @@ impl KnowledgeBase {
 
     /// The best `limit` articles for `text` scoring at least `min_score`, best first.
     pub fn query(&self, text: &str, limit: usize, min_score: f32) -> Result<Vec<Hit>, KbError> {
-        let mut terms = analyzer::terms(text);
+        let mut terms = analyser::terms(text);
         terms.sort();
         terms.dedup();
         if terms.is_empty() || limit == 0 {
@@ -263,7 +263,7 @@ fn write_articles(
 ) -> Result<(), tantivy::TantivyError> {
     index
         .tokenizers()
-        .register(analyzer::ANALYZER, analyzer::analyzer());
+        .register(analyser::ANALYSER, analyser::analyser());
     // One indexing thread: the articles are few, and the cores belong to whisper.
     let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP_BYTES)?;
     for a in articles {

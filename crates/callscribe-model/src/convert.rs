@@ -14,11 +14,11 @@
 //! [`ggml::inspect`] checks files against, so a conversion cannot drift from what the loader
 //! accepts. Tensors are converted one at a time; F16 weights are copied bit for bit, or
 //! quantised on the way (q8_0, q5_1, q5_0: the writer encodes them with
-//! [`super::quantize::blocks`]) to give the same file as converting to F16 and quantising.
+//! [`super::quantise::blocks`]) to give the same file as converting to F16 and quantising.
 
 use super::ct2::{self, Ct2Dtype, Ct2Error, Ct2Model, Ct2Variable};
 use super::ggml::{self, GgmlWriter, HParams, MelFilters, TensorData, TensorSpec};
-use super::quantize::blocks;
+use super::quantise::blocks;
 use super::Precision;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1200,12 +1200,12 @@ mod tests {
         assert!(out.is_empty());
         // The same model converted to F16 cannot be quantised afterwards either.
         let (f16, _, _) = convert_to_file(dir.path(), Precision::F16);
-        let e = crate::quantize::quantize_model(&f16, &mut out, Precision::Q5_1, &mut |_, _| {})
+        let e = crate::quantise::quantise_model(&f16, &mut out, Precision::Q5_1, &mut |_, _| {})
             .unwrap_err();
         assert!(
             matches!(
                 e,
-                crate::quantize::QuantizeError::RowNotWholeBlocks { row: 4, .. }
+                crate::quantise::QuantiseError::RowNotWholeBlocks { row: 4, .. }
             ),
             "{e}"
         );
@@ -1512,7 +1512,7 @@ mod tests {
         )
         .unwrap();
         let mut two_step = Vec::new();
-        crate::quantize::quantize_model(&path, &mut two_step, Precision::Q8_0, &mut |_, _| {})
+        crate::quantise::quantise_model(&path, &mut two_step, Precision::Q8_0, &mut |_, _| {})
             .unwrap();
         assert!(direct == two_step, "direct q8_0 conversion differs");
     }

@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::quantize::blocks;
+use super::quantise::blocks;
 use crate::Precision;
 
 /// `GGML_FILE_MAGIC`, "ggml" read as a little-endian `u32`.
@@ -28,7 +28,7 @@ pub const MAGIC: u32 = 0x6767_6d6c;
 /// `ftype` carries the quantisation version in its thousands (`GGML_QNT_VERSION_FACTOR`).
 pub const QNT_VERSION_FACTOR: i32 = 1000;
 /// `GGML_QNT_VERSION` of the ggml in whisper.cpp 1.8.3: the block layouts of
-/// [`crate::quantize`] are those of version 2 (q4/q5 scales in f16, q8_0 without a
+/// [`crate::quantise`] are those of version 2 (q4/q5 scales in f16, q8_0 without a
 /// sum), and whisper.cpp's `quantize` tool stamps it into the `ftype` of every file it writes.
 pub const QNT_VERSION: i32 = 2;
 /// Frequency bins of whisper.cpp's fixed 400-point FFT; `log_mel_spectrogram` asserts the

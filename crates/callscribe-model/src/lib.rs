@@ -19,7 +19,7 @@ pub mod ggml;
 mod precision;
 mod progress;
 mod pull;
-pub mod quantize;
+pub mod quantise;
 pub mod silero;
 mod store;
 mod vad;
@@ -61,7 +61,7 @@ pub enum ModelError {
     #[error(transparent)]
     ModelFile(#[from] ggml::ModelFileError),
     #[error(transparent)]
-    Quantize(#[from] quantize::QuantizeError),
+    Quantise(#[from] quantise::QuantiseError),
     #[error("{origin}: {source}")]
     Vad {
         origin: String,

@@ -52,7 +52,7 @@ pub fn provide(
     if weights == Precision::F16 {
         return Ok(published);
     }
-    super::quantize::quantize_installed(store, &entry.name, &wanted, weights, false, progress)
+    super::quantise::quantise_installed(store, &entry.name, &wanted, weights, false, progress)
 }
 
 /// Installs `entry` into `store` from the chosen source(s); returns the model file's path.

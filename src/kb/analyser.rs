@@ -13,7 +13,7 @@ use tantivy::tokenizer::{
 };
 
 /// Name under which the analyser is registered with tantivy.
-pub const ANALYZER: &str = "callscribe_zh_en";
+pub const ANALYSER: &str = "callscribe_zh_en";
 
 /// jieba's dictionary takes ~0.3 s to load: once per process.
 static JIEBA: LazyLock<Arc<Jieba>> = LazyLock::new(|| Arc::new(Jieba::new()));
@@ -94,7 +94,7 @@ impl TokenStream for JiebaTokenStream {
 }
 
 /// The full analyser chain.
-pub fn analyzer() -> TextAnalyzer {
+pub fn analyser() -> TextAnalyzer {
     TextAnalyzer::builder(JiebaTokenizer::default())
         .filter(LowerCaser)
         .filter(StopWordFilter::remove(
@@ -106,7 +106,7 @@ pub fn analyzer() -> TextAnalyzer {
 
 /// The terms `text` is indexed or queried as.
 pub fn terms(text: &str) -> Vec<String> {
-    let mut a = analyzer();
+    let mut a = analyser();
     let mut stream = a.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {

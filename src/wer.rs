@@ -5,7 +5,7 @@
 //! the normalisation (case, punctuation, full-width forms) is the part that matters and is ours.
 
 /// Lower-cases, maps punctuation to spaces, and splits into words.
-pub fn normalize_words(text: &str) -> Vec<String> {
+pub fn normalise_words(text: &str) -> Vec<String> {
     text.chars()
         .map(|c| {
             if c.is_alphanumeric() || c == '\'' {
@@ -22,7 +22,7 @@ pub fn normalize_words(text: &str) -> Vec<String> {
 }
 
 /// Every non-space, non-punctuation character, lower-cased.
-pub fn normalize_chars(text: &str) -> Vec<char> {
+pub fn normalise_chars(text: &str) -> Vec<char> {
     text.chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
@@ -46,8 +46,8 @@ pub fn edit_distance<T: PartialEq>(reference: &[T], hypothesis: &[T]) -> usize {
 
 /// Word error rate of `hypothesis` against `reference` (0 = perfect; can exceed 1).
 pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
-    let r = normalize_words(reference);
-    let h = normalize_words(hypothesis);
+    let r = normalise_words(reference);
+    let h = normalise_words(hypothesis);
     if r.is_empty() {
         return if h.is_empty() { 0.0 } else { 1.0 };
     }
@@ -56,8 +56,8 @@ pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
 
 /// Character error rate (for Chinese, where words are not delimited).
 pub fn char_error_rate(reference: &str, hypothesis: &str) -> f64 {
-    let r = normalize_chars(reference);
-    let h = normalize_chars(hypothesis);
+    let r = normalise_chars(reference);
+    let h = normalise_chars(hypothesis);
     if r.is_empty() {
         return if h.is_empty() { 0.0 } else { 1.0 };
     }

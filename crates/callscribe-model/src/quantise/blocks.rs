@@ -5,7 +5,7 @@
 //! format's `to_float` (`dequantize_row_*`). ggml is linked anyway (whisper.cpp, through
 //! whisper-rs-sys), so there is no second implementation to keep in step with it. What
 //! stays ours is the choice of tensors, the file layout and the checks
-//! ([`super::quantize_model`]); the tests below pin the bytes ggml writes, so an update of
+//! ([`super::quantise_model`]); the tests below pin the bytes ggml writes, so an update of
 //! ggml that changed them would be noticed.
 //!
 //! Blocks never span rows because ggml requires a row length that is a multiple of 32;

@@ -13,7 +13,7 @@
 //! The quantised matrices must have rows that are whole 32-value blocks. Every Whisper size
 //! (384 to 1280 wide, MLPs 4× that) satisfies this; a model that did not could not be
 //! quantised at all, since the loader needs every weight matrix in the model's one type, so
-//! such a model is refused before anything is written ([`QuantizeError::RowNotWholeBlocks`]).
+//! such a model is refused before anything is written ([`QuantiseError::RowNotWholeBlocks`]).
 
 pub mod blocks;
 
@@ -25,7 +25,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum QuantizeError {
+pub enum QuantiseError {
     #[error(transparent)]
     ModelFile(#[from] ModelFileError),
     #[error("{path} is already quantised ({ty}); quantise the f16 or f32 model instead")]
@@ -53,7 +53,7 @@ pub enum QuantizeError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuantizeReport {
+pub struct QuantiseReport {
     /// Weight type of the input model.
     pub from: Precision,
     pub to: Precision,
@@ -66,19 +66,19 @@ pub struct QuantizeReport {
 /// Reads the float model at `input` and writes it to `out` with its weight matrices in `to`.
 /// `progress(done, total)` counts input tensor bytes. Everything is checked before the first
 /// byte is written.
-pub fn quantize_model(
+pub fn quantise_model(
     input: &Path,
     out: &mut impl Write,
     to: Precision,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<QuantizeReport, QuantizeError> {
+) -> Result<QuantiseReport, QuantiseError> {
     if !Precision::QUANTISED.contains(&to) {
-        return Err(QuantizeError::UnsupportedTarget(to));
+        return Err(QuantiseError::UnsupportedTarget(to));
     }
     let (info, header) = ggml::inspect_with_header(input)?;
     let from = info.precision();
     if from.is_quantised() {
-        return Err(QuantizeError::AlreadyQuantised {
+        return Err(QuantiseError::AlreadyQuantised {
             path: input.to_owned(),
             ty: from,
         });
@@ -96,7 +96,7 @@ pub fn quantize_model(
     for t in &info.tensors {
         let ty = target_of(&t.name);
         if ty.is_quantised() && t.ne[0] % blocks::BLOCK_LEN != 0 {
-            return Err(QuantizeError::RowNotWholeBlocks {
+            return Err(QuantiseError::RowNotWholeBlocks {
                 path: input.to_owned(),
                 name: t.name.clone(),
                 row: t.ne[0],
@@ -105,14 +105,14 @@ pub fn quantize_model(
         }
     }
 
-    let read_err = |source| QuantizeError::Read {
+    let read_err = |source| QuantiseError::Read {
         path: input.to_owned(),
         source,
     };
     let mut file = std::fs::File::open(input).map_err(read_err)?;
     let mut w = GgmlWriter::new(std::io::BufWriter::with_capacity(1 << 20, out));
     w.write_header(&hparams, &header.mel, &header.vocab)
-        .map_err(QuantizeError::Write)?;
+        .map_err(QuantiseError::Write)?;
     let total: u64 = info.tensors.iter().map(|t| t.nbytes).sum();
     let (mut done, mut quantised, mut kept) = (0u64, 0usize, 0usize);
     progress(0, total);
@@ -138,7 +138,7 @@ pub fn quantize_model(
             };
             w.write_tensor(&t.name, &shape, ty, TensorData::F32(&values))
         };
-        written.map_err(QuantizeError::Write)?;
+        written.map_err(QuantiseError::Write)?;
         if ty.is_quantised() {
             quantised += 1;
         } else {
@@ -147,7 +147,7 @@ pub fn quantize_model(
         done += t.nbytes;
         progress(done, total);
     }
-    w.flush().map_err(QuantizeError::Write)?;
+    w.flush().map_err(QuantiseError::Write)?;
     tracing::info!(
         input = %input.display(),
         %from,
@@ -156,7 +156,7 @@ pub fn quantize_model(
         bytes = w.bytes_written(),
         "quantised ggml model"
     );
-    Ok(QuantizeReport {
+    Ok(QuantiseReport {
         from,
         to,
         tensors_quantised: quantised,
@@ -168,7 +168,7 @@ pub fn quantize_model(
 /// Quantises the installed model `name` into a new store entry `new_name` (through a checked
 /// temporary file, like every other way into the store); returns its path. An existing
 /// `new_name` is replaced only with `replace`.
-pub fn quantize_installed(
+pub fn quantise_installed(
     store: &ModelStore,
     name: &str,
     new_name: &str,
@@ -201,7 +201,7 @@ pub fn quantize_installed(
         }
         progress.set(done);
     };
-    let result = quantize_model(&source.path, &mut file, to, &mut report);
+    let result = quantise_model(&source.path, &mut file, to, &mut report);
     progress.end();
     result?;
     let source_sha = source.provenance.as_ref().map_or_else(
@@ -299,7 +299,7 @@ mod tests {
             let out_path = dir.path().join(format!("ggml-small-{to}.bin"));
             let mut out = std::fs::File::create(&out_path).unwrap();
             let mut calls = 0;
-            let report = quantize_model(&input, &mut out, to, &mut |_, _| calls += 1).unwrap();
+            let report = quantise_model(&input, &mut out, to, &mut |_, _| calls += 1).unwrap();
             drop(out);
             let (info, header) = ggml::inspect_with_header(&out_path).unwrap();
             assert_eq!(info.hparams.ftype, 2000 + to.ftype(), "{to}");
@@ -341,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = small_f16_model(dir.path());
         let q8 = dir.path().join("ggml-q8.bin");
-        quantize_model(
+        quantise_model(
             &input,
             &mut std::fs::File::create(&q8).unwrap(),
             Precision::Q8_0,
@@ -349,7 +349,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        let e = quantize_model(&q8, &mut out, Precision::Q5_1, &mut |_, _| {}).unwrap_err();
+        let e = quantise_model(&q8, &mut out, Precision::Q5_1, &mut |_, _| {}).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -357,10 +357,10 @@ mod tests {
                 q8.display()
             )
         );
-        let e = quantize_model(&input, &mut out, Precision::Q4_0, &mut |_, _| {}).unwrap_err();
+        let e = quantise_model(&input, &mut out, Precision::Q4_0, &mut |_, _| {}).unwrap_err();
         assert!(matches!(
             e,
-            QuantizeError::UnsupportedTarget(Precision::Q4_0)
+            QuantiseError::UnsupportedTarget(Precision::Q4_0)
         ));
         assert!(out.is_empty(), "nothing written for a refused model");
     }
@@ -370,7 +370,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ModelStore::new(dir.path());
         small_f16_model(dir.path());
-        let path = quantize_installed(
+        let path = quantise_installed(
             &store,
             "small",
             &Precision::Q8_0.store_name("small"),
@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(prov.bytes, installed.bytes);
 
         let again = |name: &str, replace| {
-            quantize_installed(&store, "small", name, Precision::Q8_0, replace, &NoProgress)
+            quantise_installed(&store, "small", name, Precision::Q8_0, replace, &NoProgress)
                 .map_err(|e| e.to_string())
         };
         let e = again("small-q8_0", false).unwrap_err();
@@ -398,11 +398,11 @@ mod tests {
         again("small-q8_0", true).unwrap();
         let e = again("small", true).unwrap_err();
         assert!(e.contains("--as"), "{e}");
-        let e = quantize_installed(&store, "absent", "x", Precision::Q8_0, false, &NoProgress)
+        let e = quantise_installed(&store, "absent", "x", Precision::Q8_0, false, &NoProgress)
             .unwrap_err()
             .to_string();
         assert!(e.contains("'absent' is not installed"), "{e}");
-        let e = quantize_installed(
+        let e = quantise_installed(
             &store,
             "small-q8_0",
             "small-q8_0-q5_1",
