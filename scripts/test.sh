@@ -27,9 +27,9 @@ cargo build --all-targets --locked
 "$CARGO_TARGET_DIR/debug/callscribe" models pull base
 "$CARGO_TARGET_DIR/debug/callscribe" models pull silero-vad
 cargo clippy --all-targets --locked -- -D warnings
-# The independent gRPC client (tests/python/client.py, driven by tests/grpc_python.rs) needs
+# The independent gRPC client (tests/python/client.py, driven by tests/it/grpc_python.rs) needs
 # grpcio, grpcio-tools and grpcio-health-checking, and the Silero VAD reference
-# (tests/python/silero_ref.py, driven by tests/silero.rs) onnxruntime and numpy: a venv kept
+# (tests/python/silero_ref.py, driven by tests/it/silero.rs) onnxruntime and numpy: a venv kept
 # beside the build cache.
 PYENV="${XDG_CACHE_HOME:-$HOME/.cache}/callscribe/pyenv"
 if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, numpy" 2>/dev/null; then

@@ -11,7 +11,7 @@
 //! chunk, and the LSTM's `h` and `c`. This is exactly what the reference Python wrapper
 //! (`OnnxWrapper.__call__` in the `silero-vad` wheel) keeps, so scoring a stream chunk by
 //! chunk and scoring a whole file ([`SileroModel::probabilities`], the same loop) give the
-//! same numbers, and both match onnxruntime to about 1e-6 (`tests/silero.rs`).
+//! same numbers, and both match onnxruntime to about 1e-6 (`tests/it/silero.rs`).
 //!
 //! The file is read and checked by [`crate::model::silero`] (the model store checks a download
 //! with the same code before keeping it); [`SileroModel::new`] reorders those weights for the

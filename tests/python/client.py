@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent callscribe gRPC client, for wire tests (driven by tests/grpc_python.rs).
+"""Independent callscribe gRPC client, for wire tests (driven by tests/it/grpc_python.rs).
 
 Built only from proto/callscribe/v1/transcription.proto (and knowledge.proto, which it imports)
 with grpcio + grpcio-tools: the stubs are generated at run time into a temporary directory, so

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Silero VAD reference probabilities from onnxruntime, for tests/silero.rs.
+"""Silero VAD reference probabilities from onnxruntime, for tests/it/silero.rs.
 
     silero_ref.py MODEL.onnx AUDIO.wav
 

@@ -2,7 +2,7 @@
 //! q8_0, whisper.cpp loads it, and it transcribes a call about as well as the f16 model; and
 //! catalogue models run at q8_0 unless told otherwise, written from the f16 file on first use.
 
-mod common;
+use crate::common;
 
 use callscribe::engine::Engine;
 use callscribe::model::ggml;

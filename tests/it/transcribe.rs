@@ -1,7 +1,7 @@
 //! End to end with the real models: fixture calls → transcripts, checked for accuracy (word /
 //! character error rate against the references), channel separation, and timestamps.
 
-mod common;
+use crate::common;
 
 use callscribe::engine::Worker;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};

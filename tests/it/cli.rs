@@ -1,7 +1,7 @@
 //! The `callscribe` binary as a user runs it: batches with bad files, output formats, model
 //! errors. Real binary, real models, real files.
 
-mod common;
+use crate::common;
 
 use callscribe::transcript::Transcript;
 use common::{callscribe, fixture, model_path};

@@ -1,7 +1,7 @@
 //! Voice activity segmentation on real files: utterance boundaries against the fixtures'
 //! known speech extents, and silence yielding nothing.
 
-mod common;
+use crate::common;
 
 use callscribe::audio::resample::resample_all;
 use callscribe::audio::wav::read_wav;

@@ -7,7 +7,7 @@
 //! grpcio-tools and grpcio-health-checking (`scripts/test.sh` makes such a venv). Without them
 //! these tests fail rather than skip.
 
-mod common;
+use crate::common;
 
 use callscribe::wer::word_error_rate;
 use common::{callscribe, fixture, model_path, repo, Reference};

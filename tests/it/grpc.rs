@@ -3,7 +3,7 @@
 //! and every kind of misbehaving client, each answered with the right status while the server
 //! goes on serving the others.
 
-mod common;
+use crate::common;
 
 use callscribe::audio::codec::Encoding;
 use callscribe::proto::v1 as pb;

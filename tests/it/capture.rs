@@ -9,7 +9,7 @@
 //! card waiting for the next period. Each test writes its own `~/.asoundrc` in a temporary
 //! HOME.
 
-mod common;
+use crate::common;
 
 use callscribe::wer::word_error_rate;
 use common::{callscribe, fixture, Reference};

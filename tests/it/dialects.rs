@@ -2,7 +2,7 @@
 //! issue gives (explicit, region, language, identification, default) as reported to users,
 //! normalisation, hotwords with the real model, and reload without dropping live streams.
 
-mod common;
+use crate::common;
 
 use callscribe::dialect::{Dialects, DialectsConfig};
 use callscribe::engine::Hotword;

@@ -6,7 +6,7 @@
 //! The interpreter is `$CALLSCRIBE_TEST_PYTHON` (default `python3`); it needs onnxruntime and
 //! numpy (`scripts/test.sh` makes such a venv). Without them these tests fail rather than skip.
 
-mod common;
+use crate::common;
 
 use callscribe::audio::resample::resample_all;
 use callscribe::audio::wav::read_wav;

@@ -1,7 +1,7 @@
 //! A 10-minute recording that is silence (line noise) apart from a few utterances: only those
 //! become text, at the right place on the call timeline.
 
-mod common;
+use crate::common;
 
 use callscribe::audio::wav::read_wav;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};

@@ -2,7 +2,7 @@
 //! redb spool in a temporary folder, the real binary killed with SIGKILL, the bundled
 //! knowledge base against the fixtures' reference utterances.
 
-mod common;
+use crate::common;
 
 use callscribe::forward::{
     ForwardConfig, ForwardMetrics, ForwardSegment, Forwarder, Listener, SinkConfig, Spool, Spooled,

@@ -4,7 +4,7 @@
 //! pipeline, as a user runs it (base, language identified, dialect adapters on), and in live
 //! calls over gRPC. The fixtures are `audio-fixtures/conditions/` (generate.py conditions).
 
-mod common;
+use crate::common;
 
 use callscribe::audio::codec::Encoding;
 use callscribe::dialect::Dialects;

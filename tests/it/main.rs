@@ -1,0 +1,20 @@
+//! callscribe's integration tests, one module per area, built as one test binary: every test
+//! binary links whisper.cpp, tantivy and tonic, so twelve of them cost twelve links of a few
+//! hundred megabytes each for every change to the library.
+//!
+//! Run one area with a filter on its module path: `cargo test --test it grpc::`.
+
+mod common;
+
+mod capture;
+mod cli;
+mod conditions;
+mod dialects;
+mod forward;
+mod grpc;
+mod grpc_python;
+mod long_recording;
+mod quantize;
+mod segment;
+mod silero;
+mod transcribe;
