@@ -6,8 +6,7 @@
 
 use crate::audio::resample::{resample_all, ResampleError};
 use crate::audio::wav::{read_wav, WavAudio, WavError};
-use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
-use crate::config::ChannelMode;
+use crate::audio::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 use crate::dialect::{DialectError, Dialects, Reason, Selection};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{DecodeConfig, Decoded, EngineError, LanguageGuess, Worker, WINDOW_SAMPLES};

@@ -1,8 +1,9 @@
 //! `callscribe transcribe FILE|DIR...`: recordings → transcripts, with a progress bar.
 
 use super::bars::batch_bar;
+use crate::audio::ChannelMode;
 use crate::batch::{self, BatchObserver, Job};
-use crate::config::{batch_layout, ChannelMode, Config};
+use crate::config::{batch_layout, Config};
 use crate::engine::Engine;
 use crate::pipeline::RecordingOptions;
 use crate::transcript::format::{render, Format};
@@ -301,7 +302,7 @@ impl BatchForward {
 
     /// Submits the transcript's segments; when `wait`, collects the suggestions for them
     /// (up to the flush timeout) for the JSON output.
-    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::forward::Suggestion> {
+    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::kb::Suggestion> {
         let call_id = job
             .input
             .file_stem()
@@ -333,12 +334,13 @@ impl BatchForward {
         let mut sequences = std::collections::HashMap::new();
         for s in &t.segments {
             let seq = sequences.entry(s.channel).or_insert(0u64);
-            self.forwarder.submit(crate::forward::hook::from_recording(
+            self.forwarder.submit(crate::forward::ForwardSegment::new(
                 &call_id,
                 *seq,
                 s,
                 &t.language,
                 t.dialect.as_ref().map_or("", |d| d.id.as_str()),
+                0,
             ));
             *seq += 1;
         }

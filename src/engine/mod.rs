@@ -22,7 +22,7 @@ use whisper_rs::{
 
 pub use hotwords::Hotword;
 pub use pool::{Pool, PoolError, Priority};
-pub use words::Word;
+pub use words::{join_text, Word};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
