@@ -18,6 +18,8 @@ pub mod forward;
 pub mod kb;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod module_cycles;
 pub mod pipeline;
 pub mod proto;
 pub mod segment;
