@@ -2,16 +2,19 @@
 //! or send it to a `callscribe serve` with `--server`. Ctrl-C ends the call: the open
 //! utterance is finalised, the recording closed and a summary printed.
 
-use super::client::{self, Printer, StreamFormat};
+use super::client;
+use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::{self, Encoding};
 use crate::audio::Role;
 use crate::capture::{self, Capture, CaptureRequest, CaptureStats, Recorder, SampleKind};
 use crate::config::{worker_layout, Config};
 use crate::engine::{Engine, Pool};
-use crate::forward::Forwarder;
-use crate::proto::v1 as pb;
-use crate::server::convert::{output_to_proto, set_call_format, summary_to_proto};
-use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
+use crate::forward::{CallContext, CallForwarding, Forwarder, Listener};
+use crate::kb::Suggestion;
+use crate::stream::{
+    AcceptedCall, CallDriver, CallFormat, CallOutput, CallReport, CallRequest, Completed,
+    DialectOutput, DriverSetup,
+};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -32,9 +35,6 @@ const INFERENCE_QUEUE: usize = 256;
 const SEND_QUEUE: usize = 64;
 /// Suggestions waiting to be printed; more are dropped (a late suggestion is worth little).
 const SUGGESTION_QUEUE: usize = 64;
-
-type SuggestionTx =
-    tokio::sync::mpsc::Sender<Result<pb::StreamingTranscribeResponse, tonic::Status>>;
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
@@ -268,25 +268,43 @@ impl CaptureArgs {
         };
         let mut recorder = self.recorder(&capture)?;
         let mut driver = CallDriver::new(&model.pool, setup)?;
-        let mut accepted = self.streaming_config(&call_id, driver.live().format());
+        let format = driver.live().format();
         // As a server accepts it: the adapter actually selected (empty until identified).
-        accepted.dialect = model
+        let dialect = model
             .selection
             .as_ref()
             .map(|s| s.adapter.id().to_owned())
             .unwrap_or_default();
+        let accepted = AcceptedCall {
+            call_id: call_id.clone(),
+            sample_rate_hz: format.sample_rate_hz,
+            channel_count: format.roles.len() as u32,
+            language: self.language.clone().unwrap_or_default(),
+            model: self.model.clone().unwrap_or_default(),
+            dialect: dialect.clone(),
+            region: self.region.clone().unwrap_or_default(),
+        };
         let (suggestions, mut suggested) = tokio::sync::mpsc::channel(SUGGESTION_QUEUE);
+        let forwarder = start_forwarder(config);
+        let forwarding = forwarder.as_ref().map(|f| {
+            let context = CallContext {
+                call_id: call_id.clone(),
+                dialect,
+                started_at_unix_ms: None,
+            };
+            CallForwarding::new(
+                f,
+                context,
+                Listener::channel(&suggestions, Suggestion::clone),
+            )
+        });
         let mut out = LocalOut {
             printer: Printer::new(self.format),
             call_id: call_id.clone(),
-            accepted: accepted.clone(),
-            forwarder: start_forwarder(config),
+            forwarding,
             language: model.language.clone(),
-            suggestions,
         };
-        out.send(pb::streaming_transcribe_response::Response::AcceptedConfig(
-            accepted,
-        ))?;
+        out.print(CallReport::Accepted(accepted))?;
         out.dialect(driver.take_dialect())?;
         let mut samples = Vec::new();
         let mut outputs: Vec<CallOutput> = Vec::new();
@@ -298,7 +316,7 @@ impl CaptureArgs {
                 biased;
                 _ = &mut interrupted => break,
                 Some(done) = driver.next() => out.completed(done, driver.language())?,
-                Some(Ok(s)) = suggested.recv() => out.printer.response(&s)?,
+                Some(s) = suggested.recv() => out.print(CallReport::Suggestion(s))?,
                 _ = tick.tick() => {
                     samples.clear();
                     capture.drain(&mut samples);
@@ -329,18 +347,16 @@ impl CaptureArgs {
             out.completed(done, driver.language())?;
         }
         // Every final is submitted: wait for the sinks (and the suggestions they answer).
-        if let Some(f) = &out.forwarder {
+        if let Some(f) = &forwarder {
             let timeout = Duration::from_millis(config.forward.flush_timeout_ms);
             super::flush_forwarding(f, timeout).await;
         }
-        while let Ok(Ok(s)) = suggested.try_recv() {
-            out.printer.response(&s)?;
+        while let Ok(s) = suggested.try_recv() {
+            out.print(CallReport::Suggestion(s))?;
         }
         out.printer.clear_interim()?;
-        out.send(pb::streaming_transcribe_response::Response::Summary(
-            summary_to_proto(&call_id, &driver.summary()),
-        ))?;
-        if let Some(f) = out.forwarder.take() {
+        out.print(CallReport::Summary(driver.summary()))?;
+        if let Some(f) = forwarder {
             f.shutdown().await;
         }
         self.finish(capture, recorder)
@@ -354,14 +370,24 @@ impl CaptureArgs {
         server: String,
     ) -> anyhow::Result<()> {
         let call_id = self.call_id(&capture);
-        let config = self.streaming_config(&call_id, &format);
+        let request = CallRequest {
+            call_id: Some(call_id),
+            format,
+            model: self.model.clone(),
+            language: self.language.clone(),
+            dialect: self.dialect.clone(),
+            region: self.region.clone(),
+            interim: !self.no_interim,
+            endpoint_silence_ms: None,
+            started_at_unix_ms: None,
+        };
         let mut recorder = self.recorder(&capture)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEND_QUEUE);
         let format_out = self.format;
         let session = tokio::spawn(async move {
             let mut out = Printer::new(format_out);
             let audio = tokio_stream::wrappers::ReceiverStream::new(rx);
-            client::stream_call(&server, config, audio, &mut out).await
+            client::stream_call(&server, &request, audio, &mut out).await
         });
         let mut session = std::pin::pin!(session);
         let mut samples = Vec::new();
@@ -425,20 +451,6 @@ impl CaptureArgs {
             .map_err(Into::into)
     }
 
-    fn streaming_config(&self, call_id: &str, format: &CallFormat) -> pb::StreamingConfig {
-        let mut config = pb::StreamingConfig {
-            call_id: call_id.to_owned(),
-            dialect: self.dialect.clone().unwrap_or_default(),
-            region: self.region.clone().unwrap_or_default(),
-            language: self.language.clone().unwrap_or_default(),
-            interim_results: !self.no_interim,
-            model: self.model.clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        set_call_format(&mut config, format);
-        config
-    }
-
     /// Closes the recording and reports what the device did.
     fn finish(&self, capture: Capture, recorder: Option<Recorder>) -> anyhow::Result<()> {
         let f = capture.format();
@@ -485,31 +497,20 @@ struct LocalModel {
 struct LocalOut {
     printer: Printer,
     call_id: String,
-    /// The call's config as a server would have accepted it (forwarded with each final).
-    accepted: pb::StreamingConfig,
-    forwarder: Option<Forwarder>,
+    forwarding: Option<CallForwarding>,
     /// The call's language as last decoded (forwarded with each final).
     language: Option<String>,
-    /// Suggestions come back here, to be printed under the utterance they answer.
-    suggestions: SuggestionTx,
 }
 
 impl LocalOut {
-    fn send(&mut self, r: pb::streaming_transcribe_response::Response) -> anyhow::Result<()> {
-        self.printer.response(&response(&self.call_id, r))
+    fn print(&mut self, report: CallReport) -> anyhow::Result<()> {
+        self.printer.print(&self.call_id, &report)
     }
 
     fn output(&mut self, o: &CallOutput) -> anyhow::Result<()> {
-        let r = output_to_proto(&self.call_id, o);
-        self.send(r.clone())?;
-        if let pb::streaming_transcribe_response::Response::Final(result) = &r {
-            crate::forward::hook::final_sent(
-                self.forwarder.as_ref(),
-                &self.accepted,
-                self.language.as_deref(),
-                result,
-                &self.suggestions,
-            );
+        self.print(CallReport::output(&self.call_id, o))?;
+        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, o) {
+            forwarding.final_delivered(self.language.as_deref(), f);
         }
         Ok(())
     }
@@ -517,9 +518,7 @@ impl LocalOut {
     /// The call's dialect adapter, the way `stream` prints a server's `DialectSelected`.
     fn dialect(&mut self, d: Option<DialectOutput>) -> anyhow::Result<()> {
         if let Some(d) = d {
-            self.send(pb::streaming_transcribe_response::Response::Dialect(
-                crate::server::convert::dialect_selected(&d.selection, &d.language),
-            ))?;
+            self.print(CallReport::dialect(&d))?;
         }
         Ok(())
     }
@@ -544,16 +543,6 @@ fn start_forwarder(config: &Config) -> Option<Forwarder> {
     Forwarder::start(config.forward.clone(), Default::default())
         .map_err(|e| eprintln!("warning: forwarding off for this call: {e}"))
         .ok()
-}
-
-fn response(
-    call_id: &str,
-    r: pb::streaming_transcribe_response::Response,
-) -> pb::StreamingTranscribeResponse {
-    pb::StreamingTranscribeResponse {
-        call_id: call_id.to_owned(),
-        response: Some(r),
-    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

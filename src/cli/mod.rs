@@ -6,6 +6,7 @@ mod client;
 mod dialects;
 mod kb;
 mod models;
+mod printer;
 mod serve;
 mod spool;
 mod stream;

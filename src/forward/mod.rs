@@ -21,11 +21,13 @@ pub mod sink;
 pub mod spool;
 
 pub use config::{ForwardConfig, SinkConfig};
+pub use hook::{CallContext, CallForwarding};
 pub use metrics::ForwardMetrics;
-pub use segment::{ForwardSegment, Spooled, Suggestion};
+pub use segment::{ForwardSegment, Spooled};
 pub use sink::{DeliveryError, Sink};
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolStatus};
 
+use crate::kb::Suggestion;
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -71,6 +73,28 @@ impl Listener {
         Self {
             deliver: Box::new(deliver),
             alive: Box::new(|| true),
+        }
+    }
+
+    /// A listener that puts each suggestion, as `map` makes it, on `tx` without waiting:
+    /// dropped, not queued, when the channel is full (a late suggestion is worth less than a
+    /// timely final). It holds `tx` weakly, so it never keeps a call's channel open after the
+    /// call: it is gone once every other sender is, or the receiver.
+    pub fn channel<T: Send + 'static>(
+        tx: &tokio::sync::mpsc::Sender<T>,
+        map: impl Fn(&Suggestion) -> T + Send + Sync + 'static,
+    ) -> Self {
+        let tx = tx.downgrade();
+        let alive = tx.clone();
+        Self {
+            deliver: Box::new(move |s| {
+                let Some(tx) = tx.upgrade() else {
+                    return false;
+                };
+                let _ = tx.try_send(map(s));
+                true
+            }),
+            alive: Box::new(move || alive.upgrade().is_some_and(|t| !t.is_closed())),
         }
     }
 }
@@ -486,7 +510,7 @@ mod tests {
     fn seg(call: &str, seq: u64) -> ForwardSegment {
         ForwardSegment {
             call_id: call.into(),
-            segment_id: segment::segment_id(call, 0, seq),
+            segment_id: crate::transcript::segment_id(call, 0, seq),
             sequence: seq,
             channel: 0,
             role: "customer".into(),
@@ -499,6 +523,27 @@ mod tests {
             confidence: 0.9,
             language: "en".into(),
         }
+    }
+
+    #[test]
+    fn a_channel_listener_drops_when_full_and_goes_with_its_senders() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let listener = Listener::channel(&tx, |s: &Suggestion| s.segment_id.clone());
+        let suggestion = |id: &str| Suggestion {
+            call_id: "a".into(),
+            segment_id: id.into(),
+            sink: "kb".into(),
+            hits: vec![],
+        };
+        assert!((listener.deliver)(&suggestion("a/0/0")));
+        // Full: dropped, and the listener stays.
+        assert!((listener.deliver)(&suggestion("a/0/1")));
+        assert!((listener.alive)());
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("a/0/0"));
+        assert!(rx.try_recv().is_err());
+        drop(tx);
+        assert!(!(listener.alive)());
+        assert!(!(listener.deliver)(&suggestion("a/0/2")));
     }
 
     #[test]

@@ -1,31 +1,40 @@
-//! Between the wire types (`proto::v1`) and the pipeline's own, with the validation that turns
-//! a bad request into INVALID_ARGUMENT naming the field.
+//! Between the wire types ([`v1`](super::v1)) and the pipeline's own, both ways: a request's
+//! config in (validated, so that a bad one is INVALID_ARGUMENT naming the field), a call's
+//! reports out as responses; and, for a client, those responses back into the same reports.
+//! Nothing else in the crate builds or reads a message of the `Transcription` service.
 
+use super::v1 as pb;
 use crate::audio::codec::Encoding;
-use crate::audio::Role;
-use crate::proto::v1 as pb;
+use crate::audio::{CallTime, Role};
+use crate::dialect::SelectionReport;
+use crate::engine::Word;
+use crate::kb::{Hit, Suggestion};
 use crate::stream::{
-    CallFormat, CallOutput, CallSummary, StreamError, MAX_CHANNELS, RATE_RANGE_HZ,
+    AcceptedCall, CallFormat, CallReport, CallRequest, CallSummary, FinalReport, Interim,
+    InterimOutput, StreamError, MAX_CHANNELS, RATE_RANGE_HZ,
 };
 use crate::transcript::Segment;
+use pb::streaming_transcribe_response::Response as R;
 use tonic::Status;
+
+/// Metadata key a telephony system may set on `StreamingConfig.metadata` to give the call's
+/// wall-clock start (Unix milliseconds); without it the start is estimated from the first final.
+pub const CALL_STARTED_AT_KEY: &str = "call_started_at_unix_ms";
+
+fn role(v: i32) -> Option<Role> {
+    match pb::Role::try_from(v) {
+        Ok(pb::Role::Agent) => Some(Role::Agent),
+        Ok(pb::Role::Customer) => Some(Role::Customer),
+        Ok(pb::Role::Mixed) => Some(Role::Mixed),
+        _ => None,
+    }
+}
 
 pub fn role_to_proto(role: Role) -> pb::Role {
     match role {
         Role::Agent => pb::Role::Agent,
         Role::Customer => pb::Role::Customer,
         Role::Mixed => pb::Role::Mixed,
-    }
-}
-
-fn role_from_proto(v: i32) -> Result<Role, Status> {
-    match pb::Role::try_from(v) {
-        Ok(pb::Role::Agent) => Ok(Role::Agent),
-        Ok(pb::Role::Customer) => Ok(Role::Customer),
-        Ok(pb::Role::Mixed) => Ok(Role::Mixed),
-        _ => Err(Status::invalid_argument(format!(
-            "channel_roles: {v} is not a role (AGENT, CUSTOMER or MIXED)"
-        ))),
     }
 }
 
@@ -37,18 +46,11 @@ pub fn encoding_to_proto(e: Encoding) -> pb::AudioEncoding {
     }
 }
 
-/// Writes `format` into a config, as the server echoes it in `accepted_config` and as
-/// `capture --server` declares what the card delivers.
-pub fn set_call_format(cfg: &mut pb::StreamingConfig, format: &CallFormat) {
-    cfg.encoding = encoding_to_proto(format.encoding) as i32;
-    cfg.sample_rate_hz = format.sample_rate_hz;
-    cfg.channel_count = format.roles.len() as u32;
-    cfg.channel_roles = format
-        .roles
-        .iter()
-        .map(|&r| role_to_proto(r) as i32)
-        .collect();
+pub fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
 }
+
+// In: a request's config.
 
 /// The audio format a config declares; proto defaults (0) mean mono and default roles.
 pub fn call_format(cfg: &pb::StreamingConfig) -> Result<CallFormat, Status> {
@@ -88,7 +90,13 @@ pub fn call_format(cfg: &pb::StreamingConfig) -> Result<CallFormat, Status> {
         }
         cfg.channel_roles
             .iter()
-            .map(|&r| role_from_proto(r))
+            .map(|&r| {
+                role(r).ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "channel_roles: {r} is not a role (AGENT, CUSTOMER or MIXED)"
+                    ))
+                })
+            })
             .collect::<Result<_, _>>()?
     };
     Ok(CallFormat {
@@ -98,93 +106,103 @@ pub fn call_format(cfg: &pb::StreamingConfig) -> Result<CallFormat, Status> {
     })
 }
 
-pub fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+/// The call's wall-clock start from its metadata ([`CALL_STARTED_AT_KEY`]), if given and a
+/// number.
+pub fn call_started_at(cfg: &pb::StreamingConfig) -> Option<i64> {
+    cfg.metadata.get(CALL_STARTED_AT_KEY)?.parse().ok()
 }
 
-/// A transcript segment on the wire; `sequence` counts the channel's finals from 0.
-pub fn final_result(call_id: &str, sequence: u64, s: &Segment) -> pb::FinalResult {
+/// A live call's request as the pipeline reads it: names trimmed, empty fields and zeros the
+/// server's defaults.
+pub fn call_request(cfg: &pb::StreamingConfig) -> Result<CallRequest, Status> {
+    let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    Ok(CallRequest {
+        call_id: given(&cfg.call_id),
+        format: call_format(cfg)?,
+        model: given(&cfg.model),
+        language: given(&cfg.language),
+        dialect: given(&cfg.dialect),
+        region: given(&cfg.region),
+        interim: cfg.interim_results,
+        endpoint_silence_ms: Some(cfg.endpoint_silence_ms).filter(|&ms| ms != 0),
+        started_at_unix_ms: call_started_at(cfg),
+    })
+}
+
+// Out: a client's request, and what a call reports, as responses.
+
+/// The first message of a live call a client sends.
+pub fn streaming_config(request: &CallRequest) -> pb::StreamingConfig {
+    let or_default = |s: &Option<String>| s.clone().unwrap_or_default();
+    let mut cfg = pb::StreamingConfig {
+        call_id: or_default(&request.call_id),
+        dialect: or_default(&request.dialect),
+        region: or_default(&request.region),
+        language: or_default(&request.language),
+        interim_results: request.interim,
+        endpoint_silence_ms: request.endpoint_silence_ms.unwrap_or(0),
+        metadata: request
+            .started_at_unix_ms
+            .map(|ms| (CALL_STARTED_AT_KEY.to_owned(), ms.to_string()))
+            .into_iter()
+            .collect(),
+        model: or_default(&request.model),
+        ..Default::default()
+    };
+    set_call_format(&mut cfg, &request.format);
+    cfg
+}
+
+/// Writes `format` into a config, as the server echoes it in `accepted_config` and as
+/// `capture --server` declares what the card delivers.
+pub fn set_call_format(cfg: &mut pb::StreamingConfig, format: &CallFormat) {
+    cfg.encoding = encoding_to_proto(format.encoding) as i32;
+    cfg.sample_rate_hz = format.sample_rate_hz;
+    cfg.channel_count = format.roles.len() as u32;
+    cfg.channel_roles = format
+        .roles
+        .iter()
+        .map(|&r| role_to_proto(r) as i32)
+        .collect();
+}
+
+/// A transcript segment on the wire.
+pub fn final_result(f: FinalReport) -> pb::FinalResult {
+    let s = f.segment;
     pb::FinalResult {
-        segment_id: format!("{call_id}/{}/{sequence}", s.channel),
+        segment_id: f.segment_id,
         channel: s.channel,
         role: role_to_proto(s.role) as i32,
-        text: s.text.clone(),
+        text: s.text,
         start_ms: s.start_ms,
         end_ms: s.end_ms,
         confidence: s.confidence,
         words: s
             .words
-            .iter()
+            .into_iter()
             .map(|w| pb::Word {
-                text: w.text.clone(),
+                text: w.text,
                 start_ms: w.start_ms,
                 end_ms: w.end_ms,
                 probability: w.probability,
             })
             .collect(),
-        sequence,
-        raw_text: s.raw_text.clone(),
-        dialect: String::new(),
+        sequence: f.sequence,
+        raw_text: s.raw_text,
+        dialect: f.dialect,
     }
 }
 
 /// The adapter report sent to clients.
-pub fn dialect_selected(sel: &crate::dialect::Selection, language: &str) -> pb::DialectSelected {
-    use crate::dialect::Reason;
-    let reason = match &sel.reason {
-        Reason::Explicit => "explicit",
-        Reason::Region { .. } => "region",
-        Reason::Language { .. } => "language",
-        Reason::Detected { .. } => "detected",
-        Reason::Unsure { .. } => "unsure",
-        Reason::Default => "default",
-    };
-    let (identified, probability) = sel.reason.identified().unwrap_or_default();
+pub fn dialect_selected(d: SelectionReport) -> pb::DialectSelected {
     pb::DialectSelected {
-        adapter: sel.adapter.id().to_owned(),
-        version: sel.adapter.profile.version.clone(),
-        reason: reason.into(),
-        detail: sel.reason.to_string(),
-        language: language.to_owned(),
-        identified_language: identified.to_owned(),
-        language_probability: probability,
-    }
-}
-
-/// A call driver's output as the response a client receives.
-pub fn output_to_proto(
-    call_id: &str,
-    o: &CallOutput,
-) -> pb::streaming_transcribe_response::Response {
-    use pb::streaming_transcribe_response::Response as R;
-    let speech = |kind: pb::speech_event::Kind, channel: u32, at: crate::audio::CallTime| {
-        R::SpeechEvent(pb::SpeechEvent {
-            kind: kind as i32,
-            channel,
-            at_ms: at.as_ms(),
-        })
-    };
-    match o {
-        CallOutput::SpeechStart { channel, at, .. } => {
-            speech(pb::speech_event::Kind::SpeechStart, *channel, *at)
-        }
-        CallOutput::SpeechEnd { channel, at, .. } => {
-            speech(pb::speech_event::Kind::SpeechEnd, *channel, *at)
-        }
-        CallOutput::Interim(i) => R::Interim(pb::InterimResult {
-            channel: i.channel,
-            role: role_to_proto(i.role) as i32,
-            text: i.shown.text.clone(),
-            stable_text: i.shown.stable_text.clone(),
-            stability: i.shown.stability,
-            start_ms: i.start.as_ms(),
-            end_ms: i.end.as_ms(),
-        }),
-        CallOutput::Final(f) => {
-            let mut result = final_result(call_id, f.sequence, &f.segment);
-            result.dialect = f.dialect.clone();
-            R::Final(result)
-        }
+        adapter: d.adapter,
+        version: d.version,
+        reason: d.reason,
+        detail: d.detail,
+        language: d.language,
+        identified_language: d.identified_language,
+        language_probability: d.language_probability,
     }
 }
 
@@ -195,6 +213,175 @@ pub fn summary_to_proto(call_id: &str, s: &CallSummary) -> pb::CallSummary {
         final_results: s.final_count,
         real_time_factor: s.real_time_factor,
     }
+}
+
+impl From<&Hit> for pb::KnowledgeHit {
+    fn from(h: &Hit) -> Self {
+        pb::KnowledgeHit {
+            article_id: h.article_id.clone(),
+            title: h.title.clone(),
+            snippet: h.snippet.clone(),
+            score: h.score,
+            source: h.source.clone(),
+        }
+    }
+}
+
+/// One report of call `call_id` as the response a client receives.
+pub fn report_to_proto(call_id: &str, report: CallReport) -> pb::StreamingTranscribeResponse {
+    let speech = |kind: pb::speech_event::Kind, channel: u32, at: CallTime| {
+        R::SpeechEvent(pb::SpeechEvent {
+            kind: kind as i32,
+            channel,
+            at_ms: at.as_ms(),
+        })
+    };
+    let response = match report {
+        CallReport::Accepted(a) => R::AcceptedConfig(pb::StreamingConfig {
+            call_id: a.call_id,
+            sample_rate_hz: a.sample_rate_hz,
+            channel_count: a.channel_count,
+            language: a.language,
+            model: a.model,
+            dialect: a.dialect,
+            region: a.region,
+            ..Default::default()
+        }),
+        CallReport::Dialect(d) => R::Dialect(dialect_selected(d)),
+        CallReport::SpeechStart { channel, at } => {
+            speech(pb::speech_event::Kind::SpeechStart, channel, at)
+        }
+        CallReport::SpeechEnd { channel, at } => {
+            speech(pb::speech_event::Kind::SpeechEnd, channel, at)
+        }
+        CallReport::Interim(i) => R::Interim(pb::InterimResult {
+            channel: i.channel,
+            role: role_to_proto(i.role) as i32,
+            text: i.shown.text,
+            stable_text: i.shown.stable_text,
+            stability: i.shown.stability,
+            start_ms: i.start.as_ms(),
+            end_ms: i.end.as_ms(),
+        }),
+        CallReport::Final(f) => R::Final(final_result(f)),
+        CallReport::Suggestion(s) => R::Suggestion(pb::Suggestion {
+            segment_id: s.segment_id,
+            hits: s.hits.iter().map(Into::into).collect(),
+        }),
+        CallReport::Summary(s) => R::Summary(summary_to_proto(call_id, &s)),
+    };
+    pb::StreamingTranscribeResponse {
+        call_id: call_id.to_owned(),
+        response: Some(response),
+    }
+}
+
+// Back: a client reading a call's responses.
+
+/// A response no callscribe server sends.
+#[derive(Debug, thiserror::Error)]
+#[error("the server sent {0}")]
+pub struct InvalidResponse(String);
+
+impl From<pb::KnowledgeHit> for Hit {
+    fn from(h: pb::KnowledgeHit) -> Self {
+        Hit {
+            article_id: h.article_id,
+            title: h.title,
+            snippet: h.snippet,
+            score: h.score,
+            source: h.source,
+        }
+    }
+}
+
+fn response_role(v: i32, what: &str) -> Result<Role, InvalidResponse> {
+    role(v).ok_or_else(|| InvalidResponse(format!("{what} with role {v}")))
+}
+
+/// A response of call `call_id` as the report it carries.
+pub fn report_from_proto(call_id: &str, response: R) -> Result<CallReport, InvalidResponse> {
+    Ok(match response {
+        R::AcceptedConfig(c) => CallReport::Accepted(AcceptedCall {
+            call_id: c.call_id,
+            sample_rate_hz: c.sample_rate_hz,
+            channel_count: c.channel_count,
+            language: c.language,
+            model: c.model,
+            dialect: c.dialect,
+            region: c.region,
+        }),
+        R::Dialect(d) => CallReport::Dialect(SelectionReport {
+            adapter: d.adapter,
+            version: d.version,
+            reason: d.reason,
+            detail: d.detail,
+            language: d.language,
+            identified_language: d.identified_language,
+            language_probability: d.language_probability,
+        }),
+        R::SpeechEvent(e) => {
+            let at = CallTime::from_ms(e.at_ms);
+            match pb::speech_event::Kind::try_from(e.kind) {
+                Ok(pb::speech_event::Kind::SpeechStart) => CallReport::SpeechStart {
+                    channel: e.channel,
+                    at,
+                },
+                Ok(pb::speech_event::Kind::SpeechEnd) => CallReport::SpeechEnd {
+                    channel: e.channel,
+                    at,
+                },
+                _ => return Err(InvalidResponse(format!("speech event kind {}", e.kind))),
+            }
+        }
+        R::Interim(i) => CallReport::Interim(InterimOutput {
+            channel: i.channel,
+            role: response_role(i.role, "an interim")?,
+            start: CallTime::from_ms(i.start_ms),
+            end: CallTime::from_ms(i.end_ms),
+            shown: Interim {
+                text: i.text,
+                stable_text: i.stable_text,
+                stability: i.stability,
+            },
+        }),
+        R::Final(f) => CallReport::Final(FinalReport {
+            segment_id: f.segment_id,
+            sequence: f.sequence,
+            segment: Segment {
+                channel: f.channel,
+                role: response_role(f.role, "a final")?,
+                start_ms: f.start_ms,
+                end_ms: f.end_ms,
+                text: f.text,
+                raw_text: f.raw_text,
+                confidence: f.confidence,
+                words: f
+                    .words
+                    .into_iter()
+                    .map(|w| Word {
+                        text: w.text,
+                        start_ms: w.start_ms,
+                        end_ms: w.end_ms,
+                        probability: w.probability,
+                    })
+                    .collect(),
+            },
+            dialect: f.dialect,
+        }),
+        R::Suggestion(s) => CallReport::Suggestion(Suggestion {
+            call_id: call_id.to_owned(),
+            segment_id: s.segment_id,
+            // Not on the wire.
+            sink: String::new(),
+            hits: s.hits.into_iter().map(Into::into).collect(),
+        }),
+        R::Summary(s) => CallReport::Summary(CallSummary {
+            audio_ms: s.audio_ms,
+            final_count: s.final_results,
+            real_time_factor: s.real_time_factor,
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -244,5 +431,156 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
             assert!(e.message().contains(field), "{field}: {}", e.message());
         }
+    }
+
+    /// One report of every kind, as a call sends them.
+    fn reports() -> Vec<CallReport> {
+        let segment = Segment {
+            channel: 1,
+            role: Role::Customer,
+            start_ms: 1250,
+            end_ms: 3500,
+            text: "我的快递还没到。".into(),
+            raw_text: "我的快递还没到".into(),
+            confidence: 0.875,
+            words: vec![Word {
+                text: "我".into(),
+                start_ms: 1250,
+                end_ms: 1500,
+                probability: 0.5,
+            }],
+        };
+        vec![
+            CallReport::Accepted(AcceptedCall {
+                call_id: "c1".into(),
+                sample_rate_hz: 8000,
+                channel_count: 2,
+                language: "zh".into(),
+                model: "base".into(),
+                dialect: String::new(),
+                region: "广州".into(),
+            }),
+            CallReport::Dialect(SelectionReport::new(
+                "cantonese",
+                "2",
+                &crate::dialect::Reason::Detected {
+                    language: "yue".into(),
+                    probability: 0.75,
+                },
+                "yue",
+            )),
+            CallReport::SpeechStart {
+                channel: 1,
+                at: CallTime::from_ms(1250),
+            },
+            CallReport::Interim(InterimOutput {
+                channel: 1,
+                role: Role::Customer,
+                start: CallTime::from_ms(1250),
+                end: CallTime::from_ms(2250),
+                shown: Interim {
+                    text: "我的快递".into(),
+                    stable_text: "我的".into(),
+                    stability: 0.5,
+                },
+            }),
+            CallReport::SpeechEnd {
+                channel: 1,
+                at: CallTime::from_ms(3500),
+            },
+            CallReport::Final(FinalReport::new("c1", 4, segment, "cantonese".into())),
+            CallReport::Suggestion(Suggestion {
+                call_id: "c1".into(),
+                segment_id: "c1/1/4".into(),
+                sink: String::new(),
+                hits: vec![Hit {
+                    article_id: "delivery-status-zh".into(),
+                    title: "快递查询".into(),
+                    snippet: "查询单号".into(),
+                    score: 7.25,
+                    source: "kb".into(),
+                }],
+            }),
+            CallReport::Summary(CallSummary {
+                audio_ms: 62_500,
+                final_count: 5,
+                real_time_factor: 0.125,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_report_reads_back_from_its_response_unchanged() {
+        for report in reports() {
+            let response = report_to_proto("c1", report.clone());
+            assert_eq!(response.call_id, "c1");
+            let back = report_from_proto("c1", response.response.unwrap()).unwrap();
+            assert_eq!(back, report);
+        }
+    }
+
+    #[test]
+    fn a_final_on_the_wire_is_named_by_call_channel_and_sequence() {
+        let CallReport::Final(f) = &reports()[5] else {
+            panic!("the sixth report is a final")
+        };
+        let wire = final_result(f.clone());
+        assert_eq!(
+            (wire.segment_id.as_str(), wire.sequence, wire.channel),
+            ("c1/1/4", 4, 1)
+        );
+        assert_eq!(wire.role, pb::Role::Customer as i32);
+        assert_eq!(wire.dialect, "cantonese");
+    }
+
+    #[test]
+    fn responses_no_server_sends_are_errors_not_guesses() {
+        let final_without_role = R::Final(pb::FinalResult::default());
+        let e = report_from_proto("c1", final_without_role).unwrap_err();
+        assert!(e.to_string().contains("role 0"), "{e}");
+        let no_kind = R::SpeechEvent(pb::SpeechEvent::default());
+        assert!(report_from_proto("c1", no_kind).is_err());
+    }
+
+    #[test]
+    fn a_clients_request_reads_back_as_the_server_sees_it() {
+        let request = CallRequest {
+            call_id: Some("c1".into()),
+            format: CallFormat {
+                encoding: Encoding::Mulaw,
+                sample_rate_hz: 8000,
+                roles: vec![Role::Customer, Role::Agent],
+            },
+            model: Some("base".into()),
+            language: None,
+            dialect: Some("cantonese".into()),
+            region: Some("020".into()),
+            interim: true,
+            endpoint_silence_ms: Some(700),
+            started_at_unix_ms: Some(1_700_000_000_000),
+        };
+        assert_eq!(call_request(&streaming_config(&request)).unwrap(), request);
+        let padded = pb::StreamingConfig {
+            call_id: "  ".into(),
+            language: " zh ".into(),
+            ..cfg(8000, 1)
+        };
+        let read = call_request(&padded).unwrap();
+        assert_eq!((read.call_id, read.language), (None, Some("zh".into())));
+        assert_eq!(read.format.roles, vec![Role::Mixed]);
+    }
+
+    #[test]
+    fn the_call_start_comes_from_metadata_when_it_is_a_number() {
+        let with = |v: &str| pb::StreamingConfig {
+            metadata: [(CALL_STARTED_AT_KEY.to_owned(), v.to_owned())].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            call_started_at(&with("1700000000000")),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(call_started_at(&with("yesterday")), None);
+        assert_eq!(call_started_at(&pb::StreamingConfig::default()), None);
     }
 }

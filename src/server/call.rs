@@ -8,13 +8,16 @@
 //! input, bad audio, idle timeout, call too long, server shutdown) first finalises the audio
 //! already received and delivers those finals; then the summary; then the status if any.
 
-use super::convert::{invalid, output_to_proto, summary_to_proto};
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
 use crate::dialect::{Dialects, Selection};
 use crate::engine::DecodeConfig;
+use crate::forward::{CallContext, CallForwarding, Listener};
+use crate::proto::convert::{self, invalid, report_to_proto};
 use crate::proto::v1 as pb;
 use crate::segment::Vad;
-use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
+use crate::stream::{
+    CallDriver, CallFormat, CallOutput, CallReport, Completed, DialectOutput, DriverSetup,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -46,7 +49,7 @@ pub fn setup(
     loaded: &Loaded,
     cfg: pb::StreamingConfig,
 ) -> Result<CallSetup, Status> {
-    let format = super::convert::call_format(&cfg)?;
+    let format = convert::call_format(&cfg)?;
     let dialects = shared.dialects();
     let mut decode = shared.settings.decode.clone();
     if !cfg.language.trim().is_empty() {
@@ -113,7 +116,7 @@ pub fn setup(
             .unwrap_or_default(),
         ..cfg
     };
-    super::convert::set_call_format(&mut accepted, &format);
+    convert::set_call_format(&mut accepted, &format);
     Ok(CallSetup {
         call_id,
         interim: accepted.interim_results && shared.settings.server.interim_interval_ms > 0,
@@ -174,8 +177,8 @@ struct Call<'a> {
     call_id: String,
     driver: CallDriver<'a>,
     tx: ResponseTx,
-    /// The config as accepted (forwarded with each final).
-    accepted: pb::StreamingConfig,
+    /// Where the call's finals go after they are sent; `None`: nowhere.
+    forwarding: Option<CallForwarding>,
     outputs: Vec<CallOutput>,
 }
 
@@ -183,18 +186,15 @@ struct Call<'a> {
 struct Gone;
 
 impl Call<'_> {
-    async fn send(&mut self, r: pb::streaming_transcribe_response::Response) -> Result<(), Gone> {
-        let msg = pb::StreamingTranscribeResponse {
-            call_id: self.call_id.clone(),
-            response: Some(r),
-        };
+    async fn send(&mut self, report: CallReport) -> Result<(), Gone> {
+        let msg = report_to_proto(&self.call_id, report);
         self.tx.send(Ok(msg)).await.map_err(|_| Gone)
     }
 
     /// Sends the speech events the audio path produced.
     async fn send_outputs(&mut self) -> Result<(), Gone> {
         for o in std::mem::take(&mut self.outputs) {
-            self.send(output_to_proto(&self.call_id, &o)).await?;
+            self.send(CallReport::output(&self.call_id, &o)).await?;
         }
         Ok(())
     }
@@ -204,17 +204,15 @@ impl Call<'_> {
         let Some(d) = d else {
             return Ok(());
         };
-        let d = super::convert::dialect_selected(&d.selection, &d.language);
         self.shared
             .metrics
             .dialect_calls
             .get_or_create(&super::metrics::DialectLabel {
-                adapter: d.adapter.clone(),
-                reason: d.reason.clone(),
+                adapter: d.selection.adapter.id().to_owned(),
+                reason: d.selection.reason.kind().to_owned(),
             })
             .inc();
-        self.send(pb::streaming_transcribe_response::Response::Dialect(d))
-            .await
+        self.send(CallReport::dialect(&d)).await
     }
 
     /// Sends a decode's result, if it yields one, and counts it; before it, the dialect
@@ -228,20 +226,10 @@ impl Call<'_> {
         let Some(output) = done.output else {
             return Ok(());
         };
-        let response = output_to_proto(&self.call_id, &output);
-        let sent_final = match &response {
-            pb::streaming_transcribe_response::Response::Final(r) => Some(r.clone()),
-            _ => None,
-        };
-        self.send(response).await?;
-        if let Some(result) = sent_final {
-            crate::forward::hook::final_sent(
-                self.shared.forwarder.as_ref(),
-                &self.accepted,
-                self.driver.language(),
-                &result,
-                &self.tx,
-            );
+        self.send(CallReport::output(&self.call_id, &output))
+            .await?;
+        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, &output) {
+            forwarding.final_delivered(self.driver.language(), f);
         }
         match &output {
             CallOutput::Final(f) => {
@@ -308,6 +296,19 @@ pub async fn run(
     let _active = ActiveGuard::new(&shared);
     let channels = setup.format.roles.len();
     let accepted = setup.accepted.clone();
+    let forwarding = shared.forwarder.as_ref().map(|f| {
+        let id = call_id.clone();
+        let context = CallContext {
+            call_id: call_id.clone(),
+            dialect: accepted.dialect.clone(),
+            started_at_unix_ms: convert::call_started_at(&accepted),
+        };
+        // Suggestions go to the client as responses of their own, beside the finals.
+        let listener = Listener::channel(&tx, move |s| {
+            Ok(report_to_proto(&id, CallReport::Suggestion(s.clone())))
+        });
+        CallForwarding::new(f, context, listener)
+    });
     let driver = match CallDriver::new(&loaded.pool, setup.driver_setup(&shared)) {
         Ok(d) => d,
         Err(e) => {
@@ -320,19 +321,21 @@ pub async fn run(
         call_id: call_id.clone(),
         driver,
         tx,
-        accepted: accepted.clone(),
+        forwarding,
         outputs: Vec::new(),
     };
-    if call
-        .send(pb::streaming_transcribe_response::Response::AcceptedConfig(
+    let dialect = accepted.dialect.clone();
+    // The config as the server applies it, echoed whole (the report has only what clients show).
+    let echo = pb::StreamingTranscribeResponse {
+        call_id: call_id.clone(),
+        response: Some(pb::streaming_transcribe_response::Response::AcceptedConfig(
             accepted,
-        ))
-        .await
-        .is_err()
-    {
+        )),
+    };
+    if call.tx.send(Ok(echo)).await.is_err() {
         return;
     }
-    tracing::info!(parent: &span, channels, dialect = %call.accepted.dialect, "call accepted");
+    tracing::info!(parent: &span, channels, %dialect, "call accepted");
     let selected = call.driver.take_dialect();
     if call.announce_dialect(selected).await.is_err() {
         return;
@@ -343,15 +346,9 @@ pub async fn run(
             tracing::info!(parent: &span, "client went away; call dropped");
         }
         Ok(status) => {
-            let summary = summary_to_proto(&call_id, &call.driver.summary());
-            tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_results, rtf = summary.real_time_factor, "call ended");
-            if call
-                .send(pb::streaming_transcribe_response::Response::Summary(
-                    summary,
-                ))
-                .await
-                .is_ok()
-            {
+            let summary = call.driver.summary();
+            tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
+            if call.send(CallReport::Summary(summary)).await.is_ok() {
                 if let Some(status) = status {
                     tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
                     shared.metrics.error(&status);

@@ -2,15 +2,17 @@
 //! hand-off of each call to its own task ([`super::call`]).
 
 use super::call::{self, ResponseTx};
-use super::convert::{call_format, final_result, invalid};
 use super::{Loaded, Shared};
 use crate::audio::codec;
 use crate::audio::wav::{read_wav, WavAudio, WavError};
-use crate::config::ChannelMode;
+use crate::audio::ChannelMode;
+use crate::dialect::SelectionReport;
 use crate::engine::Priority;
 use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
+use crate::proto::convert::{call_format, dialect_selected, final_result, invalid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::transcription_server::Transcription;
+use crate::stream::FinalReport;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -164,7 +166,7 @@ impl Transcription for TranscriptionService {
                 transcribe_audio(&source, audio, std::slice::from_mut(w), &opts, &mut |_| {})
             })
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        let transcript = match rx.await {
+        let mut transcript = match rx.await {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 let status = match e {
@@ -186,24 +188,20 @@ impl Transcription for TranscriptionService {
             .as_ref()
             .map(|d| d.id.clone())
             .unwrap_or_default();
-        let results = transcript
-            .segments
-            .iter()
+        let results = std::mem::take(&mut transcript.segments)
+            .into_iter()
             .map(|s| {
                 let seq = &mut sequences[s.channel as usize % 2];
-                let mut r = final_result(&call_id, *seq, s);
-                r.dialect = adapter_id.clone();
+                let r = final_result(FinalReport::new(&call_id, *seq, s, adapter_id.clone()));
                 *seq += 1;
                 r
             })
             .collect();
-        let dialect = transcript.dialect.as_ref().and_then(|d| {
-            let adapter = self.shared.dialects().get(&d.id).ok()?;
-            Some(super::convert::dialect_selected(
-                &crate::dialect::Selection {
-                    adapter,
-                    reason: d.reason.clone(),
-                },
+        let dialect = transcript.dialect.as_ref().map(|d| {
+            dialect_selected(SelectionReport::new(
+                &d.id,
+                &d.version,
+                &d.reason,
                 &transcript.language,
             ))
         });

@@ -8,12 +8,14 @@
 //! 30-minute call has exactly the timestamps its audio implies, however the bytes were chunked.
 
 pub mod driver;
+pub mod report;
 pub mod stabilise;
 
 pub use driver::{
     CallDriver, CallOutput, CallSummary, Completed, DialectOutput, DriverSetup, FinalOutput,
     InterimOutput,
 };
+pub use report::{AcceptedCall, CallReport, FinalReport};
 pub use stabilise::{Interim, Stabiliser};
 
 use crate::audio::codec::{self, Encoding};
@@ -78,6 +80,27 @@ impl CallFormat {
     pub fn frame_bytes(&self) -> usize {
         self.encoding.bytes_per_sample() * self.roles.len()
     }
+}
+
+/// A live call as its client asks for it: what the audio is, and the per-call choices, each
+/// `None` for the server's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRequest {
+    /// `None`: the server names the call.
+    pub call_id: Option<String>,
+    pub format: CallFormat,
+    pub model: Option<String>,
+    /// Spoken language (en, zh, …).
+    pub language: Option<String>,
+    /// Dialect adapter id.
+    pub dialect: Option<String>,
+    /// The caller's region, city or telephone number, for the dialect routing table.
+    pub region: Option<String>,
+    pub interim: bool,
+    /// Silence that ends an utterance.
+    pub endpoint_silence_ms: Option<u32>,
+    /// The call's wall-clock start (Unix ms), as the telephony system knows it.
+    pub started_at_unix_ms: Option<i64>,
 }
 
 /// Something the call's audio has made known.
