@@ -21,6 +21,7 @@ pub mod model;
 #[cfg(test)]
 mod module_cycles;
 pub mod pipeline;
+pub mod plan;
 pub mod proto;
 pub mod segment;
 pub mod server;

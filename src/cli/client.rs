@@ -7,7 +7,7 @@ use super::printer::Printer;
 use crate::proto::convert::{report_from_proto, streaming_config};
 use crate::proto::v1 as pb;
 use crate::proto::v1::transcription_client::TranscriptionClient;
-use crate::stream::CallRequest;
+use crate::stream::LiveRequest;
 use anyhow::Context;
 use futures::{Stream, StreamExt};
 
@@ -24,7 +24,7 @@ pub fn server_url(server: &str) -> String {
 /// when `audio` ends; prints every response until the server closes the call.
 pub async fn stream_call(
     server: &str,
-    request: &CallRequest,
+    request: &LiveRequest,
     audio: impl Stream<Item = Vec<u8>> + Send + 'static,
     out: &mut Printer,
 ) -> anyhow::Result<()> {

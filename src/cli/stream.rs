@@ -5,7 +5,8 @@ use super::client;
 use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::{self, Encoding};
 use crate::audio::{read_wav, Role};
-use crate::stream::{CallFormat, CallRequest};
+use crate::plan::CallRequest;
+use crate::stream::{CallFormat, LiveRequest};
 use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
@@ -86,7 +87,7 @@ impl StreamArgs {
                 .file_stem()
                 .map_or("call".into(), |s| s.to_string_lossy().into_owned())
         });
-        let request = CallRequest {
+        let request = LiveRequest {
             call_id: Some(call_id),
             format: CallFormat {
                 encoding: self.encoding,
@@ -97,10 +98,13 @@ impl StreamArgs {
                     vec![Role::Mixed; channels]
                 },
             },
-            model: self.model.clone(),
-            language: self.language.clone(),
-            dialect: self.dialect.clone(),
-            region: self.region.clone(),
+            choices: CallRequest {
+                model: self.model.clone(),
+                language: self.language.clone(),
+                dialect: self.dialect.clone(),
+                region: self.region.clone(),
+                ..CallRequest::default()
+            },
             interim: self.interim,
             endpoint_silence_ms: None,
             started_at_unix_ms: None,
@@ -117,7 +121,7 @@ impl StreamArgs {
     async fn session(
         &self,
         server: String,
-        request: CallRequest,
+        request: LiveRequest,
         bytes: Vec<u8>,
         chunk_bytes: usize,
     ) -> anyhow::Result<ExitCode> {

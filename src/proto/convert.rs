@@ -9,9 +9,10 @@ use crate::audio::{CallTime, Role};
 use crate::dialect::SelectionReport;
 use crate::engine::Word;
 use crate::kb::{Hit, Suggestion};
+use crate::plan::CallRequest;
 use crate::stream::{
-    AcceptedCall, CallFormat, CallReport, CallRequest, CallSummary, FinalReport, Interim,
-    InterimOutput, StreamError, MAX_CHANNELS, RATE_RANGE_HZ,
+    AcceptedCall, CallFormat, CallReport, CallSummary, FinalReport, Interim, InterimOutput,
+    LiveRequest, StreamError, MAX_CHANNELS, RATE_RANGE_HZ,
 };
 use crate::transcript::Segment;
 use pb::streaming_transcribe_response::Response as R;
@@ -112,17 +113,27 @@ pub fn call_started_at(cfg: &pb::StreamingConfig) -> Option<i64> {
     cfg.metadata.get(CALL_STARTED_AT_KEY)?.parse().ok()
 }
 
-/// A live call's request as the pipeline reads it: names trimmed, empty fields and zeros the
-/// server's defaults.
-pub fn call_request(cfg: &pb::StreamingConfig) -> Result<CallRequest, Status> {
+/// The per-call choices a `StreamingConfig` asks for (blank fields: the server's defaults).
+/// `live` calls fit whisper's window to the utterance when the server is so configured.
+pub fn call_request(cfg: &pb::StreamingConfig, fit_window: bool) -> CallRequest {
     let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    Ok(CallRequest {
-        call_id: given(&cfg.call_id),
-        format: call_format(cfg)?,
+    CallRequest {
         model: given(&cfg.model),
-        language: given(&cfg.language),
         dialect: given(&cfg.dialect),
         region: given(&cfg.region),
+        language: given(&cfg.language),
+        hotwords: Vec::new(),
+        fit_window,
+    }
+}
+
+/// A live call's first message as the pipeline reads it: names trimmed, blank fields and
+/// zeros the server's defaults.
+pub fn live_request(cfg: &pb::StreamingConfig, fit_window: bool) -> Result<LiveRequest, Status> {
+    Ok(LiveRequest {
+        call_id: Some(cfg.call_id.trim().to_owned()).filter(|s| !s.is_empty()),
+        format: call_format(cfg)?,
+        choices: call_request(cfg, fit_window),
         interim: cfg.interim_results,
         endpoint_silence_ms: Some(cfg.endpoint_silence_ms).filter(|&ms| ms != 0),
         started_at_unix_ms: call_started_at(cfg),
@@ -131,14 +142,16 @@ pub fn call_request(cfg: &pb::StreamingConfig) -> Result<CallRequest, Status> {
 
 // Out: a client's request, and what a call reports, as responses.
 
-/// The first message of a live call a client sends.
-pub fn streaming_config(request: &CallRequest) -> pb::StreamingConfig {
+/// The first message of a live call a client sends. Hotwords and window fitting are the
+/// server's to decide: they do not travel.
+pub fn streaming_config(request: &LiveRequest) -> pb::StreamingConfig {
     let or_default = |s: &Option<String>| s.clone().unwrap_or_default();
+    let choices = &request.choices;
     let mut cfg = pb::StreamingConfig {
         call_id: or_default(&request.call_id),
-        dialect: or_default(&request.dialect),
-        region: or_default(&request.region),
-        language: or_default(&request.language),
+        dialect: or_default(&choices.dialect),
+        region: or_default(&choices.region),
+        language: or_default(&choices.language),
         interim_results: request.interim,
         endpoint_silence_ms: request.endpoint_silence_ms.unwrap_or(0),
         metadata: request
@@ -146,15 +159,15 @@ pub fn streaming_config(request: &CallRequest) -> pb::StreamingConfig {
             .map(|ms| (CALL_STARTED_AT_KEY.to_owned(), ms.to_string()))
             .into_iter()
             .collect(),
-        model: or_default(&request.model),
+        model: or_default(&choices.model),
         ..Default::default()
     };
     set_call_format(&mut cfg, &request.format);
     cfg
 }
 
-/// Writes `format` into a config, as the server echoes it in `accepted_config` and as
-/// `capture --server` declares what the card delivers.
+/// Writes `format` into a config, as the server echoes it in `accepted_config` and as a
+/// client declares what it sends.
 pub fn set_call_format(cfg: &mut pb::StreamingConfig, format: &CallFormat) {
     cfg.encoding = encoding_to_proto(format.encoding) as i32;
     cfg.sample_rate_hz = format.sample_rate_hz;
@@ -544,29 +557,37 @@ mod tests {
 
     #[test]
     fn a_clients_request_reads_back_as_the_server_sees_it() {
-        let request = CallRequest {
+        let request = LiveRequest {
             call_id: Some("c1".into()),
             format: CallFormat {
                 encoding: Encoding::Mulaw,
                 sample_rate_hz: 8000,
                 roles: vec![Role::Customer, Role::Agent],
             },
-            model: Some("base".into()),
-            language: None,
-            dialect: Some("cantonese".into()),
-            region: Some("020".into()),
+            choices: CallRequest {
+                model: Some("base".into()),
+                language: None,
+                dialect: Some("cantonese".into()),
+                region: Some("020".into()),
+                hotwords: Vec::new(),
+                fit_window: true,
+            },
             interim: true,
             endpoint_silence_ms: Some(700),
             started_at_unix_ms: Some(1_700_000_000_000),
         };
-        assert_eq!(call_request(&streaming_config(&request)).unwrap(), request);
+        let read = live_request(&streaming_config(&request), true).unwrap();
+        assert_eq!(read, request);
         let padded = pb::StreamingConfig {
             call_id: "  ".into(),
             language: " zh ".into(),
             ..cfg(8000, 1)
         };
-        let read = call_request(&padded).unwrap();
-        assert_eq!((read.call_id, read.language), (None, Some("zh".into())));
+        let read = live_request(&padded, false).unwrap();
+        assert_eq!(
+            (read.call_id, read.choices.language),
+            (None, Some("zh".into()))
+        );
         assert_eq!(read.format.roles, vec![Role::Mixed]);
     }
 

@@ -9,9 +9,8 @@
 //! already received and delivers those finals; then the summary; then the status if any.
 
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
-use crate::dialect::{Dialects, Selection};
-use crate::engine::DecodeConfig;
 use crate::forward::{CallContext, CallForwarding, Listener};
+use crate::plan::CallPlan;
 use crate::proto::convert::{self, invalid, report_to_proto};
 use crate::proto::v1 as pb;
 use crate::segment::Vad;
@@ -32,15 +31,12 @@ pub struct CallSetup {
     pub accepted: pb::StreamingConfig,
     pub format: CallFormat,
     pub vad: Vad,
+    /// Index of the plan's model in the pool.
     pub model: usize,
-    /// `None`: detect from the first utterance decoded.
-    pub language: Option<String>,
-    pub decode: Arc<DecodeConfig>,
+    pub plan: CallPlan,
     pub interim: bool,
-    /// The adapter chosen before audio; `None` while identification is pending.
-    pub selection: Option<Selection>,
-    /// The adapters as they were when the call began (identification maps into these).
-    pub dialects: Arc<Dialects>,
+    /// The call's wall-clock start as the client gave it (forwarded with each final).
+    pub started_at_unix_ms: Option<i64>,
 }
 
 /// Checks a stream's first message against the server's models, adapters and limits.
@@ -49,85 +45,47 @@ pub fn setup(
     loaded: &Loaded,
     cfg: pb::StreamingConfig,
 ) -> Result<CallSetup, Status> {
-    let format = convert::call_format(&cfg)?;
-    let dialects = shared.dialects();
-    let mut decode = shared.settings.decode.clone();
-    if !cfg.language.trim().is_empty() {
-        decode.language = cfg.language.trim().to_owned();
-    }
-    if shared.settings.server.fit_window {
-        decode.fit_window = true;
-    }
-    let requested_model = |name: &str| {
-        loaded.model_index(name).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "model '{}' is not loaded here (loaded: {})",
-                name,
-                loaded.model_names().join(", ")
-            ))
-        })
-    };
-    let mut model = requested_model(&cfg.model)?;
-    // The language as configured, resolved against the model (English-only → en).
-    let configured = loaded.pool.engines()[model]
-        .resolve_language(&decode.language)
-        .map_err(invalid)?;
-    let selection = dialects
-        .select(Some(&cfg.dialect), Some(&cfg.region), configured.as_deref())
-        .map_err(invalid)?;
-    if let Some(sel) = &selection {
-        if cfg.model.trim().is_empty() {
-            // The adapter's own model when this server has it loaded.
-            if let Some(m) = loaded.model_index(sel.adapter.model()) {
-                model = m;
-            }
-        }
-        decode = sel.adapter.decode(&decode);
-    }
-    let engine = &loaded.pool.engines()[model];
-    let language = match &selection {
-        Some(_) => engine.resolve_language(&decode.language).map_err(invalid)?,
-        None => configured,
-    };
+    let request = convert::live_request(&cfg, shared.settings.server.fit_window)?;
+    let plan = CallPlan::resolve(
+        &request.choices,
+        &shared.settings.decode,
+        Some(shared.dialects()),
+        loaded.pool.models(),
+    )
+    .map_err(invalid)?;
+    let model = loaded.plan_model(&plan)?;
     let mut vad_config = shared.settings.vad.config().clone();
-    if cfg.endpoint_silence_ms != 0 {
-        if !(100..=5000).contains(&cfg.endpoint_silence_ms) {
+    if let Some(ms) = request.endpoint_silence_ms {
+        if !(100..=5000).contains(&ms) {
             return Err(Status::invalid_argument(format!(
-                "endpoint_silence_ms {} is outside 100..5000",
-                cfg.endpoint_silence_ms
+                "endpoint_silence_ms {ms} is outside 100..5000"
             )));
         }
-        vad_config.endpoint_silence_ms = cfg.endpoint_silence_ms;
+        vad_config.endpoint_silence_ms = ms;
     }
     let vad = shared.settings.vad.with_config(vad_config);
-    let call_id = if cfg.call_id.trim().is_empty() {
-        format!("call-{:016x}", rand_id())
-    } else {
-        cfg.call_id.trim().to_owned()
-    };
+    let call_id = request
+        .call_id
+        .clone()
+        .unwrap_or_else(|| format!("call-{:016x}", rand_id()));
     let mut accepted = pb::StreamingConfig {
         call_id: call_id.clone(),
-        language: language.clone().unwrap_or_else(|| "auto".into()),
+        language: plan.language_code().unwrap_or("auto").to_owned(),
         endpoint_silence_ms: vad.config().endpoint_silence_ms,
-        model: engine.name().to_owned(),
-        dialect: selection
-            .as_ref()
-            .map(|s| s.adapter.id().to_owned())
-            .unwrap_or_default(),
+        model: plan.model.name.clone(),
+        dialect: plan.adapter_id().to_owned(),
         ..cfg
     };
-    convert::set_call_format(&mut accepted, &format);
+    convert::set_call_format(&mut accepted, &request.format);
     Ok(CallSetup {
         call_id,
-        interim: accepted.interim_results && shared.settings.server.interim_interval_ms > 0,
+        interim: request.interim && shared.settings.server.interim_interval_ms > 0,
         accepted,
-        format,
+        format: request.format,
         vad,
         model,
-        language,
-        decode: Arc::new(decode),
-        selection,
-        dialects,
+        plan,
+        started_at_unix_ms: request.started_at_unix_ms,
     })
 }
 
@@ -144,10 +102,7 @@ impl CallSetup {
                 0
             },
             model: self.model,
-            language: self.language.clone(),
-            decode: self.decode.clone(),
-            selection: self.selection.clone(),
-            dialects: self.dialects.clone(),
+            plan: self.plan.clone(),
         }
     }
 }
@@ -300,8 +255,8 @@ pub async fn run(
         let id = call_id.clone();
         let context = CallContext {
             call_id: call_id.clone(),
-            dialect: accepted.dialect.clone(),
-            started_at_unix_ms: convert::call_started_at(&accepted),
+            dialect: setup.plan.adapter_id().to_owned(),
+            started_at_unix_ms: setup.started_at_unix_ms,
         };
         // Suggestions go to the client as responses of their own, beside the finals.
         let listener = Listener::channel(&tx, move |s| {

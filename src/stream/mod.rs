@@ -82,22 +82,17 @@ impl CallFormat {
     }
 }
 
-/// A live call as its client asks for it: what the audio is, and the per-call choices, each
-/// `None` for the server's own.
+/// A live call as its client opens it: what the audio is, the per-call choices the plan
+/// resolves, and what the client wants back.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CallRequest {
+pub struct LiveRequest {
     /// `None`: the server names the call.
     pub call_id: Option<String>,
     pub format: CallFormat,
-    pub model: Option<String>,
-    /// Spoken language (en, zh, …).
-    pub language: Option<String>,
-    /// Dialect adapter id.
-    pub dialect: Option<String>,
-    /// The caller's region, city or telephone number, for the dialect routing table.
-    pub region: Option<String>,
+    /// Model, adapter, region, language (each `None` for the server's own).
+    pub choices: crate::plan::CallRequest,
     pub interim: bool,
-    /// Silence that ends an utterance.
+    /// Silence that ends an utterance; `None`: the server's.
     pub endpoint_silence_ms: Option<u32>,
     /// The call's wall-clock start (Unix ms), as the telephony system knows it.
     pub started_at_unix_ms: Option<i64>,
