@@ -124,12 +124,14 @@ impl Forwarder {
     /// current tokio runtime. Whatever the spool holds from an earlier run is delivered first.
     pub fn start(config: ForwardConfig, metrics: ForwardMetrics) -> Result<Self, ForwardError> {
         config.validate().map_err(ForwardError::Config)?;
-        let spool = Arc::new(Spool::open(&config.spool_path())?);
+        // Sinks first: a configuration that cannot work is reported as such even when the
+        // spool is unavailable too.
         let sinks = config
             .sinks
             .iter()
             .map(|c| Sink::new(c, config.max_suggestions, config.min_score).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let spool = Arc::new(Spool::open(&config.spool_path())?);
         let sink_names: Vec<String> = config.sinks.iter().map(SinkConfig::name).collect();
         let status = spool.status()?;
         for name in &sink_names {
@@ -168,6 +170,32 @@ impl Forwarder {
             inner,
             tasks: Arc::new(Mutex::new(tasks)),
         })
+    }
+
+    /// Starts forwarding for a front door that transcribes calls (`serve`, `capture`,
+    /// `transcribe`), under the one policy they share:
+    /// - `forward.enabled = false`: `Ok(None)`;
+    /// - a configuration that cannot work (bad settings, a sink that cannot be built): `Err`,
+    ///   and the command fails at start, as it does for an unknown model;
+    /// - a spool that cannot be opened (usually another callscribe process holds it, as a
+    ///   `transcribe` run beside `serve` does): `Ok(None)` with a warning, and calls are
+    ///   transcribed without forwarding. The transcript is the product; the process that
+    ///   holds the spool is the one forwarding from it.
+    ///
+    /// `callscribe spool replay`, whose whole job is forwarding, uses [`Forwarder::start`].
+    /// Needs a tokio runtime: the delivery tasks run on it.
+    pub fn start_for_calls(config: &ForwardConfig) -> Result<Option<Self>, ForwardError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        match Self::start(config.clone(), ForwardMetrics::default()) {
+            Ok(f) => Ok(Some(f)),
+            Err(ForwardError::Spool(e)) => {
+                tracing::warn!("forwarding is off for this run: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Queues a final segment for every sink. Never waits on a downstream; the previous
@@ -269,6 +297,17 @@ impl Forwarder {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// [`flush`](Self::flush) for a command about to exit: what is not delivered by `timeout`
+    /// stays in the spool, and a warning says where to find it.
+    pub async fn flush_before_exit(&self, timeout: Duration) {
+        if !self.flush(timeout).await {
+            tracing::warn!(
+                "some segments are not delivered yet; they stay in the spool \
+                 (`callscribe spool status`, `callscribe spool replay`)"
+            );
         }
     }
 
@@ -544,6 +583,43 @@ mod tests {
         drop(tx);
         assert!(!(listener.alive)());
         assert!(!(listener.deliver)(&suggestion("a/0/2")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_front_door_fails_on_a_sink_that_cannot_work_and_goes_on_without_a_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |spool: &std::path::Path, sinks| ForwardConfig {
+            spool: Some(spool.to_owned()),
+            sinks,
+            ..Default::default()
+        };
+        let ndjson = vec![SinkConfig::Ndjson {
+            name: None,
+            path: dir.path().join("out.ndjson"),
+        }];
+        let off = ForwardConfig {
+            enabled: false,
+            ..config(&dir.path().join("off.redb"), ndjson.clone())
+        };
+        assert!(Forwarder::start_for_calls(&off).unwrap().is_none());
+        let held = dir.path().join("held.redb");
+        let first = Forwarder::start_for_calls(&config(&held, ndjson.clone()))
+            .unwrap()
+            .expect("a free spool opens");
+        // The spool is this process's already: the second front door runs without it.
+        assert!(Forwarder::start_for_calls(&config(&held, ndjson))
+            .unwrap()
+            .is_none());
+        let broken = vec![SinkConfig::Grpc {
+            name: None,
+            endpoint: "not a url".into(),
+            timeout_ms: 100,
+        }];
+        let Err(e) = Forwarder::start_for_calls(&config(&held, broken)) else {
+            panic!("a sink that cannot be built starts nothing");
+        };
+        assert!(matches!(e, ForwardError::Sink(_)), "{e}");
+        first.shutdown().await;
     }
 
     #[test]
