@@ -53,7 +53,7 @@ impl Printer {
     }
 
     /// Prints one report of call `call_id`.
-    pub fn print(&mut self, call_id: &str, report: &CallReport) -> anyhow::Result<()> {
+    pub fn print(&mut self, call_id: &str, report: &CallReport) -> std::io::Result<()> {
         if self.format == StreamFormat::Json {
             let mut v = json(call_id, report);
             v["call_id"] = serde_json::json!(call_id);

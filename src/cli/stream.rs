@@ -2,10 +2,12 @@
 //! telephony system streams a live call and prints interim and final results as they arrive.
 
 use super::client;
+use super::flags::DialectFlags;
 use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::{self, Encoding};
 use crate::audio::{read_wav, Role};
 use crate::plan::CallRequest;
+use crate::runtime::{self, Workers};
 use crate::stream::{CallFormat, LiveRequest};
 use anyhow::Context;
 use clap::Args;
@@ -42,11 +44,9 @@ pub struct StreamArgs {
     /// Model; default: the server's.
     #[arg(short, long)]
     pub model: Option<String>,
-    /// Dialect adapter id and caller region, passed through to the server.
-    #[arg(long)]
-    pub dialect: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
+    // Dialect adapter and caller region, passed on to the server.
+    #[command(flatten)]
+    pub dialect: DialectFlags,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StreamFormat,
 }
@@ -101,8 +101,8 @@ impl StreamArgs {
             choices: CallRequest {
                 model: self.model.clone(),
                 language: self.language.clone(),
-                dialect: self.dialect.clone(),
-                region: self.region.clone(),
+                dialect: self.dialect.dialect.clone(),
+                region: self.dialect.region.clone(),
                 ..CallRequest::default()
             },
             interim: self.interim,
@@ -110,11 +110,7 @@ impl StreamArgs {
             started_at_unix_ms: None,
         };
         let server = client::server_url(&self.server);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
         runtime.block_on(self.session(server, request, bytes, chunk_bytes))
     }
 
