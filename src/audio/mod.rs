@@ -9,6 +9,6 @@ pub mod pcm;
 pub mod resample;
 pub mod wav;
 
-pub use pcm::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
+pub use pcm::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 pub use resample::Resampler;
 pub use wav::{read_wav, WavAudio, WavError};

@@ -1,11 +1,15 @@
 //! `callscribe transcribe FILE|DIR...`: recordings → transcripts, with a progress bar.
 
 use super::bars::batch_bar;
+use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
+use crate::audio::ChannelMode;
 use crate::batch::{self, BatchObserver, Job};
-use crate::config::{batch_layout, ChannelMode, Config};
-use crate::engine::Engine;
-use crate::model::Precision;
+use crate::config::{batch_layout, Config};
+use crate::engine::Pool;
+use crate::forward::Forwarder;
 use crate::pipeline::RecordingOptions;
+use crate::plan::CallPlan;
+use crate::runtime::{self, Workers};
 use crate::transcript::format::{render, Format};
 use crate::transcript::Transcript;
 use anyhow::Context;
@@ -28,15 +32,10 @@ pub struct TranscribeArgs {
     /// Folder for transcripts (default: stdout for one file, ./transcripts otherwise).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Model name (tiny.en, base, an imported name) or path to a ggml file.
-    #[arg(short, long)]
-    pub model: Option<String>,
-    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_parser = Precision::value_parser(Precision::CATALOGUE))]
-    pub weights: Option<Precision>,
-    /// Spoken language (en, zh, yue, …) or auto.
-    #[arg(short, long)]
-    pub language: Option<String>,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub language: LanguageFlags,
     /// Initial prompt: domain words and the written style to decode in.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -56,16 +55,8 @@ pub struct TranscribeArgs {
     /// One whisper window per utterance instead of packing a channel's utterances together.
     #[arg(long)]
     pub no_pack: bool,
-    /// Terms to favour while decoding, comma-separated, each optionally `term:weight`
-    /// (default weight 2): product and plan names whisper does not know.
-    #[arg(long, value_delimiter = ',')]
-    pub hotwords: Vec<crate::engine::Hotword>,
-    /// Dialect adapter id (`callscribe dialects list`); default: chosen per recording.
-    #[arg(long)]
-    pub dialect: Option<String>,
-    /// The callers' region, city or telephone number, for the dialect routing table.
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub dialect: DialectFlags,
     /// Fit whisper's encoder window to each utterance instead of 30 s (3.5× faster; costs
     /// accuracy on some utterances, see BENCHMARKS.md).
     #[arg(long)]
@@ -148,14 +139,13 @@ impl BatchObserver for Writer {
 
 impl TranscribeArgs {
     pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
+        self.model.apply(&mut config);
+        self.language.apply(&mut config);
         if let Some(f) = self.format {
             config.transcribe.format = f;
         }
         if let Some(c) = self.channels {
             config.transcribe.channels = c;
-        }
-        if let Some(l) = self.language {
-            config.decode.language = l;
         }
         if let Some(p) = self.prompt {
             config.decode.initial_prompt = Some(p);
@@ -166,10 +156,6 @@ impl TranscribeArgs {
         if let Some(t) = self.threads {
             config.decode.threads = t;
         }
-        if let Some(w) = self.weights {
-            config.models.weights = w;
-        }
-        config.decode.hotwords.extend(self.hotwords.iter().cloned());
         if self.fit_window {
             config.decode.fit_window = true;
         }
@@ -188,34 +174,26 @@ impl TranscribeArgs {
             anyhow::bail!("nothing to transcribe");
         }
 
-        let dialects = super::load_dialects(&config)?;
-        // An adapter chosen before any audio brings its own model, unless one is named.
-        let preselected = dialects.select(self.dialect.as_deref(), self.region.as_deref(), None)?;
-        let model = self
-            .model
-            .clone()
-            .or_else(|| preselected.as_ref().map(|s| s.adapter.model().to_owned()));
-        let (model_name, model_path) = super::resolve_model(&config, model.as_deref())?;
-        let engine = Engine::load(&model_name, &model_path)
-            .with_context(|| format!("loading model {model_name}"))?;
-        // Fail on a bad --language (or an adapter the model cannot decode) before the batch
-        // starts, not once per file.
-        engine.resolve_language(&config.decode.language)?;
-        if let Some(sel) = &preselected {
-            engine
-                .resolve_language(&sel.adapter.decode(&config.decode).language)
-                .with_context(|| format!("dialect adapter {}", sel.adapter.id()))?;
-        }
+        // Fails on a bad --model, --language or --dialect before the batch starts, not once
+        // per file.
+        let request = self.dialect.request(&self.model);
+        let models = super::OnDemand::new(&config);
+        let plan = CallPlan::resolve(
+            &request,
+            &config.decode,
+            Some(super::load_dialects(&config)?),
+            &models,
+        )?;
         let (workers, threads) =
             batch_layout(jobs.len(), config.transcribe.workers, config.decode.threads);
-        tracing::info!(model = %model_name, workers, threads, files = jobs.len(), "transcribing");
+        tracing::info!(model = %plan.model.name, workers, threads, files = jobs.len(), "transcribing");
+        // Each lane keeps its share of the workers busy, and identifies a language at most
+        // once per channel at a time.
+        let queue = workers * 2;
+        let pool = Pool::start(vec![models.into_engine()?], workers, threads, queue)?;
 
         let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();
-        let forward = config
-            .forward
-            .enabled
-            .then(|| BatchForward::start(&config))
-            .flatten();
+        let forward = BatchForward::start(&config)?;
         let writer = Writer {
             format,
             forward,
@@ -234,14 +212,9 @@ impl TranscribeArgs {
                 None
             },
             pack: config.transcribe.pack,
-            decode: config.decode.clone(),
-            dialect: Some(crate::pipeline::DialectRequest {
-                dialects,
-                explicit: self.dialect.clone(),
-                region: self.region.clone(),
-            }),
+            windows_in_flight: 0,
         };
-        let report = batch::run(&engine, &jobs, &opts, workers, threads, &writer);
+        let report = batch::run(&pool, &plan, &jobs, &opts, &writer);
         writer.bar.finish_and_clear();
         if let Some(f) = &writer.forward {
             f.finish();
@@ -273,36 +246,30 @@ impl TranscribeArgs {
 /// segment a final. A tokio runtime of one thread carries the delivery tasks.
 struct BatchForward {
     runtime: tokio::runtime::Runtime,
-    forwarder: crate::forward::Forwarder,
+    forwarder: Forwarder,
     flush_timeout: std::time::Duration,
 }
 
 impl BatchForward {
-    /// `None` (with a warning) when forwarding cannot start, e.g. another callscribe process
-    /// holds the spool: transcripts matter more than suggestions.
-    fn start(config: &Config) -> Option<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| eprintln!("warning: forwarding off for this run: {e}"))
-            .ok()?;
+    /// Forwarding for the run under the front doors' one policy
+    /// ([`Forwarder::start_for_calls`]): `None` when it is off, or when another process holds
+    /// the spool.
+    fn start(config: &Config) -> anyhow::Result<Option<Self>> {
+        let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
         let forwarder = {
             let _guard = runtime.enter();
-            crate::forward::Forwarder::start(config.forward.clone(), Default::default())
-        }
-        .map_err(|e| eprintln!("warning: forwarding off for this run: {e}"))
-        .ok()?;
-        Some(Self {
+            Forwarder::start_for_calls(&config.forward).context("starting the forwarder")?
+        };
+        Ok(forwarder.map(|forwarder| Self {
             runtime,
             forwarder,
             flush_timeout: std::time::Duration::from_millis(config.forward.flush_timeout_ms),
-        })
+        }))
     }
 
     /// Submits the transcript's segments; when `wait`, collects the suggestions for them
     /// (up to the flush timeout) for the JSON output.
-    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::forward::Suggestion> {
+    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::kb::Suggestion> {
         let call_id = job
             .input
             .file_stem()
@@ -331,17 +298,15 @@ impl BatchForward {
                 crate::forward::Listener::new(move |s| tx.try_send(s.clone()).is_ok()),
             );
         }
-        let mut sequences = std::collections::HashMap::new();
-        for s in &t.segments {
-            let seq = sequences.entry(s.channel).or_insert(0u64);
-            self.forwarder.submit(crate::forward::hook::from_recording(
+        for (sequence, s) in t.numbered() {
+            self.forwarder.submit(crate::forward::ForwardSegment::new(
                 &call_id,
-                *seq,
+                sequence,
                 s,
                 &t.language,
                 t.dialect.as_ref().map_or("", |d| d.id.as_str()),
+                0,
             ));
-            *seq += 1;
         }
         let deadline = Instant::now() + self.flush_timeout;
         let mut out = Vec::new();
@@ -360,7 +325,7 @@ impl BatchForward {
     /// Waits (up to the flush timeout) for the sinks; what is left stays in the spool.
     fn finish(&self) {
         self.runtime
-            .block_on(super::flush_forwarding(&self.forwarder, self.flush_timeout));
+            .block_on(self.forwarder.flush_before_exit(self.flush_timeout));
         self.runtime.block_on(self.forwarder.shutdown());
     }
 }
