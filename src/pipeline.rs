@@ -17,7 +17,7 @@ use crate::audio::wav::{read_wav, WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{
-    Decoded, EngineError, LanguageGuess, Pool, Recognizer, Window, WINDOW_SAMPLES,
+    Decoded, EngineError, LanguageGuess, Pool, Recogniser, Window, WINDOW_SAMPLES,
 };
 use crate::plan::{CallPlan, Language};
 use crate::segment::{
@@ -389,7 +389,7 @@ fn decode(
         } else {
             Window::Utterance
         };
-        move |r: &mut dyn Recognizer| r.transcribe(&samples, &language, &decode, kind)
+        move |r: &mut dyn Recogniser| r.transcribe(&samples, &language, &decode, kind)
     });
     inference
         .pool
@@ -605,7 +605,7 @@ fn identify_channels(
     let spoken: Vec<Vec<f32>> = speech.iter().filter(|s| !s.is_empty()).cloned().collect();
     let jobs = spoken
         .into_iter()
-        .map(|s| move |r: &mut dyn Recognizer| r.detect_language(&s));
+        .map(|s| move |r: &mut dyn Recogniser| r.detect_language(&s));
     let mut found = inference
         .pool
         .run_batch(inference.model, jobs, inference.in_flight, &mut |_| {})?

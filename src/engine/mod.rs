@@ -254,7 +254,7 @@ impl Engine {
 /// What the drivers (a live call, a recording's stages) need of a speech recogniser: whisper
 /// in production ([`Worker`]), a scripted fake in unit tests (`engine::scripted`). One per
 /// inference thread and model; it blocks for hundreds of milliseconds per call.
-pub trait Recognizer: Send {
+pub trait Recogniser: Send {
     /// Identifies the spoken language from up to 30 s of speech.
     fn detect_language(&mut self, speech: &[f32]) -> Result<LanguageGuess, EngineError>;
 
@@ -283,7 +283,7 @@ pub enum Window {
 /// A model the executor makes recognisers of, one per inference thread.
 pub trait Model: Send + Sync {
     fn info(&self) -> ModelInfo;
-    fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError>;
+    fn recogniser(&self, threads: usize) -> Result<Box<dyn Recogniser>, EngineError>;
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -291,8 +291,8 @@ impl<M: Model + ?Sized> Model for Box<M> {
         (**self).info()
     }
 
-    fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError> {
-        (**self).recognizer(threads)
+    fn recogniser(&self, threads: usize) -> Result<Box<dyn Recogniser>, EngineError> {
+        (**self).recogniser(threads)
     }
 }
 
@@ -301,12 +301,12 @@ impl Model for Engine {
         Engine::info(self)
     }
 
-    fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError> {
+    fn recogniser(&self, threads: usize) -> Result<Box<dyn Recogniser>, EngineError> {
         Ok(Box::new(self.worker(threads)?))
     }
 }
 
-impl Recognizer for Worker {
+impl Recogniser for Worker {
     fn detect_language(&mut self, speech: &[f32]) -> Result<LanguageGuess, EngineError> {
         Worker::detect_language(self, speech)
     }

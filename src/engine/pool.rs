@@ -1,7 +1,7 @@
 //! The one inference executor: a fixed pool of threads that every live call, recording and
 //! batch file of a process shares.
 //!
-//! Each thread owns one [`Recognizer`] (a whisper state) per loaded model, so the weights are
+//! Each thread owns one [`Recogniser`] (a whisper state) per loaded model, so the weights are
 //! loaded once and threads never share a state. Work arrives as closures in three queues,
 //! taken in priority order: live finals, then live interim re-decodes, then the windows of
 //! whole recordings (batch files, the unary `Transcribe` RPC). A late final costs an agent
@@ -13,7 +13,7 @@
 //! (streams × outstanding jobs per stream), so `Full` means a bug or an overload the admission
 //! control missed, and is reported, never queued.
 
-use super::{EngineError, Model, ModelInfo, Recognizer};
+use super::{EngineError, Model, ModelInfo, Recogniser};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -40,7 +40,7 @@ pub enum PoolError {
     Closed,
 }
 
-type Job = Box<dyn FnOnce(&mut [Box<dyn Recognizer>]) + Send>;
+type Job = Box<dyn FnOnce(&mut [Box<dyn Recogniser>]) + Send>;
 
 /// The queues, one per [`Priority`], in the order they are served.
 struct Jobs {
@@ -101,7 +101,7 @@ impl Pool {
         for i in 0..workers.max(1) {
             let mut states = models
                 .iter()
-                .map(|m| m.recognizer(threads))
+                .map(|m| m.recogniser(threads))
                 .collect::<Result<Vec<_>, _>>()?;
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
@@ -155,13 +155,13 @@ impl Pool {
     ) -> Result<oneshot::Receiver<T>, PoolError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Recognizer) -> T + Send + 'static,
+        F: FnOnce(&mut dyn Recogniser) -> T + Send + 'static,
     {
         if model >= self.models.len() {
             return Err(PoolError::NoSuchModel(model));
         }
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |states: &mut [Box<dyn Recognizer>]| {
+        let job: Job = Box::new(move |states: &mut [Box<dyn Recogniser>]| {
             if tx.is_closed() {
                 return;
             }
@@ -197,7 +197,7 @@ impl Pool {
     ) -> Result<Vec<T>, EngineError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Recognizer) -> Result<T, EngineError> + Send + 'static,
+        F: FnOnce(&mut dyn Recogniser) -> Result<T, EngineError> + Send + 'static,
     {
         let total = jobs.len();
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<T, EngineError>)>();
@@ -284,7 +284,7 @@ impl<T> Drop for Reply<T> {
     }
 }
 
-fn worker_loop(shared: &Shared, states: &mut [Box<dyn Recognizer>]) {
+fn worker_loop(shared: &Shared, states: &mut [Box<dyn Recogniser>]) {
     loop {
         let job = {
             let mut jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());

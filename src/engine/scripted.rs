@@ -1,10 +1,10 @@
-//! A scripted [`Recognizer`] for unit tests of the drivers (a live call, a recording's stages,
+//! A scripted [`Recogniser`] for unit tests of the drivers (a live call, a recording's stages,
 //! the executor): it runs no model, answers from a script, and logs every request, so tests
 //! can check ordering, plans, endpointing and error handling in milliseconds and without a
 //! downloaded model. End-to-end tests keep the real whisper.
 
 use super::{
-    DecodeConfig, Decoded, EngineError, LanguageGuess, Model, ModelInfo, Recognizer, Window,
+    DecodeConfig, Decoded, EngineError, LanguageGuess, Model, ModelInfo, Recogniser, Window,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,12 +93,12 @@ impl Model for Scripted {
         self.info.clone()
     }
 
-    fn recognizer(&self, _threads: usize) -> Result<Box<dyn Recognizer>, EngineError> {
+    fn recogniser(&self, _threads: usize) -> Result<Box<dyn Recogniser>, EngineError> {
         Ok(Box::new(self.clone()))
     }
 }
 
-impl Recognizer for Scripted {
+impl Recogniser for Scripted {
     fn detect_language(&mut self, speech: &[f32]) -> Result<LanguageGuess, EngineError> {
         self.record(Request::Detect {
             samples: speech.len(),

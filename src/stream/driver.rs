@@ -23,7 +23,7 @@ use super::stabilise::{self, Stabiliser};
 use super::{CallEvent, CallFormat, InterimSnapshot, LiveCall, StreamError};
 use crate::audio::{CallTime, Role};
 use crate::dialect::{Adapter, Selection};
-use crate::engine::{Decoded, EngineError, Pool, Priority, Recognizer, Window, WINDOW_SAMPLES};
+use crate::engine::{Decoded, EngineError, Pool, Priority, Recogniser, Window, WINDOW_SAMPLES};
 use crate::plan::{CallPlan, Language};
 use crate::segment::{identification_audio, Utterance, Vad};
 use crate::transcript::{Numbering, Segment};
@@ -141,8 +141,8 @@ fn decode_job(
     samples: Vec<f32>,
     identify: Option<Vec<f32>>,
     plan: Arc<CallPlan>,
-) -> impl FnOnce(&mut dyn Recognizer) -> Result<Decode, EngineError> + Send + 'static {
-    move |r: &mut dyn Recognizer| {
+) -> impl FnOnce(&mut dyn Recogniser) -> Result<Decode, EngineError> + Send + 'static {
+    move |r: &mut dyn Recogniser| {
         let started = Instant::now();
         let (plan, identified) = match plan.language {
             Language::Fixed { .. } => (plan, false),
