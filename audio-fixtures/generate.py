@@ -10,6 +10,11 @@ usage: generate.py            all committed fixtures, in place
                               reference transcript (not committed; the harness's unseen audio)
        generate.py conditions only the real-call-conditions fixtures (conditions/: hold music,
                               DTMF, mains hum, line noise, echo, identical channels, overlap)
+       generate.py formats    the two container formats sox cannot write (formats/: M4A with
+                              AAC, WebM with Opus), by ffmpeg from the first two turns of
+                              calls/en_call_8k.wav; the tests make the others (MP3, FLAC, Ogg
+                              Vorbis, Opus, ADPCM and GSM WAV) from the same turns with sox and
+                              opusenc at run time
 """
 import array
 import json
@@ -773,6 +778,26 @@ def conditions(out_dir=None):
         write_condition(out_dir / "zh_hold_music_8k.wav", [mix], CRATE, "zh", tl.utts, nonspeech=tl.events)
 
 
+# The first two turns of calls/en_call_8k.wav (agent, then customer): what tests/formats.rs
+# encodes in every format. Keep in step with TWO_TURNS_S there.
+TWO_TURNS_S = 11.6
+
+
+def formats(out_dir=None):
+    """M4A (AAC-LC) and WebM (Opus) of the two turns, as ffmpeg writes them (bit-exact flags
+    keep its version string out of the files)."""
+    if not shutil.which("ffmpeg"):
+        sys.exit("generate.py formats: ffmpeg not found (apt-get install ffmpeg; only needed here)")
+    out_dir = pathlib.Path(out_dir or HERE / "formats")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = HERE / "calls" / "en_call_8k.wav"
+    for name, codec in (("en_two_turns_8k.m4a", ["-c:a", "aac", "-b:a", "32k"]),
+                        ("en_two_turns_8k.webm", ["-c:a", "libopus", "-b:a", "24k"])):
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-t", str(TWO_TURNS_S),
+                        *codec, "-fflags", "+bitexact", "-flags:a", "+bitexact",
+                        str(out_dir / name)], check=True)
+
+
 if __name__ == "__main__":
     for tool in ("espeak-ng", "sox"):
         if not shutil.which(tool):
@@ -787,6 +812,8 @@ if __name__ == "__main__":
         meeting(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     elif len(sys.argv) > 1 and sys.argv[1] == "conditions":
         conditions()
+    elif len(sys.argv) > 1 and sys.argv[1] == "formats":
+        formats()
     elif len(sys.argv) > 1 and sys.argv[1] == "long40":
         long_call40(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     else:

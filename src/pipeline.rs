@@ -4,8 +4,9 @@
 //!
 //! Live streams use the same stages one chunk at a time; this is the all-at-once driver.
 
+use crate::audio::decode::{read_audio, DecodeError};
 use crate::audio::resample::{resample_all, ResampleError};
-use crate::audio::wav::{read_wav, WavAudio, WavError};
+use crate::audio::wav::{WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
 use crate::config::ChannelMode;
 use crate::dialect::{DialectError, Dialects, Reason, Selection};
@@ -25,6 +26,8 @@ use std::sync::{mpsc, Arc};
 pub enum PipelineError {
     #[error(transparent)]
     Wav(#[from] WavError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("{path}: {source}")]
     Resample { path: String, source: ResampleError },
     #[error("{path}: {message}")]
@@ -143,7 +146,7 @@ fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
         .collect()
 }
 
-/// Transcribes one WAV file. `progress` receives the seconds of the call transcribed so far.
+/// Transcribes one recording (any format [`read_audio`] reads). `progress` receives the seconds of the call transcribed so far.
 /// Several workers decode the recording's windows side by side; the first also identifies the
 /// language.
 pub fn transcribe_file(
@@ -152,7 +155,7 @@ pub fn transcribe_file(
     opts: &RecordingOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Transcript, PipelineError> {
-    let audio = read_wav(path)?;
+    let audio = read_audio(path)?;
     let name = path.display().to_string();
     transcribe_audio(&name, audio, workers, opts, progress)
 }

@@ -314,6 +314,43 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
         } as i32;
         assert!(roles.iter().all(|&r| r == want), "{roles:?}");
     }
+    // The field takes any format `transcribe` reads, decoded in memory: the call's first two
+    // turns as a WebM with Opus (as browsers and some telephony platforms record).
+    let webm = fixture("formats/en_two_turns_8k.webm");
+    let reply = client
+        .transcribe(pb::TranscribeRequest {
+            wav: std::fs::read(&webm).unwrap(),
+            config: Some(pb::StreamingConfig {
+                language: "en".into(),
+                model: "base".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("Transcribe answers a WebM")
+        .into_inner();
+    assert!(
+        reply.duration_ms.abs_diff(11_600) <= 100,
+        "{}",
+        reply.duration_ms
+    );
+    for channel in 0..2 {
+        let said = &reference.utterances[channel as usize];
+        assert_eq!(said.channel, channel);
+        let hyp = reply
+            .results
+            .iter()
+            .filter(|r| r.channel == channel)
+            .map(|r| r.text.trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let wer = word_error_rate(&said.text, &hyp);
+        assert!(
+            wer <= MAX_WER,
+            "WebM channel {channel}: WER {wer:.3}: {hyp}"
+        );
+    }
     // A text file is not a recording: INVALID_ARGUMENT naming the problem.
     let e = client
         .transcribe(pb::TranscribeRequest {
@@ -323,7 +360,11 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    assert!(e.message().contains("not a WAV"), "{e:?}");
+    assert!(
+        e.message()
+            .contains("not an audio recording: it holds text"),
+        "{e:?}"
+    );
 }
 
 /// Streams one bad call and returns its status: from the call itself or its response stream.
