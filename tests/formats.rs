@@ -1,10 +1,10 @@
-//! Recordings in every format callscribe reads (issue #22): the first two turns of the
-//! stereo telephone call, encoded by sox and opusenc here and by ffmpeg into the committed
-//! `audio-fixtures/formats/` files, decode to the same audio and transcribe to the same words on
+//! Recordings in every format callscribe reads (issue #22): a two-party call of real speech (the
+//! ALSA prompts, three on channel 0, then five on channel 1, over faint line noise), encoded by sox and opusenc here and
+//! by ffmpeg into the committed `audio-fixtures/formats/` files, decode to the same audio and transcribe to the same words on
 //! the same channels. Codecs nobody here decodes, text named like a recording and files cut short
 //! give one clear line. An archive run stopped by Ctrl-C, then killed, then resumed with
 //! `--skip-existing` transcribes each recording exactly once, and its reports say what happened.
-//! Real files, real binary, real model (tiny.en).
+//! Real files, real binary, real models (base for the words, tiny.en for the archive runs).
 
 mod common;
 
@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Seconds of `calls/en_call_8k.wav` the clips hold (audio-fixtures/generate.py: TWO_TURNS_S).
-const TWO_TURNS_S: f64 = 11.6;
+/// Seconds the clip lasts.
+const CLIP_S: f64 = 17.1;
+/// Where each party speaks: channel 0 (the first three prompts), then channel 1 (the last five).
+const TURNS_S: [(usize, f64, f64); 2] = [(0, 0.5, 6.0), (1, 6.5, 16.2)];
 
 /// The clip in each format, made from the same PCM by the tool that writes that format.
 struct Clips {
@@ -31,11 +33,19 @@ struct Clips {
 impl Clips {
     fn make() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // As audio-fixtures/generate.py's two_party_voices() makes it.
+        let voices = fixture("real/alsa_voices_48k.wav");
+        let (a, b) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+        sox(&[&voices, &a], &["trim", "0", "6.3", "pad", "0", "10.8"]);
+        sox(&[&voices, &b], &["trim", "9.0", "10.8", "pad", "6.3", "0"]);
+        let (ab, noise) = (dir.path().join("ab.wav"), dir.path().join("noise.wav"));
+        run(Command::new("sox").arg("-M").args([&a, &b]).arg(&ab));
+        run(Command::new("sox")
+            .args(["-R", "-n", "-r", "48000", "-c", "2"])
+            .arg(&noise)
+            .args(["synth", "17.1", "whitenoise", "vol", "0.001"]));
         let wav = dir.path().join("pcm.wav");
-        sox(
-            &[fixture("calls/en_call_8k.wav").as_path(), &wav],
-            &["trim", "0", &TWO_TURNS_S.to_string()],
-        );
+        run(Command::new("sox").arg("-m").args([&ab, &noise]).arg(&wav));
         for (name, encoding) in [
             ("clip.mp3", None),
             ("clip.flac", None),
@@ -51,13 +61,17 @@ impl Clips {
             if let Some(e) = encoding {
                 cmd.args(["-e", e]);
             }
+            // G.711 and GSM are telephone codecs: 8 kHz.
+            if matches!(encoding, Some("a-law" | "gsm-full-rate")) {
+                cmd.args(["-r", "8000"]);
+            }
             run(cmd.arg(&out));
         }
         run(Command::new("opusenc")
             .arg("--quiet")
             .arg(&wav)
             .arg(dir.path().join("clip.opus")));
-        for f in ["en_two_turns_8k.m4a", "en_two_turns_8k.webm"] {
+        for f in ["two_party_voices.m4a", "two_party_voices.webm"] {
             let ext = Path::new(f).extension().unwrap().to_str().unwrap();
             std::fs::copy(
                 fixture(&format!("formats/{f}")),
@@ -112,7 +126,7 @@ fn rms(x: &[f32]) -> f64 {
 fn every_format_decodes_to_the_same_two_channels_at_its_own_rate() {
     let clips = Clips::make();
     let pcm = decode::read_audio(&clips.path("pcm.wav")).unwrap();
-    assert_eq!((pcm.sample_rate_hz, pcm.channels.len()), (8000, 2));
+    assert_eq!((pcm.sample_rate_hz, pcm.channels.len()), (48_000, 2));
     for (name, container) in clips.decodable() {
         let path = clips.path(name);
         let info = decode::probe(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -120,11 +134,11 @@ fn every_format_decodes_to_the_same_two_channels_at_its_own_rate() {
         assert_eq!(info.channels, 2, "{name}");
         let audio: WavAudio = decode::read_audio(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(audio.channels.len(), 2, "{name}");
-        // Opus decodes at 48 kHz from Ogg (the file's own rate goes to the resampler).
-        let want_rate = if name == "clip.opus" { 48_000 } else { 8_000 };
+        // Each at its own rate, for the resampler.
+        let want_rate = if name == "alaw.wav" { 8_000 } else { 48_000 };
         assert_eq!(audio.sample_rate_hz, want_rate, "{name}");
         assert!(
-            (audio.duration_secs() - TWO_TURNS_S).abs() < 0.3,
+            (audio.duration_secs() - CLIP_S).abs() < 0.3,
             "{name}: {} s",
             audio.duration_secs()
         );
@@ -134,7 +148,7 @@ fn every_format_decodes_to_the_same_two_channels_at_its_own_rate() {
             let r = f64::from(a.sample_rate_hz);
             rms(&a.channels[ch][(from * r) as usize..(to * r) as usize])
         };
-        for (ch, from, to) in [(0, 1.0, 5.0), (1, 6.5, 11.0)] {
+        for (ch, from, to) in TURNS_S {
             let speech = part(&audio, ch, from, to);
             let db = 20.0 * (speech / part(&pcm, ch, from, to)).log10();
             assert!(
@@ -186,7 +200,7 @@ fn unsupported_codecs_text_and_cut_files_give_one_clear_line() {
         .args(["-e", "signed-integer"])
         .arg(clips.path("gsm-pcm.wav")));
     let converted = decode::read_audio(&clips.path("gsm-pcm.wav")).unwrap();
-    assert!((converted.duration_secs() - TWO_TURNS_S).abs() < 0.1);
+    assert!((converted.duration_secs() - CLIP_S).abs() < 0.1);
 
     let notes = clips.path("notes.mp3");
     std::fs::write(&notes, "call notes: customer wants a refund\n").unwrap();
@@ -213,7 +227,7 @@ fn unsupported_codecs_text_and_cut_files_give_one_clear_line() {
     }
     // An MP3 cut exactly between frames cannot be told from a short one: it decodes.
     let whole = decode::read_audio(&clips.path("clip.mp3")).unwrap();
-    assert!(whole.duration_secs() > TWO_TURNS_S - 0.1);
+    assert!(whole.duration_secs() > CLIP_S - 0.1);
 }
 
 fn text_of(t: &Transcript, channel: u32) -> String {
@@ -231,16 +245,18 @@ fn every_format_transcribes_to_the_same_words_on_the_same_channels() {
     let mut worker: Worker = common::engine("tiny.en")
         .worker(common::TEST_THREADS)
         .expect("whisper state");
-    let opts = RecordingOptions {
+    let mut opts = RecordingOptions {
         vad: Some(common::vad()),
         ..Default::default()
     };
-    let reference = common::Reference::of(&fixture("calls/en_call_8k.wav"));
+    opts.decode.language = "en".into();
+    let reference = common::Reference::of(&fixture("real/alsa_voices_48k.wav"));
+    // Channel 0 took the prompts before 6.3 s, channel 1 those after 9 s.
     let said = |ch: u32| {
         reference
             .utterances
             .iter()
-            .filter(|u| u.channel == ch && (u.end_ms as f64) < TWO_TURNS_S * 1000.0)
+            .filter(|u| (ch == 0) == (u.end_ms < 6300))
             .map(|u| u.text.as_str())
             .collect::<Vec<_>>()
             .join(" ")
@@ -255,21 +271,42 @@ fn every_format_transcribes_to_the_same_words_on_the_same_channels() {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
     };
     let pcm = transcribe(&mut worker, "pcm.wav");
-    for ch in 0..2 {
-        let wer = word_error_rate(&said(ch), &text_of(&pcm, ch));
+    // The PCM sets the bar for the rest.
+    let pcm_wer: Vec<f64> = (0..2)
+        .map(|ch| word_error_rate(&said(ch), &text_of(&pcm, ch)))
+        .collect();
+    for (ch, wer) in pcm_wer.iter().enumerate() {
         assert!(
-            wer < 0.2,
+            *wer < 0.2,
             "pcm channel {ch}: WER {wer:.2}: {}",
-            text_of(&pcm, ch)
+            text_of(&pcm, ch as u32)
         );
     }
+    let both = |t: &Transcript| format!("{} {}", text_of(t, 0), text_of(t, 1));
+    let mut worst = (0.0, "every format");
     for (name, _) in clips.decodable().into_iter().skip(1) {
         let t = transcribe(&mut worker, name);
         assert_eq!(t.channels.len(), 2, "{name}");
+        // The same words as the PCM's, within a small tolerance…
+        let wer = word_error_rate(&both(&pcm), &both(&t));
+        assert!(
+            wer <= 0.2,
+            "{name}: WER {wer:.2} against the PCM's\n  pcm: {}\n  {name}: {}",
+            both(&pcm),
+            both(&t)
+        );
+        if wer > worst.0 {
+            worst = (wer, name);
+        }
+        // …and each party's words on its own channel.
         for ch in 0..2 {
-            let (want, got) = (text_of(&pcm, ch), text_of(&t, ch));
-            let wer = word_error_rate(&want, &got);
-            assert!(wer <= 0.15, "{name} channel {ch}: WER {wer:.2} against the PCM's\n  pcm: {want}\n  {name}: {got}");
+            let got = text_of(&t, ch);
+            let wer = word_error_rate(&said(ch), &got);
+            let bar = pcm_wer[ch as usize] + 0.15;
+            assert!(
+                wer <= bar,
+                "{name} channel {ch}: WER {wer:.2} against the reference (the PCM's + 0.15: {bar:.2}): {got}"
+            );
         }
         assert!(
             t.duration_ms.abs_diff(pcm.duration_ms) < 300,
@@ -277,6 +314,10 @@ fn every_format_transcribes_to_the_same_words_on_the_same_channels() {
             t.duration_ms
         );
     }
+    eprintln!(
+        "largest WER against the PCM's transcript: {:.2} ({})",
+        worst.0, worst.1
+    );
 }
 
 /// One row of the CSV report.
@@ -493,9 +534,9 @@ fn an_archive_run_stopped_killed_and_resumed_transcribes_each_recording_once() {
         if r.status != "failed" {
             assert_eq!(r.channels, Some(2), "{r:?}");
             assert_eq!(r.language, "en", "{r:?}");
-            assert!(r.words.is_some_and(|w| w >= 20), "{r:?}");
+            assert!(r.words.is_some_and(|w| w >= 12), "{r:?}");
             assert!(
-                r.duration_s.is_some_and(|d| (d - TWO_TURNS_S).abs() < 0.3),
+                r.duration_s.is_some_and(|d| (d - CLIP_S).abs() < 0.3),
                 "{r:?}"
             );
         }

@@ -82,8 +82,21 @@ pub(super) fn decode(
     let mut scratch: Vec<Vec<f32>> = Vec::new();
     let (mut packets, mut bad, mut first_bad) = (0usize, 0usize, None::<String>);
     let mut last_frames = 0usize;
+    // The last packet held fewer bytes than its codec needs: the file was cut inside it.
+    let mut last_short = false;
     let secs = |channels: &[Vec<f32>], rate: u32| {
         channels.first().map_or(0, Vec::len) as f64 / f64::from(rate.max(1))
+    };
+    let truncated = |detail: String| DecodeError::Truncated {
+        path: path.to_owned(),
+        container,
+        detail,
+    };
+    let cut_in_packet = |channels: &[Vec<f32>], rate: u32| {
+        truncated(format!(
+            "the file ends inside a packet after {:.1} s of audio",
+            secs(channels, rate)
+        ))
     };
     loop {
         let packet = match reader.next_packet() {
@@ -92,14 +105,7 @@ pub(super) fn decode(
             // A chained Ogg stream: the first one is the call.
             Err(Error::ResetRequired) => break,
             Err(Error::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
-                return Err(DecodeError::Truncated {
-                    path: path.to_owned(),
-                    container,
-                    detail: format!(
-                        "the file ends inside a packet after {:.1} s of audio",
-                        secs(&channels, rate)
-                    ),
-                });
+                return Err(cut_in_packet(&channels, rate));
             }
             Err(e) => return Err(damaged(format!("at {:.1} s: {e}", secs(&channels, rate)))),
         };
@@ -107,6 +113,7 @@ pub(super) fn decode(
             continue;
         }
         packets += 1;
+        last_short = false;
         match decoder.decode(&packet) {
             Ok(buf) => {
                 let spec = buf.spec();
@@ -131,6 +138,11 @@ pub(super) fn decode(
                 }
                 last_frames = buf.frames();
             }
+            Err(Error::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                last_short = true;
+                bad += 1;
+                first_bad.get_or_insert_with(|| format!("at {:.1} s: {e}", secs(&channels, rate)));
+            }
             Err(Error::DecodeError(e)) => {
                 bad += 1;
                 first_bad.get_or_insert_with(|| format!("at {:.1} s: {e}", secs(&channels, rate)));
@@ -141,6 +153,9 @@ pub(super) fn decode(
             }
             Err(e) => return Err(damaged(e.to_string())),
         }
+    }
+    if last_short {
+        return Err(cut_in_packet(&channels, rate));
     }
     let frames = channels.first().map_or(0, Vec::len);
     if bad > 0 {
@@ -161,15 +176,11 @@ pub(super) fn decode(
     // Half a second: encoders' padding and priming move the count by a frame or two.
     let slack = u64::from(rate / 2);
     if let Some(declared) = declared_frames.filter(|&d| (frames as u64) + slack < d) {
-        return Err(DecodeError::Truncated {
-            path: path.to_owned(),
-            container,
-            detail: format!(
-                "the header announces {:.1} s but the file holds only {:.1} s",
-                declared as f64 / f64::from(rate.max(1)),
-                secs(&channels, rate)
-            ),
-        });
+        return Err(truncated(format!(
+            "the header announces {:.1} s but the file holds only {:.1} s",
+            declared as f64 / f64::from(rate.max(1)),
+            secs(&channels, rate)
+        )));
     }
     if container == Container::Mp3 {
         let mut source = reader.into_inner();
@@ -177,14 +188,10 @@ pub(super) fn decode(
             .seek(SeekFrom::Start(0))
             .and_then(|_| mp3::cut_frame(&mut source));
         if let Ok(Some(at)) = cut {
-            return Err(DecodeError::Truncated {
-                path: path.to_owned(),
-                container,
-                detail: format!(
-                    "the file ends inside an MP3 frame at byte {at}, after {:.1} s of audio",
-                    secs(&channels, rate)
-                ),
-            });
+            return Err(truncated(format!(
+                "the file ends inside an MP3 frame at byte {at}, after {:.1} s of audio",
+                secs(&channels, rate)
+            )));
         }
     }
     Ok(WavAudio {
