@@ -5,10 +5,11 @@
 //! `cargo bench --bench hotwords [-- MODEL...]` (default: tiny.en base). Needs the models in
 //! the store (`callscribe models pull`). Prints a Markdown table for BENCHMARKS.md.
 
-use callscribe::engine::{Engine, Hotword};
+use callscribe::engine::{DecodeConfig, Engine, Hotword, Pool};
 use callscribe::metrics::word_error_rate;
 use callscribe::model::ModelStore;
 use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::plan::{CallPlan, CallRequest};
 use std::path::Path;
 
 fn main() {
@@ -73,22 +74,22 @@ fn main() {
         };
         let engine = Engine::load(name, &m.path).expect("model loads");
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut worker = engine.worker(threads).expect("whisper state");
+        let pool = Pool::start(vec![engine.clone()], 1, threads, 8).expect("whisper state");
+        let models = [engine.info()];
         for (label, hotwords, prompt) in &variants {
-            let mut opts = RecordingOptions {
+            let opts = RecordingOptions {
                 vad: Some(vad.clone()),
                 ..Default::default()
             };
-            opts.decode.language = "en".into();
-            opts.decode.hotwords = hotwords.clone();
-            opts.decode.hotword_prompt = *prompt;
-            let t = transcribe_file(
-                &terms_wav,
-                std::slice::from_mut(&mut worker),
-                &opts,
-                &mut |_| {},
-            )
-            .unwrap();
+            let decode = DecodeConfig {
+                language: "en".into(),
+                hotwords: hotwords.clone(),
+                hotword_prompt: *prompt,
+                ..DecodeConfig::default()
+            };
+            let plan = CallPlan::resolve(&CallRequest::default(), &decode, None, models.as_slice())
+                .expect("plan");
+            let t = transcribe_file(&terms_wav, &pool, &plan, &opts, &mut |_| {}).unwrap();
             let text = t.plain_text();
             let lower = text.to_lowercase();
             let recall = terms
@@ -103,13 +104,7 @@ fn main() {
                     .join(" ")
             };
             let wer_terms = word_error_rate(&terms_ref, &words(&t));
-            let p = transcribe_file(
-                &plain_wav,
-                std::slice::from_mut(&mut worker),
-                &opts,
-                &mut |_| {},
-            )
-            .unwrap();
+            let p = transcribe_file(&plain_wav, &pool, &plan, &opts, &mut |_| {}).unwrap();
             let wer_plain = word_error_rate(&plain_ref, &words(&p));
             println!(
                 "| {name} | {label} | {recall}/{} | {wer_terms:.3} | {wer_plain:.3} |",

@@ -19,6 +19,7 @@ pub mod kb;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod plan;
 pub mod proto;
 pub mod segment;
 pub mod server;

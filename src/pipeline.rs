@@ -1,17 +1,27 @@
-//! The recording pipeline shared by the front doors that hold a whole call at once:
-//! decode → channel plan → resample → same-audio merge → segment → echo drop → language per
-//! channel → pack → transcribe → one timeline.
+//! The recording pipeline shared by the front doors that hold a whole call at once
+//! (`transcribe`, the unary `Transcribe` RPC), in named stages:
 //!
-//! Live streams use the same stages one chunk at a time; this is the all-at-once driver.
+//! 1. **channel plan** — the file's channels to labelled channels (roles, or one mix);
+//! 2. **segment** — resample, merge channels that carry the same audio, voice activity →
+//!    utterances, drop echo of the other channel, quiet the pauses;
+//! 3. **plan** — each channel's [`CallPlan`]: the call's, or identified from its speech;
+//! 4. **pack** — a channel's consecutive utterances into shared whisper windows;
+//! 5. **decode** — the windows on the one inference executor ([`Pool`]), side by side;
+//! 6. **emit** — whisper's pieces back onto their utterances, one timeline.
+//!
+//! Live calls use the same audio stages one chunk at a time (`stream::LiveCall`); this is the
+//! all-at-once driver. Per-call decisions are the plan's, made before it is called.
 
 use crate::audio::decode::{read_audio, DecodeError};
 use crate::audio::resample::{resample_all, ResampleError};
 use crate::audio::wav::{WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
 use crate::config::ChannelMode;
-use crate::dialect::{DialectError, Dialects, Reason, Selection};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
-use crate::engine::{DecodeConfig, Decoded, EngineError, LanguageGuess, Worker, WINDOW_SAMPLES};
+use crate::engine::{
+    Decoded, EngineError, LanguageGuess, Pool, Recognizer, Window, WINDOW_SAMPLES,
+};
+use crate::plan::{CallPlan, Language};
 use crate::segment::{
     crosstalk, identification_audio, segment_all, Cut, Utterance, Vad, FRAME_SAMPLES,
 };
@@ -19,8 +29,6 @@ use crate::transcript::{
     ChannelInfo, ChannelLanguage, DialectUsed, LanguageSource, Segment, Transcript,
 };
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -33,15 +41,14 @@ pub enum PipelineError {
     #[error("{path}: {message}")]
     Channels { path: String, message: String },
     #[error("{path}: {source}")]
-    Dialect { path: String, source: DialectError },
-    #[error("{path}: {source}")]
     Engine {
         path: String,
         source: Box<EngineError>,
     },
 }
 
-/// What the pipeline needs besides the audio.
+/// How a recording's audio is prepared and its windows formed; the decisions about model,
+/// language and adapter are the [`CallPlan`]'s.
 #[derive(Debug, Clone)]
 pub struct RecordingOptions {
     pub channels: ChannelMode,
@@ -50,9 +57,10 @@ pub struct RecordingOptions {
     /// Decode a channel's consecutive utterances together, up to 28 s per whisper window
     /// (`engine::pack`), instead of one window per utterance.
     pub pack: bool,
-    pub decode: DecodeConfig,
-    /// Dialect adapters and the call's hints; `None` decodes with `decode` as it is.
-    pub dialect: Option<DialectRequest>,
+    /// Windows of this recording queued on the executor at once (0: one per inference
+    /// worker). A recording's windows are independent (no text carries between them), so
+    /// they decode side by side; the bound keeps one long recording from filling the queue.
+    pub windows_in_flight: usize,
 }
 
 impl Default for RecordingOptions {
@@ -61,20 +69,9 @@ impl Default for RecordingOptions {
             channels: ChannelMode::default(),
             vad: None,
             pack: true,
-            decode: DecodeConfig::default(),
-            dialect: None,
+            windows_in_flight: 0,
         }
     }
-}
-
-/// How to choose a recording's dialect adapter.
-#[derive(Debug, Clone)]
-pub struct DialectRequest {
-    pub dialects: Arc<Dialects>,
-    /// An adapter id named by the user.
-    pub explicit: Option<String>,
-    /// The caller's region or telephone number, for the routing table.
-    pub region: Option<String>,
 }
 
 /// Maps the file's channels to labelled pipeline channels (still at the file's rate).
@@ -146,46 +143,89 @@ fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
         .collect()
 }
 
-/// Transcribes one recording (any format [`read_audio`] reads). `progress` receives the seconds of the call transcribed so far.
-/// Several workers decode the recording's windows side by side; the first also identifies the
-/// language.
+/// Transcribes one recording (any format [`read_audio`] reads) with `plan` on the executor
+/// `pool`. `progress` receives the seconds of the call transcribed so far.
 pub fn transcribe_file(
     path: &Path,
-    workers: &mut [Worker],
+    pool: &Pool,
+    plan: &CallPlan,
     opts: &RecordingOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Transcript, PipelineError> {
     let audio = read_audio(path)?;
     let name = path.display().to_string();
-    transcribe_audio(&name, audio, workers, opts, progress)
+    transcribe_audio(&name, audio, pool, plan, opts, progress)
 }
 
-/// Transcribes decoded audio; `source` names it in errors and in the transcript.
+/// Transcribes decoded audio; `source` names it in errors and in the transcript. Runs the
+/// stages in order — channel plan, segment, plan, pack, decode, emit — on this thread, except
+/// the inference, which goes to `pool` at [`Priority::Batch`](crate::engine::Priority). Call
+/// it from a plain thread (or `spawn_blocking`), never from an async task: it waits.
 pub fn transcribe_audio(
     source: &str,
     audio: WavAudio,
-    workers: &mut [Worker],
+    pool: &Pool,
+    plan: &CallPlan,
     opts: &RecordingOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Transcript, PipelineError> {
-    let Some(worker) = workers.first_mut() else {
-        return Err(PipelineError::Engine {
-            path: source.to_owned(),
-            source: Box::new(EngineError::Inference("no inference worker".into())),
-        });
-    };
-    let in_rate = audio.sample_rate_hz;
-    let duration_ms = (audio.frames() as u64 * 1000) / u64::from(in_rate);
-    let engine_err = |source_err: EngineError| PipelineError::Engine {
+    let engine_err = |e: EngineError| PipelineError::Engine {
         path: source.to_owned(),
-        source: Box::new(source_err),
+        source: Box::new(e),
     };
-    // Resolve the language before any heavy work, so a bad setting fails fast.
-    let configured = worker
-        .engine()
-        .resolve_language(&opts.decode.language)
-        .map_err(engine_err)?;
+    let model = pool.model_index(&plan.model.name).ok_or_else(|| {
+        engine_err(EngineError::Inference(format!(
+            "model {} is not loaded",
+            plan.model.name
+        )))
+    })?;
+    let inference = Inference {
+        pool,
+        model,
+        in_flight: match opts.windows_in_flight {
+            0 => pool.workers(),
+            n => n,
+        },
+    };
+    let duration_ms = (audio.frames() as u64 * 1000) / u64::from(audio.sample_rate_hz);
+    let call = segment(source, audio, opts)?;
+    let plans = plan_languages(&inference, plan, &call).map_err(engine_err)?;
+    let windows = pack_windows(&call, opts);
+    let decoded = decode(&inference, &windows, &plans, progress).map_err(engine_err)?;
+    Ok(emit(
+        source,
+        duration_ms,
+        &plan.model.name,
+        call,
+        &plans,
+        &windows,
+        decoded,
+    ))
+}
 
+/// Where a recording's inference runs.
+struct Inference<'a> {
+    pool: &'a Pool,
+    model: usize,
+    in_flight: usize,
+}
+
+/// A recording after the audio stages: its channels at the pipeline's rate (pauses quieted)
+/// and its utterances in timeline order.
+struct Segmented {
+    channels: Vec<ChannelAudio>,
+    utterances: Vec<(Role, Utterance)>,
+    notes: Vec<String>,
+}
+
+/// Stages 1–2: channel plan → resample → same-audio merge → segment → echo removal → quiet
+/// pauses.
+fn segment(
+    source: &str,
+    audio: WavAudio,
+    opts: &RecordingOptions,
+) -> Result<Segmented, PipelineError> {
+    let in_rate = audio.sample_rate_hz;
     let channels =
         plan_channels(audio, &opts.channels).map_err(|message| PipelineError::Channels {
             path: source.to_owned(),
@@ -197,14 +237,6 @@ pub fn transcribe_audio(
         tracing::info!(source, "{note}");
         notes.push(note);
     }
-    let mut infos: Vec<ChannelInfo> = channels
-        .iter()
-        .map(|c| ChannelInfo {
-            channel: c.channel,
-            role: c.role,
-            language: None,
-        })
-        .collect();
     let mut utterances: Vec<(Role, Utterance)> = Vec::new();
     for ch in &channels {
         let found = match &opts.vad {
@@ -240,65 +272,61 @@ pub fn transcribe_audio(
             quiet_pauses(&mut ch.samples, &spans);
         }
     }
+    Ok(Segmented {
+        channels,
+        utterances,
+        notes,
+    })
+}
 
-    // The adapter, in the documented order: explicit, region, configured language, then
-    // identification from each channel's confident speech, then the default.
-    let before_audio: Option<Selection> = match &opts.dialect {
-        Some(req) => req
-            .dialects
-            .select(
-                req.explicit.as_deref(),
-                req.region.as_deref(),
-                configured.as_deref(),
-            )
-            .map_err(|e| PipelineError::Dialect {
-                path: source.to_owned(),
-                source: e,
-            })?,
-        None => None,
+/// Stage 3: each channel's plan. A language fixed before audio holds for every channel;
+/// otherwise each channel's is identified from up to 30 s of its confident speech
+/// ([`CallPlan::identified`]), a channel without speech following one that spoke.
+fn plan_languages(
+    inference: &Inference,
+    plan: &CallPlan,
+    call: &Segmented,
+) -> Result<Vec<CallPlan>, EngineError> {
+    let plans: Vec<CallPlan> = match plan.language {
+        Language::Fixed { .. } => vec![plan.clone(); call.channels.len()],
+        Language::Identify => identify_channels(inference, call)?
+            .into_iter()
+            .map(|guess| match guess {
+                Some(g) => plan.identified(&g),
+                None => plan.no_speech(),
+            })
+            .collect(),
     };
-    let plans: Vec<ChannelPlan> = match (configured, before_audio) {
-        (Some(lang), selection) => {
-            let plan = ChannelPlan::fixed(lang, LanguageSource::Configured, selection, opts);
-            vec![plan; channels.len()]
-        }
-        (None, Some(sel)) => {
-            let lang = sel.adapter.profile.model.language.clone();
-            vec![ChannelPlan::fixed(lang, LanguageSource::Adapter, Some(sel), opts); channels.len()]
-        }
-        (None, None) => {
-            let guesses = identify_channels(worker, &channels, &utterances).map_err(engine_err)?;
-            guesses
-                .into_iter()
-                .map(|g| ChannelPlan::identified(g, opts))
-                .collect()
-        }
-    };
-    for (info, plan) in infos.iter_mut().zip(&plans) {
-        if plan.source != LanguageSource::NoSpeech {
-            // The adapter's language must suit the model (an English-only model cannot do zh).
-            worker
-                .engine()
-                .resolve_language(&plan.language)
-                .map_err(engine_err)?;
-        }
-        info.language = plan.identified.clone();
-        if let Some(sel) = &plan.selection {
-            tracing::info!(source, channel = info.channel, language = %plan.language, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect adapter chosen");
-            if sel.adapter.model() != worker.engine().name() {
-                tracing::info!(source, adapter_model = %sel.adapter.model(), model = %worker.engine().name(), "adapter runs on this run's model instead of its own");
+    for (ch, p) in call.channels.iter().zip(&plans) {
+        if let Some(sel) = &p.selection {
+            tracing::info!(channel = ch.channel, language = p.language_code().unwrap_or_default(), dialect = %sel.adapter.id(), reason = %sel.reason, "dialect adapter chosen");
+            if sel.adapter.model() != p.model.name {
+                tracing::info!(adapter_model = %sel.adapter.model(), model = %p.model.name, "adapter runs on this run's model instead of its own");
             }
         }
     }
+    Ok(plans)
+}
 
-    // Fixed windows are already full; voice-activity utterances share windows when packing.
+/// A whisper window of a recording: its utterances, the index of their channel, and where
+/// the last of them ends (for progress).
+struct PackedWindow {
+    pack: Pack,
+    channel: usize,
+    end_secs: f64,
+}
+
+/// Stage 4: a channel's consecutive utterances share windows when packing; fixed windows are
+/// already full. Windows come out in timeline order.
+fn pack_windows(call: &Segmented, opts: &RecordingOptions) -> Vec<PackedWindow> {
     let (limit, gap) = if opts.pack && opts.vad.is_some() {
         (PACK_LIMIT, PACK_GAP)
     } else {
         (0, 0)
     };
+    let utterances = &call.utterances;
     let mut packs = Vec::new();
-    for ch in &channels {
+    for ch in &call.channels {
         let audio = &ch.samples;
         let mine: Vec<(usize, &Utterance)> = utterances
             .iter()
@@ -317,42 +345,80 @@ pub fn transcribe_audio(
         });
         packs.extend(pack(entries, limit, gap));
     }
-    drop(channels);
     packs.sort_by_key(|p| {
         let first = &utterances[p.pieces[0].index].1;
         (first.start, first.channel)
     });
     tracing::debug!(
-        source,
         utterances = utterances.len(),
         windows = packs.len(),
         "packed"
     );
-
-    let model = worker.engine().name().to_owned();
-    let ends: Vec<f64> = packs
-        .iter()
-        .map(|p| {
-            utterances[p.pieces[p.pieces.len() - 1].index]
-                .1
-                .end()
-                .as_secs_f64()
+    packs
+        .into_iter()
+        .map(|pack| {
+            let first = &utterances[pack.pieces[0].index].1;
+            let last = &utterances[pack.pieces[pack.pieces.len() - 1].index].1;
+            PackedWindow {
+                channel: call
+                    .channels
+                    .iter()
+                    .position(|c| c.channel == first.channel)
+                    .unwrap_or(0),
+                end_secs: last.end().as_secs_f64(),
+                pack,
+            }
         })
-        .collect();
-    let plan_of = |p: &Pack| {
-        let channel = utterances[p.pieces[0].index].1.channel;
-        let i = infos.iter().position(|c| c.channel == channel).unwrap_or(0);
-        &plans[i]
-    };
-    let window_plans: Vec<&ChannelPlan> = packs.iter().map(plan_of).collect();
-    let decoded = decode_windows(workers, &packs, &window_plans, &mut |done| {
-        progress(ends[done - 1]);
-    })
-    .map_err(engine_err)?;
+        .collect()
+}
+
+/// Stage 5: every window decoded on the executor, side by side, in its channel's plan. A
+/// window of several utterances runs the encoder over its audio plus a short margin; a lone
+/// utterance is decoded as configured.
+fn decode(
+    inference: &Inference,
+    windows: &[PackedWindow],
+    plans: &[CallPlan],
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Vec<Decoded>>, EngineError> {
+    // Built as they are submitted: a window's copy of its audio exists only while in flight.
+    let jobs = windows.iter().map(|w| {
+        let window = &w.pack;
+        let samples = window.samples.clone();
+        let plan = &plans[w.channel];
+        let language = plan.language_code().unwrap_or("auto").to_owned();
+        let decode = plan.decode.clone();
+        let kind = if window.pieces.len() > 1 {
+            Window::Packed
+        } else {
+            Window::Utterance
+        };
+        move |r: &mut dyn Recognizer| r.transcribe(&samples, &language, &decode, kind)
+    });
+    inference
+        .pool
+        .run_batch(inference.model, jobs, inference.in_flight, &mut |done| {
+            progress(windows[done - 1].end_secs)
+        })
+}
+
+/// Stage 6: whisper's pieces mapped back onto their utterances, normalised with their
+/// channel's adapter, on one timeline; the call's language and adapter are those of the
+/// channel that spoke most.
+fn emit(
+    source: &str,
+    duration_ms: u64,
+    model: &str,
+    call: Segmented,
+    plans: &[CallPlan],
+    windows: &[PackedWindow],
+    decoded: Vec<Vec<Decoded>>,
+) -> Transcript {
     let mut segments = Vec::new();
-    for ((p, decoded), plan) in packs.iter().zip(decoded).zip(&window_plans) {
-        segments.extend(p.split(decoded).into_iter().map(|(piece, d)| {
-            let (role, u) = &utterances[p.pieces[piece].index];
+    for (w, decoded) in windows.iter().zip(decoded) {
+        let (window, plan) = (&w.pack, &plans[w.channel]);
+        segments.extend(window.split(decoded).into_iter().map(|(piece, d)| {
+            let (role, u) = &call.utterances[window.pieces[piece].index];
             let mut seg = Segment::from_decoded(u.channel, *role, u.start, d);
             if let Some(sel) = &plan.selection {
                 seg.normalise(&sel.adapter);
@@ -360,13 +426,26 @@ pub fn transcribe_audio(
             seg
         }));
     }
-    // The call's language and adapter are those of the channel that spoke most.
-    let main = main_channel(&infos, &utterances);
-    let main_plan = plans.get(main).cloned();
-    let (language, language_source, dialect) = match main_plan {
+    let channels: Vec<ChannelInfo> = call
+        .channels
+        .iter()
+        .zip(plans)
+        .map(|(c, p)| ChannelInfo {
+            channel: c.channel,
+            role: c.role,
+            language: p.identified.as_ref().map(|g| ChannelLanguage {
+                code: g.code.clone(),
+                probability: g.probability,
+            }),
+        })
+        .collect();
+    let main = main_channel(&channels, &call.utterances);
+    let (language, language_source, dialect) = match plans.get(main) {
         Some(p) => (
-            p.language,
-            p.source,
+            p.language_code().unwrap_or("und").to_owned(),
+            p.language_source()
+                .cloned()
+                .unwrap_or(LanguageSource::NoSpeech),
             p.selection.as_ref().map(DialectUsed::of),
         ),
         None => ("und".to_owned(), LanguageSource::NoSpeech, None),
@@ -374,17 +453,17 @@ pub fn transcribe_audio(
     let mut transcript = Transcript {
         source: source.to_owned(),
         duration_ms,
-        model,
+        model: model.to_owned(),
         language,
         language_source,
         dialect,
-        channels: infos,
-        notes,
+        channels,
+        notes: call.notes,
         segments,
         suggestions: Vec::new(),
     };
     transcript.sort();
-    Ok(transcript)
+    transcript
 }
 
 /// The planned channels brought to the pipeline's rate.
@@ -508,27 +587,41 @@ fn quiet_pauses(samples: &mut [f32], utterances: &[std::ops::Range<usize>]) {
 /// How far above the channel's noise floor a pause may be before [`quiet_pauses`] lowers it.
 const PAUSE_HEADROOM_DB: f32 = 6.0;
 
-/// Identifies each channel's language from up to 30 s of its confident speech. Channels
-/// without speech get `None`; when only one channel spoke, the other follows it.
+/// Identifies each channel's language from up to 30 s of its confident speech, on the
+/// executor. Channels without speech get `None`; when only one channel spoke, the other
+/// follows it.
 fn identify_channels(
-    worker: &mut Worker,
-    channels: &[ChannelAudio],
-    utterances: &[(Role, Utterance)],
+    inference: &Inference,
+    call: &Segmented,
 ) -> Result<Vec<Option<LanguageGuess>>, EngineError> {
-    let mut guesses = Vec::with_capacity(channels.len());
-    for ch in channels {
-        let mine = utterances
-            .iter()
-            .map(|(_, u)| u)
-            .filter(|u| u.channel == ch.channel);
-        let speech = identification_audio(mine, WINDOW_SAMPLES);
-        if speech.is_empty() {
-            guesses.push(None);
-            continue;
+    let speech: Vec<Vec<f32>> = call
+        .channels
+        .iter()
+        .map(|ch| {
+            let mine = call
+                .utterances
+                .iter()
+                .map(|(_, u)| u)
+                .filter(|u| u.channel == ch.channel);
+            identification_audio(mine, WINDOW_SAMPLES)
+        })
+        .collect();
+    let spoken: Vec<Vec<f32>> = speech.iter().filter(|s| !s.is_empty()).cloned().collect();
+    let jobs = spoken
+        .into_iter()
+        .map(|s| move |r: &mut dyn Recognizer| r.detect_language(&s));
+    let mut found = inference
+        .pool
+        .run_batch(inference.model, jobs, inference.in_flight, &mut |_| {})?
+        .into_iter();
+    let mut guesses: Vec<Option<LanguageGuess>> = speech
+        .iter()
+        .map(|s| if s.is_empty() { None } else { found.next() })
+        .collect();
+    for (ch, (g, s)) in call.channels.iter().zip(guesses.iter().zip(&speech)) {
+        if let Some(g) = g {
+            tracing::info!(channel = ch.channel, language = %g.code, probability = g.probability, speech_s = s.len() as f32 / PIPELINE_RATE_HZ as f32, "language identified");
         }
-        let guess = worker.detect_language(&speech)?;
-        tracing::info!(channel = ch.channel, language = %guess.code, probability = guess.probability, speech_s = speech.len() as f32 / PIPELINE_RATE_HZ as f32, "language identified");
-        guesses.push(Some(guess));
     }
     // A channel that said nothing decodes (nothing) like the one that spoke.
     if let Some(spoken) = guesses.iter().flatten().next().cloned() {
@@ -537,92 +630,6 @@ fn identify_channels(
         }
     }
     Ok(guesses)
-}
-
-/// How one channel is decoded: its language, adapter and settings.
-#[derive(Clone)]
-struct ChannelPlan {
-    language: String,
-    source: LanguageSource,
-    selection: Option<Selection>,
-    decode: DecodeConfig,
-    /// What identification heard on this channel, for the transcript.
-    identified: Option<ChannelLanguage>,
-}
-
-impl ChannelPlan {
-    /// A language (and maybe adapter) decided before any audio.
-    fn fixed(
-        language: String,
-        source: LanguageSource,
-        selection: Option<Selection>,
-        opts: &RecordingOptions,
-    ) -> Self {
-        let decode = match &selection {
-            Some(sel) => sel.adapter.decode(&opts.decode),
-            None => opts.decode.clone(),
-        };
-        // With an adapter, its settings say the language (a configured one stays as it was).
-        let language = match &selection {
-            Some(_) => decode.language.clone(),
-            None => language,
-        };
-        Self {
-            language,
-            source,
-            selection,
-            decode,
-            identified: None,
-        }
-    }
-
-    /// The plan for a channel identified as `guess` (`None`: no speech at all).
-    fn identified(guess: Option<LanguageGuess>, opts: &RecordingOptions) -> Self {
-        let Some(guess) = guess else {
-            return Self {
-                language: "und".to_owned(),
-                source: LanguageSource::NoSpeech,
-                selection: None,
-                decode: opts.decode.clone(),
-                identified: None,
-            };
-        };
-        let identified = Some(ChannelLanguage {
-            code: guess.code.clone(),
-            probability: guess.probability,
-        });
-        let Some(req) = &opts.dialect else {
-            let mut decode = opts.decode.clone();
-            decode.language = guess.code.clone();
-            return Self {
-                language: guess.code,
-                source: LanguageSource::Detected {
-                    probability: guess.probability,
-                },
-                selection: None,
-                decode,
-                identified,
-            };
-        };
-        let sel = req.dialects.for_detected(&guess.code, guess.probability);
-        let decode = sel.decode_identified(&opts.decode, &guess.code);
-        let source = match &sel.reason {
-            Reason::Unsure { .. } => LanguageSource::Unsure {
-                identified: guess.code.clone(),
-                probability: guess.probability,
-            },
-            _ => LanguageSource::Detected {
-                probability: guess.probability,
-            },
-        };
-        Self {
-            language: decode.language.clone(),
-            source,
-            selection: Some(sel),
-            decode,
-            identified,
-        }
-    }
 }
 
 /// Index (into `infos`) of the channel with the most speech.
@@ -638,75 +645,6 @@ fn main_channel(infos: &[ChannelInfo], utterances: &[(Role, Utterance)]) -> usiz
             (speech, std::cmp::Reverse(i))
         })
         .unwrap_or(0)
-}
-
-/// A window of several utterances runs the encoder over its audio plus a short margin; a lone
-/// utterance is decoded as configured (whole window, or the live margin when fitted).
-fn decode_window(
-    worker: &mut Worker,
-    window: &Pack,
-    plan: &ChannelPlan,
-) -> Result<Vec<Decoded>, EngineError> {
-    let (language, decode) = (plan.language.as_str(), &plan.decode);
-    if window.pieces.len() > 1 {
-        worker.transcribe_packed(&window.samples, language, decode)
-    } else {
-        worker.transcribe(&window.samples, language, decode)
-    }
-}
-
-/// Decodes every window, in order. The windows are shared out as the workers come free: a
-/// recording's windows are independent (no text carries between them), and two
-/// single-threaded whisper states got through a long call in 0.7× the wall time of one
-/// two-threaded state, whose threads spin at every barrier (BENCHMARKS.md). One worker is the
-/// same loop on one thread. `done` hears how many leading windows are finished, each time that
-/// number grows. The first error stops the workers taking new windows.
-fn decode_windows(
-    workers: &mut [Worker],
-    windows: &[Pack],
-    plans: &[&ChannelPlan],
-    done: &mut dyn FnMut(usize),
-) -> Result<Vec<Vec<Decoded>>, EngineError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let mut results: Vec<Option<Result<Vec<Decoded>, EngineError>>> =
-        (0..windows.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel();
-        for worker in workers.iter_mut() {
-            let (tx, next, failed) = (tx.clone(), &next, &failed);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= windows.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let r = decode_window(worker, &windows[i], plans[i]);
-                failed.fetch_or(r.is_err(), Ordering::Relaxed);
-                if tx.send((i, r)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        let mut leading = 0;
-        for (i, r) in rx {
-            results[i] = Some(r);
-            let before = leading;
-            while results.get(leading).is_some_and(Option::is_some) {
-                leading += 1;
-            }
-            if leading > before {
-                done(leading);
-            }
-        }
-    });
-    // In window order, so the error reported is the earliest; windows never started after a
-    // failure are `None` and only possible behind an error (the caller has at least one
-    // worker).
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(EngineError::Inference("not decoded".into()))))
-        .collect()
 }
 
 #[cfg(test)]

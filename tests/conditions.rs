@@ -8,12 +8,12 @@ mod common;
 
 use callscribe::audio::codec::Encoding;
 use callscribe::dialect::Dialects;
-use callscribe::engine::Worker;
+use callscribe::engine::DecodeConfig;
 use callscribe::metrics::{char_error_rate, word_error_rate};
-use callscribe::pipeline::{transcribe_file, DialectRequest, RecordingOptions};
+use callscribe::pipeline::RecordingOptions;
 use callscribe::transcript::{LanguageSource, Transcript};
 use common::grpc::*;
-use common::{engine, fixture, Reference};
+use common::{engine, fixture, transcribe_recording, Reference};
 use std::sync::Arc;
 
 fn shipped_dialects() -> Arc<Dialects> {
@@ -28,19 +28,25 @@ fn transcribe_as_shipped(rel: &str) -> (Transcript, Reference) {
 
 fn transcribe(rel: &str, model: &str, language: &str) -> (Transcript, Reference) {
     let path = fixture(rel);
-    let mut opts = RecordingOptions {
+    let opts = RecordingOptions {
         vad: Some(common::vad()),
-        dialect: Some(DialectRequest {
-            dialects: shipped_dialects(),
-            explicit: None,
-            region: None,
-        }),
         ..Default::default()
     };
-    opts.decode.language = language.into();
-    let mut worker: Worker = engine(model).worker(common::TEST_THREADS).unwrap();
-    let t = transcribe_file(&path, std::slice::from_mut(&mut worker), &opts, &mut |_| {})
-        .unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let decode = DecodeConfig {
+        language: language.into(),
+        ..DecodeConfig::default()
+    };
+    let dialects = Some(shipped_dialects());
+    let t = transcribe_recording(
+        &path,
+        &engine(model),
+        1,
+        &decode,
+        dialects,
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{rel}: {e}"));
     (t, Reference::of(&path))
 }
 

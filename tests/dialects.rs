@@ -7,11 +7,11 @@ mod common;
 use callscribe::dialect::{Dialects, DialectsConfig};
 use callscribe::engine::Hotword;
 use callscribe::metrics::word_error_rate;
-use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::pipeline::RecordingOptions;
 use callscribe::proto::v1 as pb;
 use callscribe::transcript::Transcript;
 use common::grpc::{self, call_audio, client, collect, config_msg, open_call, start, Resp};
-use common::{callscribe, engine, fixture, repo, Reference};
+use common::{callscribe, engine, fixture, repo, transcribe_recording, Reference};
 use std::time::Duration;
 
 fn json_transcript(args: &[&str]) -> Transcript {
@@ -185,17 +185,20 @@ fn terms_recall(t: &Transcript, terms: &[String]) -> usize {
 
 fn transcribe_en(rel: &str, hotwords: &[Hotword]) -> (Transcript, Reference) {
     let path = fixture(rel);
-    let mut opts = RecordingOptions {
+    let opts = RecordingOptions {
         vad: Some(common::vad()),
         ..Default::default()
     };
-    opts.decode.language = "en".into();
-    opts.decode.hotwords = hotwords.to_vec();
-    // As live calls decode (server.fit_window): hotwords matter most there, and fitted
-    // windows keep this test at a quarter of the CPU.
-    opts.decode.fit_window = true;
-    let mut w = engine("base").worker(common::TEST_THREADS).unwrap();
-    let t = transcribe_file(&path, std::slice::from_mut(&mut w), &opts, &mut |_| {}).unwrap();
+    let decode = callscribe::engine::DecodeConfig {
+        language: "en".into(),
+        hotwords: hotwords.to_vec(),
+        // As live calls decode (server.fit_window): hotwords matter most there, and fitted
+        // windows keep this test at a quarter of the CPU.
+        fit_window: true,
+        ..Default::default()
+    };
+    let t =
+        transcribe_recording(&path, &engine("base"), 1, &decode, None, &opts, &mut |_| {}).unwrap();
     (t, Reference::of(&path))
 }
 

@@ -10,9 +10,9 @@ mod common;
 
 use callscribe::audio::decode::{self, Container, DecodeError};
 use callscribe::audio::WavAudio;
-use callscribe::engine::Worker;
+use callscribe::engine::DecodeConfig;
 use callscribe::metrics::word_error_rate;
-use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::pipeline::RecordingOptions;
 use callscribe::transcript::Transcript;
 use common::{callscribe, fixture, model_path};
 use std::collections::BTreeSet;
@@ -242,14 +242,15 @@ fn text_of(t: &Transcript, channel: u32) -> String {
 #[test]
 fn every_format_transcribes_to_the_same_words_on_the_same_channels() {
     let clips = Clips::make();
-    let mut worker: Worker = common::engine("tiny.en")
-        .worker(common::TEST_THREADS)
-        .expect("whisper state");
-    let mut opts = RecordingOptions {
+    let engine = common::engine("tiny.en");
+    let opts = RecordingOptions {
         vad: Some(common::vad()),
         ..Default::default()
     };
-    opts.decode.language = "en".into();
+    let decode = DecodeConfig {
+        language: "en".into(),
+        ..DecodeConfig::default()
+    };
     let reference = common::Reference::of(&fixture("real/alsa_voices_48k.wav"));
     // Channel 0 took the prompts before 6.3 s, channel 1 those after 9 s.
     let said = |ch: u32| {
@@ -261,16 +262,19 @@ fn every_format_transcribes_to_the_same_words_on_the_same_channels() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let transcribe = |worker: &mut Worker, name: &str| {
-        transcribe_file(
+    let transcribe = |name: &str| {
+        common::transcribe_recording(
             &clips.path(name),
-            std::slice::from_mut(worker),
+            &engine,
+            1,
+            &decode,
+            None,
             &opts,
             &mut |_| {},
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"))
     };
-    let pcm = transcribe(&mut worker, "pcm.wav");
+    let pcm = transcribe("pcm.wav");
     // The PCM sets the bar for the rest.
     let pcm_wer: Vec<f64> = (0..2)
         .map(|ch| word_error_rate(&said(ch), &text_of(&pcm, ch)))
@@ -285,7 +289,7 @@ fn every_format_transcribes_to_the_same_words_on_the_same_channels() {
     let both = |t: &Transcript| format!("{} {}", text_of(t, 0), text_of(t, 1));
     let mut worst = (0.0, "every format");
     for (name, _) in clips.decodable().into_iter().skip(1) {
-        let t = transcribe(&mut worker, name);
+        let t = transcribe(name);
         assert_eq!(t.channels.len(), 2, "{name}");
         // The same words as the PCM's, within a small tolerance…
         let wer = word_error_rate(&both(&pcm), &both(&t));

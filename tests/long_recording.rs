@@ -5,8 +5,8 @@ mod common;
 
 use callscribe::audio::wav::read_wav;
 use callscribe::metrics::word_error_rate;
-use callscribe::pipeline::{transcribe_file, RecordingOptions};
-use common::{engine, fixture, Reference};
+use callscribe::pipeline::RecordingOptions;
+use common::{engine, fixture, transcribe_recording, Reference};
 
 #[test]
 fn ten_minutes_of_silence_with_three_utterances_yields_just_those_three() {
@@ -50,17 +50,20 @@ fn ten_minutes_of_silence_with_three_utterances_yields_just_those_three() {
     }
     w.finalize().unwrap();
 
-    let mut opts = RecordingOptions {
+    let opts = RecordingOptions {
         vad: Some(common::vad()),
         ..Default::default()
     };
-    opts.decode.language = "en".into();
+    let decode = callscribe::engine::DecodeConfig {
+        language: "en".into(),
+        ..Default::default()
+    };
     // base, not tiny.en: the three utterances share one whisper window (engine::pack), and
     // there tiny.en hears the first one as "I might pass all the locker eyes yet" (WER 0.87;
     // alone in a window it gets it right), although packing lowers its WER over the whole
     // 10-minute benchmark call (0.337 → 0.276, BENCHMARKS.md).
-    let mut worker = engine("base").worker(common::TEST_THREADS).unwrap();
-    let t = transcribe_file(&path, std::slice::from_mut(&mut worker), &opts, &mut |_| {}).unwrap();
+    let t =
+        transcribe_recording(&path, &engine("base"), 1, &decode, None, &opts, &mut |_| {}).unwrap();
     for s in &t.segments {
         eprintln!("SEG {}-{} {:?}", s.start_ms, s.end_ms, s.text);
     }

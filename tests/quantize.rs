@@ -8,7 +8,7 @@ use callscribe::engine::Engine;
 use callscribe::metrics::word_error_rate;
 use callscribe::model::ggml::{self, GgmlType};
 use callscribe::model::ModelStore;
-use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::pipeline::RecordingOptions;
 use common::{callscribe, fixture, published_model_path, Reference};
 use std::path::Path;
 
@@ -60,13 +60,15 @@ fn ggml_q8_0(values: &[f32], n_per_row: usize) -> Vec<u8> {
 /// Per-channel WER of the two-channel 16 kHz call.
 fn channel_wers(engine: &Engine) -> [f64; 2] {
     let path = fixture("calls/en_call_16k.wav");
-    let mut opts = RecordingOptions {
+    let opts = RecordingOptions {
         vad: Some(common::vad()),
         ..Default::default()
     };
-    opts.decode.language = "en".into();
-    let mut worker = engine.worker(common::TEST_THREADS).expect("whisper state");
-    let t = transcribe_file(&path, std::slice::from_mut(&mut worker), &opts, &mut |_| {})
+    let decode = callscribe::engine::DecodeConfig {
+        language: "en".into(),
+        ..Default::default()
+    };
+    let t = common::transcribe_recording(&path, engine, 1, &decode, None, &opts, &mut |_| {})
         .expect("transcribe");
     let r = Reference::of(&path);
     [0, 1].map(|ch| {

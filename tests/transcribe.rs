@@ -3,17 +3,11 @@
 
 mod common;
 
-use callscribe::engine::Worker;
+use callscribe::engine::DecodeConfig;
 use callscribe::metrics::{char_error_rate, word_error_rate};
-use callscribe::pipeline::{transcribe_file, RecordingOptions};
+use callscribe::pipeline::RecordingOptions;
 use callscribe::transcript::Transcript;
-use common::{engine, fixture, Reference};
-
-fn worker(model: &str) -> Worker {
-    engine(model)
-        .worker(common::TEST_THREADS)
-        .expect("whisper state")
-}
+use common::{engine, fixture, transcribe_recording, Reference};
 
 fn transcribe(model: &str, rel: &str, language: &str) -> (Transcript, Reference) {
     transcribe_with_prompt(model, rel, language, None)
@@ -40,20 +34,30 @@ fn transcribe_counting_windows(
     states: usize,
 ) -> (Transcript, Reference, usize) {
     let path = fixture(rel);
-    let mut opts = RecordingOptions {
+    let opts = RecordingOptions {
         vad: Some(common::vad()),
         pack,
         ..Default::default()
     };
-    opts.decode.language = language.into();
-    opts.decode.initial_prompt = prompt.map(str::to_owned);
+    let decode = DecodeConfig {
+        language: language.into(),
+        initial_prompt: prompt.map(str::to_owned),
+        ..DecodeConfig::default()
+    };
     let mut windows = 0;
     let mut last_progress = 0.0;
-    let mut workers: Vec<Worker> = (0..states).map(|_| worker(model)).collect();
-    let t = transcribe_file(&path, &mut workers, &opts, &mut |secs| {
-        windows += 1;
-        last_progress = secs;
-    })
+    let t = transcribe_recording(
+        &path,
+        &engine(model),
+        states,
+        &decode,
+        None,
+        &opts,
+        &mut |secs| {
+            windows += 1;
+            last_progress = secs;
+        },
+    )
     .unwrap_or_else(|e| panic!("{rel}: {e}"));
     let last_end = t.segments.iter().map(|s| s.end_ms).max().unwrap_or(0) as f64 / 1000.0;
     assert!(

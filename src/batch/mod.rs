@@ -1,11 +1,12 @@
-//! Offline jobs: many recordings through a bounded pool of inference workers.
+//! Offline jobs: many recordings through the one inference executor.
 //!
-//! The whisper states are shared out among lanes, one lane per file being transcribed at
-//! once (fewer files than states: each lane gets several states, which decode its file's
-//! windows side by side). Each lane pulls the next file index from a shared counter (the job
-//! list is only paths, so nothing grows with audio); results come back to the caller's thread
-//! over a bounded channel, where outputs are written and progress is drawn. One bad file is
-//! reported and counted; the others still finish.
+//! Lanes are threads, one per file being transcribed at once: each pulls the next file index
+//! from a shared counter (the job list is only paths, so nothing grows with audio), runs the
+//! pipeline's audio stages itself and sends the file's windows to the executor ([`Pool`]),
+//! keeping its share of the executor's workers busy (fewer files than workers: a lane's
+//! windows decode side by side). Results come back to the caller's thread over a bounded
+//! channel, where outputs are written and progress is drawn. One bad file is reported and
+//! counted; the others still finish.
 
 mod inputs;
 pub mod interrupt;
@@ -15,8 +16,9 @@ pub mod report;
 pub use inputs::{discover, Include, InputError, Job};
 
 use crate::audio::decode;
-use crate::engine::Engine;
+use crate::engine::Pool;
 use crate::pipeline::{transcribe_file, PipelineError, RecordingOptions};
+use crate::plan::CallPlan;
 use crate::transcript::Transcript;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -75,7 +77,6 @@ enum Msg {
         /// Boxed: a transcript is large next to the other messages.
         result: Box<Result<Transcript, PipelineError>>,
     },
-    WorkerFailed(String),
 }
 
 /// Header durations of every job, for sizing progress (unreadable files, and containers that
@@ -91,21 +92,25 @@ pub fn total_audio_secs(jobs: &[Job]) -> Vec<f64> {
         .collect()
 }
 
-/// Runs every job with `workers` whisper states of `threads` threads each; never stops early
-/// for a bad file.
+/// Lanes for `files` files on an executor of `workers` workers: a file per worker, fewer
+/// when there are fewer files.
+pub fn lanes(files: usize, workers: usize) -> usize {
+    workers.max(1).min(files).max(1)
+}
+
+/// Runs every job with `plan` on `pool`; never stops early for a bad file.
 pub fn run(
-    engine: &Engine,
+    pool: &Pool,
+    plan: &CallPlan,
     jobs: &[Job],
     opts: &RecordingOptions,
-    workers: usize,
-    threads: usize,
     observer: &dyn BatchObserver,
 ) -> BatchReport {
     let started = Instant::now();
     let durations = total_audio_secs(jobs);
     let next = AtomicUsize::new(0);
-    let workers = workers.max(1);
-    let lanes = workers.min(jobs.len()).max(1);
+    let workers = pool.workers();
+    let lanes = lanes(jobs.len(), workers);
     let (tx, rx) = mpsc::sync_channel::<Msg>(lanes * RESULT_QUEUE_PER_WORKER);
     let mut report = BatchReport::default();
 
@@ -113,40 +118,31 @@ pub fn run(
         for lane in 0..lanes {
             let tx = tx.clone();
             let next = &next;
-            // The states left over after an even share go to the first lanes.
-            let states = workers / lanes + usize::from(lane < workers % lanes);
-            scope.spawn(move || {
-                let mut states = match (0..states)
-                    .map(|_| engine.worker(threads))
-                    .collect::<Result<Vec<_>, _>>()
-                {
-                    Ok(wk) => wk,
-                    Err(e) => {
-                        let _ = tx.send(Msg::WorkerFailed(format!("lane {lane}: {e}")));
-                        return;
-                    }
+            // The workers left over after an even share go to the first lanes.
+            let opts = RecordingOptions {
+                windows_in_flight: workers / lanes + usize::from(lane < workers % lanes),
+                ..opts.clone()
+            };
+            scope.spawn(move || loop {
+                if observer.stop_requested() {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(i) else { break };
+                let _span = tracing::info_span!("file", path = %job.input.display()).entered();
+                observer.started(job);
+                let mut on_progress = |secs: f64| {
+                    let _ = tx.send(Msg::Progress { job: i, secs });
                 };
-                loop {
-                    if observer.stop_requested() {
-                        break;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(i) else { break };
-                    let _span = tracing::info_span!("file", path = %job.input.display()).entered();
-                    observer.started(job);
-                    let mut on_progress = |secs: f64| {
-                        let _ = tx.send(Msg::Progress { job: i, secs });
-                    };
-                    let result = transcribe_file(&job.input, &mut states, opts, &mut on_progress);
-                    if tx
-                        .send(Msg::Done {
-                            job: i,
-                            result: Box::new(result),
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
+                let result = transcribe_file(&job.input, pool, plan, &opts, &mut on_progress);
+                if tx
+                    .send(Msg::Done {
+                        job: i,
+                        result: Box::new(result),
+                    })
+                    .is_err()
+                {
+                    break;
                 }
             });
         }
@@ -154,7 +150,6 @@ pub fn run(
 
         let mut file_done = vec![0f64; jobs.len()];
         let mut finished = vec![false; jobs.len()];
-        let mut worker_errors = Vec::new();
         for msg in rx {
             match msg {
                 Msg::Progress { job, secs } => file_done[job] = secs.min(durations[job]),
@@ -175,23 +170,13 @@ pub fn run(
                         }
                     }
                 }
-                Msg::WorkerFailed(e) => worker_errors.push(e),
             }
             observer.audio_progress(file_done.iter().sum());
         }
-        // Jobs no worker could take (every worker failed to start) are failures too.
-        for (i, done) in finished.iter().enumerate() {
-            if !done && observer.stop_requested() {
-                observer.not_started(&jobs[i]);
-                report.files_not_started += 1;
-            } else if !done {
-                let why = worker_errors
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "not processed".into());
-                observer.failed(&jobs[i], &why);
-                report.files_failed += 1;
-            }
+        // Jobs the lanes left when a stop was requested.
+        for (i, _) in finished.iter().enumerate().filter(|(_, done)| !**done) {
+            observer.not_started(&jobs[i]);
+            report.files_not_started += 1;
         }
     });
     report.audio_secs = durations.iter().sum();

@@ -7,8 +7,9 @@ use crate::audio::codec::{self, Encoding};
 use crate::audio::Role;
 use crate::capture::{self, Capture, CaptureRequest, CaptureStats, Recorder, SampleKind};
 use crate::config::{worker_layout, Config};
-use crate::engine::{Engine, Pool};
+use crate::engine::Pool;
 use crate::forward::Forwarder;
+use crate::plan::{CallPlan, CallRequest};
 use crate::proto::v1 as pb;
 use crate::server::convert::{output_to_proto, set_call_format, summary_to_proto};
 use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
@@ -18,7 +19,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How often the pipeline drains the ring: a tenth of the default ring, and short enough
@@ -193,52 +193,33 @@ impl CaptureArgs {
     }
 
     fn load(&self, config: &Config) -> anyhow::Result<LocalModel> {
-        let dialects = super::load_dialects(config)?;
-        let mut decode = config.decode.clone();
-        if let Some(l) = &self.language {
-            decode.language = l.clone();
-        }
         // A live call needs finals within real time: fitted windows, as `serve` uses.
-        if config.server.fit_window {
-            decode.fit_window = true;
-        }
-        // Selection before audio as a server makes it: explicit, region, configured language
-        // (language as written, before the model is known; English-only models are checked
-        // below). `None`: identify from the first speech.
-        let configured = Some(decode.language.as_str()).filter(|l| !l.trim().is_empty());
-        let selection =
-            dialects.select(self.dialect.as_deref(), self.region.as_deref(), configured)?;
-        // An adapter chosen before any audio brings its own model, unless one is named.
-        let model = self
-            .model
-            .clone()
-            .or_else(|| selection.as_ref().map(|s| s.adapter.model().to_owned()));
-        let (name, path) = super::resolve_model(config, model.as_deref())?;
-        let engine = Engine::load(&name, &path)?;
-        let configured = engine.resolve_language(&decode.language)?;
-        // An English-only model fixes the language, which may select an adapter.
-        let selection = match selection {
-            Some(s) => Some(s),
-            None => dialects.select(None, None, configured.as_deref())?,
+        let request = CallRequest {
+            model: self.model.clone(),
+            dialect: self.dialect.clone(),
+            region: self.region.clone(),
+            language: self.language.clone(),
+            hotwords: Vec::new(),
+            fit_window: config.server.fit_window,
         };
-        if let Some(sel) = &selection {
-            decode = sel.adapter.decode(&decode);
-        }
-        let language = match &selection {
-            Some(sel) => engine
-                .resolve_language(&decode.language)
-                .with_context(|| format!("dialect adapter {}", sel.adapter.id()))?,
-            None => configured,
-        };
+        let models = super::OnDemand::new(config);
+        let plan = CallPlan::resolve(
+            &request,
+            &config.decode,
+            Some(super::load_dialects(config)?),
+            &models,
+        )?;
         let (workers, threads) = worker_layout(config.server.workers, config.decode.threads);
-        let pool = Pool::start(vec![engine], workers, threads, INFERENCE_QUEUE)?;
+        let pool = Pool::start(
+            vec![models.into_engine()?],
+            workers,
+            threads,
+            INFERENCE_QUEUE,
+        )?;
         Ok(LocalModel {
             vad: super::resolve_vad(config)?,
             pool,
-            selection,
-            dialects,
-            language,
-            decode: Arc::new(decode),
+            plan,
         })
     }
 
@@ -261,27 +242,20 @@ impl CaptureArgs {
                 config.server.interim_interval_ms
             },
             model: 0,
-            language: model.language.clone(),
-            decode: model.decode.clone(),
-            selection: model.selection.clone(),
-            dialects: model.dialects.clone(),
+            plan: model.plan.clone(),
         };
         let mut recorder = self.recorder(&capture)?;
         let mut driver = CallDriver::new(&model.pool, setup)?;
         let mut accepted = self.streaming_config(&call_id, driver.live().format());
         // As a server accepts it: the adapter actually selected (empty until identified).
-        accepted.dialect = model
-            .selection
-            .as_ref()
-            .map(|s| s.adapter.id().to_owned())
-            .unwrap_or_default();
+        accepted.dialect = model.plan.adapter_id().to_owned();
         let (suggestions, mut suggested) = tokio::sync::mpsc::channel(SUGGESTION_QUEUE);
         let mut out = LocalOut {
             printer: Printer::new(self.format),
             call_id: call_id.clone(),
             accepted: accepted.clone(),
             forwarder: start_forwarder(config),
-            language: model.language.clone(),
+            language: model.plan.language_code().map(str::to_owned),
             suggestions,
         };
         out.send(pb::streaming_transcribe_response::Response::AcceptedConfig(
@@ -473,10 +447,7 @@ impl CaptureArgs {
 
 struct LocalModel {
     pool: Pool,
-    selection: Option<crate::dialect::Selection>,
-    dialects: Arc<crate::dialect::Dialects>,
-    language: Option<String>,
-    decode: Arc<crate::engine::DecodeConfig>,
+    plan: CallPlan,
     vad: crate::segment::Vad,
 }
 

@@ -12,7 +12,7 @@ mod stream;
 mod transcribe;
 
 pub use dialects::{load_dialects, model_resolver};
-pub use models::{resolve_model, resolve_vad};
+pub use models::{resolve_model, resolve_vad, OnDemand};
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};

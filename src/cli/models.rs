@@ -339,3 +339,47 @@ pub fn resolve_model(
         })?;
     Ok((name.to_owned(), path))
 }
+
+/// The models a one-call command (`capture`, `transcribe`) can decode with: any the store has
+/// or can provide (pulled when missing, as configured). The plan's choice is loaded at once,
+/// so a bad model file fails before any audio.
+pub struct OnDemand<'c> {
+    config: &'c Config,
+    loaded: std::cell::RefCell<Option<crate::engine::Engine>>,
+}
+
+impl<'c> OnDemand<'c> {
+    pub fn new(config: &'c Config) -> Self {
+        Self {
+            config,
+            loaded: Default::default(),
+        }
+    }
+
+    /// The model the plan chose, loaded.
+    pub fn into_engine(self) -> anyhow::Result<crate::engine::Engine> {
+        self.loaded
+            .into_inner()
+            .context("no model was chosen for the call")
+    }
+}
+
+impl crate::plan::ModelSet for OnDemand<'_> {
+    fn choose(
+        &self,
+        named: Option<&str>,
+        adapter_model: Option<&str>,
+    ) -> Result<crate::engine::ModelInfo, crate::plan::PlanError> {
+        let wanted = named.or(adapter_model);
+        let unavailable = |e: anyhow::Error| crate::plan::PlanError::ModelUnavailable {
+            name: wanted.unwrap_or(&self.config.models.default).to_owned(),
+            reason: super::one_line(&e),
+        };
+        let (name, path) = resolve_model(self.config, wanted).map_err(unavailable)?;
+        let engine = crate::engine::Engine::load(&name, &path)
+            .map_err(|e| unavailable(anyhow::Error::new(e)))?;
+        let info = engine.info();
+        *self.loaded.borrow_mut() = Some(engine);
+        Ok(info)
+    }
+}

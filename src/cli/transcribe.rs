@@ -5,11 +5,11 @@ use crate::audio::decode;
 use crate::batch::report::{write_summary, Report, Row};
 use crate::batch::{self, interrupt, output, BatchObserver, Include, Job};
 use crate::config::{batch_layout, ChannelMode, Config};
-use crate::engine::Engine;
+use crate::engine::Pool;
 use crate::pipeline::RecordingOptions;
+use crate::plan::{CallPlan, CallRequest};
 use crate::transcript::format::{render, Format};
 use crate::transcript::Transcript;
-use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use std::collections::HashMap;
@@ -203,9 +203,6 @@ impl TranscribeArgs {
         if let Some(c) = self.channels {
             config.transcribe.channels = c;
         }
-        if let Some(l) = self.language {
-            config.decode.language = l;
-        }
         if let Some(p) = self.prompt {
             config.decode.initial_prompt = Some(p);
         }
@@ -218,7 +215,6 @@ impl TranscribeArgs {
         if let Some(w) = self.weights {
             config.models.weights = w;
         }
-        config.decode.hotwords.extend(self.hotwords.iter().cloned());
         if self.fit_window {
             config.decode.fit_window = true;
         }
@@ -274,27 +270,30 @@ impl TranscribeArgs {
             });
         }
 
-        let dialects = super::load_dialects(&config)?;
-        // An adapter chosen before any audio brings its own model, unless one is named.
-        let preselected = dialects.select(self.dialect.as_deref(), self.region.as_deref(), None)?;
-        let model = self
-            .model
-            .clone()
-            .or_else(|| preselected.as_ref().map(|s| s.adapter.model().to_owned()));
-        let (model_name, model_path) = super::resolve_model(&config, model.as_deref())?;
-        let engine = Engine::load(&model_name, &model_path)
-            .with_context(|| format!("loading model {model_name}"))?;
-        // Fail on a bad --language (or an adapter the model cannot decode) before the batch
-        // starts, not once per file.
-        engine.resolve_language(&config.decode.language)?;
-        if let Some(sel) = &preselected {
-            engine
-                .resolve_language(&sel.adapter.decode(&config.decode).language)
-                .with_context(|| format!("dialect adapter {}", sel.adapter.id()))?;
-        }
+        // Fails on a bad --model, --language or --dialect before the batch starts, not once
+        // per file.
+        let request = CallRequest {
+            model: self.model.clone(),
+            dialect: self.dialect.clone(),
+            region: self.region.clone(),
+            language: self.language.clone(),
+            hotwords: self.hotwords.clone(),
+            fit_window: false,
+        };
+        let models = super::OnDemand::new(&config);
+        let plan = CallPlan::resolve(
+            &request,
+            &config.decode,
+            Some(super::load_dialects(&config)?),
+            &models,
+        )?;
         let (workers, threads) =
             batch_layout(jobs.len(), config.transcribe.workers, config.decode.threads);
-        tracing::info!(model = %model_name, workers, threads, files = jobs.len(), "transcribing");
+        tracing::info!(model = %plan.model.name, workers, threads, files = jobs.len(), "transcribing");
+        // Each lane keeps its share of the workers busy, and identifies a language at most
+        // once per channel at a time.
+        let queue = workers * 2;
+        let pool = Pool::start(vec![models.into_engine()?], workers, threads, queue)?;
 
         let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();
         let forward = config
@@ -337,14 +336,9 @@ impl TranscribeArgs {
                 None
             },
             pack: config.transcribe.pack,
-            decode: config.decode.clone(),
-            dialect: Some(crate::pipeline::DialectRequest {
-                dialects,
-                explicit: self.dialect.clone(),
-                region: self.region.clone(),
-            }),
+            windows_in_flight: 0,
         };
-        let report = batch::run(&engine, &jobs, &opts, workers, threads, &writer);
+        let report = batch::run(&pool, &plan, &jobs, &opts, &writer);
         writer.bar.finish_and_clear();
         if let Some(f) = &writer.forward {
             f.finish();
@@ -459,17 +453,14 @@ impl BatchForward {
                 crate::forward::Listener::new(move |s| tx.try_send(s.clone()).is_ok()),
             );
         }
-        let mut sequences = std::collections::HashMap::new();
-        for s in &t.segments {
-            let seq = sequences.entry(s.channel).or_insert(0u64);
+        for (sequence, s) in t.numbered() {
             self.forwarder.submit(crate::forward::hook::from_recording(
                 &call_id,
-                *seq,
+                sequence,
                 s,
                 &t.language,
                 t.dialect.as_ref().map_or("", |d| d.id.as_str()),
             ));
-            *seq += 1;
         }
         let deadline = Instant::now() + self.flush_timeout;
         let mut out = Vec::new();

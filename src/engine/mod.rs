@@ -22,6 +22,8 @@ use whisper_rs::{
 
 pub use hotwords::Hotword;
 pub use pool::{Pool, PoolError, Priority};
+#[cfg(test)]
+pub mod scripted;
 pub use words::Word;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,19 @@ impl Default for DecodeConfig {
     }
 }
 
+impl DecodeConfig {
+    /// The settings of an interim re-decode: speed over polish (no temperature fallback, no
+    /// word times, a fitted window); the final decode of the utterance follows anyway.
+    pub fn for_interim(&self) -> Self {
+        Self {
+            temperature_fallback: false,
+            word_timestamps: false,
+            fit_window: true,
+            ..self.clone()
+        }
+    }
+}
+
 /// A decoded piece of an utterance; times are milliseconds from the utterance's first sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
@@ -105,6 +120,36 @@ pub struct Decoded {
 pub struct LanguageGuess {
     pub code: String,
     pub probability: f32,
+}
+
+/// What the call plan needs to know of a model: its name (as adapters and requests name it)
+/// and whether it knows more languages than English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub multilingual: bool,
+}
+
+/// Checks a language setting against a model and resolves English-only models to `en`.
+/// Returns `None` for `auto` on a multilingual model (identify it from speech).
+pub fn resolve_language(model: &ModelInfo, language: &str) -> Result<Option<String>, EngineError> {
+    let lang = language.trim().to_ascii_lowercase();
+    if !model.multilingual {
+        return match lang.as_str() {
+            "auto" | "en" | "" => Ok(Some("en".into())),
+            other => Err(EngineError::EnglishOnly {
+                model: model.name.clone(),
+                language: other.into(),
+            }),
+        };
+    }
+    if lang == "auto" || lang.is_empty() {
+        return Ok(None);
+    }
+    if whisper_rs::get_lang_id(&lang).is_none() {
+        return Err(EngineError::UnknownLanguage(lang));
+    }
+    Ok(Some(lang))
 }
 
 /// A loaded model, shared by every worker.
@@ -198,26 +243,75 @@ impl Engine {
         })
     }
 
-    /// Checks a language setting against this model and resolves English-only models to `en`.
-    /// Returns `None` for `auto` on a multilingual model (detect per recording).
-    pub fn resolve_language(&self, language: &str) -> Result<Option<String>, EngineError> {
-        let lang = language.trim().to_ascii_lowercase();
-        if !self.multilingual {
-            return match lang.as_str() {
-                "auto" | "en" | "" => Ok(Some("en".into())),
-                other => Err(EngineError::EnglishOnly {
-                    model: self.name.clone(),
-                    language: other.into(),
-                }),
-            };
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name.clone(),
+            multilingual: self.multilingual,
         }
-        if lang == "auto" || lang.is_empty() {
-            return Ok(None);
+    }
+}
+
+/// What the drivers (a live call, a recording's stages) need of a speech recogniser: whisper
+/// in production ([`Worker`]), a scripted fake in unit tests (`engine::scripted`). One per
+/// inference thread and model; it blocks for hundreds of milliseconds per call.
+pub trait Recognizer: Send {
+    /// Identifies the spoken language from up to 30 s of speech.
+    fn detect_language(&mut self, speech: &[f32]) -> Result<LanguageGuess, EngineError>;
+
+    /// Transcribes up to 30 s of audio in `language`, times relative to its first sample.
+    /// `window` says how much encoder context the audio gets.
+    fn transcribe(
+        &mut self,
+        samples: &[f32],
+        language: &str,
+        cfg: &DecodeConfig,
+        window: Window,
+    ) -> Result<Vec<Decoded>, EngineError>;
+}
+
+/// The encoder context of a decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// One utterance: the whole 30 s window, or fitted to the audio plus the live margin when
+    /// `DecodeConfig::fit_window` is set.
+    Utterance,
+    /// Several utterances packed together (`engine::pack`): the audio plus
+    /// [`PACKED_MARGIN_POSITIONS`].
+    Packed,
+}
+
+/// A model the executor makes recognisers of, one per inference thread.
+pub trait Model: Send + Sync {
+    fn info(&self) -> ModelInfo;
+    fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError>;
+}
+
+impl Model for Engine {
+    fn info(&self) -> ModelInfo {
+        Engine::info(self)
+    }
+
+    fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError> {
+        Ok(Box::new(self.worker(threads)?))
+    }
+}
+
+impl Recognizer for Worker {
+    fn detect_language(&mut self, speech: &[f32]) -> Result<LanguageGuess, EngineError> {
+        Worker::detect_language(self, speech)
+    }
+
+    fn transcribe(
+        &mut self,
+        samples: &[f32],
+        language: &str,
+        cfg: &DecodeConfig,
+        window: Window,
+    ) -> Result<Vec<Decoded>, EngineError> {
+        match window {
+            Window::Utterance => Worker::transcribe(self, samples, language, cfg),
+            Window::Packed => self.transcribe_packed(samples, language, cfg),
         }
-        if whisper_rs::get_lang_id(&lang).is_none() {
-            return Err(EngineError::UnknownLanguage(lang));
-        }
-        Ok(Some(lang))
     }
 }
 

@@ -47,9 +47,7 @@ pub struct Suggestion {
     pub hits: Vec<Hit>,
 }
 
-pub fn segment_id(call_id: &str, channel: u32, sequence: u64) -> String {
-    format!("{call_id}/{channel}/{sequence}")
-}
+pub use crate::transcript::segment_id;
 
 pub fn unix_ms_now() -> i64 {
     std::time::SystemTime::now()

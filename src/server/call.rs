@@ -10,8 +10,7 @@
 
 use super::convert::{invalid, output_to_proto, summary_to_proto};
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
-use crate::dialect::{Dialects, Selection};
-use crate::engine::DecodeConfig;
+use crate::plan::CallPlan;
 use crate::proto::v1 as pb;
 use crate::segment::Vad;
 use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
@@ -29,15 +28,10 @@ pub struct CallSetup {
     pub accepted: pb::StreamingConfig,
     pub format: CallFormat,
     pub vad: Vad,
+    /// Index of the plan's model in the pool.
     pub model: usize,
-    /// `None`: detect from the first utterance decoded.
-    pub language: Option<String>,
-    pub decode: Arc<DecodeConfig>,
+    pub plan: CallPlan,
     pub interim: bool,
-    /// The adapter chosen before audio; `None` while identification is pending.
-    pub selection: Option<Selection>,
-    /// The adapters as they were when the call began (identification maps into these).
-    pub dialects: Arc<Dialects>,
 }
 
 /// Checks a stream's first message against the server's models, adapters and limits.
@@ -47,45 +41,15 @@ pub fn setup(
     cfg: pb::StreamingConfig,
 ) -> Result<CallSetup, Status> {
     let format = super::convert::call_format(&cfg)?;
-    let dialects = shared.dialects();
-    let mut decode = shared.settings.decode.clone();
-    if !cfg.language.trim().is_empty() {
-        decode.language = cfg.language.trim().to_owned();
-    }
-    if shared.settings.server.fit_window {
-        decode.fit_window = true;
-    }
-    let requested_model = |name: &str| {
-        loaded.model_index(name).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "model '{}' is not loaded here (loaded: {})",
-                name,
-                loaded.model_names().join(", ")
-            ))
-        })
-    };
-    let mut model = requested_model(&cfg.model)?;
-    // The language as configured, resolved against the model (English-only → en).
-    let configured = loaded.pool.engines()[model]
-        .resolve_language(&decode.language)
-        .map_err(invalid)?;
-    let selection = dialects
-        .select(Some(&cfg.dialect), Some(&cfg.region), configured.as_deref())
-        .map_err(invalid)?;
-    if let Some(sel) = &selection {
-        if cfg.model.trim().is_empty() {
-            // The adapter's own model when this server has it loaded.
-            if let Some(m) = loaded.model_index(sel.adapter.model()) {
-                model = m;
-            }
-        }
-        decode = sel.adapter.decode(&decode);
-    }
-    let engine = &loaded.pool.engines()[model];
-    let language = match &selection {
-        Some(_) => engine.resolve_language(&decode.language).map_err(invalid)?,
-        None => configured,
-    };
+    let request = super::convert::call_request(&cfg, shared.settings.server.fit_window);
+    let plan = CallPlan::resolve(
+        &request,
+        &shared.settings.decode,
+        Some(shared.dialects()),
+        loaded.pool.models(),
+    )
+    .map_err(invalid)?;
+    let model = loaded.plan_model(&plan)?;
     let mut vad_config = shared.settings.vad.config().clone();
     if cfg.endpoint_silence_ms != 0 {
         if !(100..=5000).contains(&cfg.endpoint_silence_ms) {
@@ -104,13 +68,10 @@ pub fn setup(
     };
     let mut accepted = pb::StreamingConfig {
         call_id: call_id.clone(),
-        language: language.clone().unwrap_or_else(|| "auto".into()),
+        language: plan.language_code().unwrap_or("auto").to_owned(),
         endpoint_silence_ms: vad.config().endpoint_silence_ms,
-        model: engine.name().to_owned(),
-        dialect: selection
-            .as_ref()
-            .map(|s| s.adapter.id().to_owned())
-            .unwrap_or_default(),
+        model: plan.model.name.clone(),
+        dialect: plan.adapter_id().to_owned(),
         ..cfg
     };
     super::convert::set_call_format(&mut accepted, &format);
@@ -121,10 +82,7 @@ pub fn setup(
         format,
         vad,
         model,
-        language,
-        decode: Arc::new(decode),
-        selection,
-        dialects,
+        plan,
     })
 }
 
@@ -141,10 +99,7 @@ impl CallSetup {
                 0
             },
             model: self.model,
-            language: self.language.clone(),
-            decode: self.decode.clone(),
-            selection: self.selection.clone(),
-            dialects: self.dialects.clone(),
+            plan: self.plan.clone(),
         }
     }
 }

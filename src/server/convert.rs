@@ -51,6 +51,20 @@ pub fn set_call_format(cfg: &mut pb::StreamingConfig, format: &CallFormat) {
 }
 
 /// The audio format a config declares; proto defaults (0) mean mono and default roles.
+/// The per-call choices a `StreamingConfig` asks for (blank fields: the server's defaults).
+/// `live` calls fit whisper's window to the utterance when the server is so configured.
+pub fn call_request(cfg: &pb::StreamingConfig, fit_window: bool) -> crate::plan::CallRequest {
+    let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    crate::plan::CallRequest {
+        model: given(&cfg.model),
+        dialect: given(&cfg.dialect),
+        region: given(&cfg.region),
+        language: given(&cfg.language),
+        hotwords: Vec::new(),
+        fit_window,
+    }
+}
+
 pub fn call_format(cfg: &pb::StreamingConfig) -> Result<CallFormat, Status> {
     let encoding = match pb::AudioEncoding::try_from(cfg.encoding) {
         Ok(pb::AudioEncoding::Linear16) => Encoding::Linear16,
@@ -105,7 +119,7 @@ pub fn invalid(e: impl std::fmt::Display) -> Status {
 /// A transcript segment on the wire; `sequence` counts the channel's finals from 0.
 pub fn final_result(call_id: &str, sequence: u64, s: &Segment) -> pb::FinalResult {
     pb::FinalResult {
-        segment_id: format!("{call_id}/{}/{sequence}", s.channel),
+        segment_id: crate::transcript::segment_id(call_id, s.channel, sequence),
         channel: s.channel,
         role: role_to_proto(s.role) as i32,
         text: s.text.clone(),

@@ -128,21 +128,20 @@ pub enum ServerError {
 
 /// What exists once the models are loaded.
 pub(crate) struct Loaded {
+    /// The executor, with every model; the first is the default.
     pub pool: Pool,
-    /// Index of the default model in `pool.engines()`.
-    pub default_model: usize,
 }
 
 impl Loaded {
-    pub fn model_index(&self, name: &str) -> Option<usize> {
-        if name.is_empty() {
-            return Some(self.default_model);
-        }
-        self.pool.engines().iter().position(|e| e.name() == name)
+    /// The pool index of a plan's model (the plan chose among the pool's models).
+    pub fn plan_model(&self, plan: &crate::plan::CallPlan) -> Result<usize, tonic::Status> {
+        self.pool.model_index(&plan.model.name).ok_or_else(|| {
+            tonic::Status::internal(format!("model {} is not loaded", plan.model.name))
+        })
     }
 
     pub fn model_names(&self) -> Vec<&str> {
-        self.pool.engines().iter().map(|e| e.name()).collect()
+        self.pool.models().iter().map(|m| m.name.as_str()).collect()
     }
 }
 
@@ -388,7 +387,7 @@ async fn load(shared: &Arc<Shared>, loader: ModelLoader) -> Result<(), String> {
             .map_err(|e| format!("starting inference workers panicked: {e}"))?
             .map_err(|e| e.to_string())?;
     tracing::info!(
-        models = ?pool.engines().iter().map(|e| e.name()).collect::<Vec<_>>(),
+        models = ?pool.models().iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
         workers = pool.workers(),
         threads,
         max_streams = s.max_streams,
@@ -396,9 +395,6 @@ async fn load(shared: &Arc<Shared>, loader: ModelLoader) -> Result<(), String> {
     );
     shared
         .loaded
-        .set(Loaded {
-            pool,
-            default_model: 0,
-        })
+        .set(Loaded { pool })
         .map_err(|_| "models loaded twice".to_string())
 }

@@ -8,8 +8,8 @@ use crate::audio::codec;
 use crate::audio::decode::decode_bytes;
 use crate::audio::wav::WavAudio;
 use crate::config::ChannelMode;
-use crate::engine::Priority;
 use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
+use crate::plan::CallPlan;
 use crate::proto::v1 as pb;
 use crate::proto::v1::transcription_server::Transcription;
 use std::pin::Pin;
@@ -116,23 +116,17 @@ impl Transcription for TranscriptionService {
             Ok(a) => a,
             Err(s) => return self.fail(s),
         };
-        let model = match loaded.model_index(&cfg.model) {
-            Some(m) => m,
-            None => {
-                return self.fail(Status::invalid_argument(format!(
-                    "model '{}' is not loaded here (loaded: {})",
-                    cfg.model,
-                    loaded.model_names().join(", ")
-                )))
-            }
+        // A bad model, language or adapter is the client's mistake: say so before any work.
+        let request = super::convert::call_request(&cfg, false);
+        let plan = match CallPlan::resolve(
+            &request,
+            &self.shared.settings.decode,
+            Some(self.shared.dialects()),
+            loaded.pool.models(),
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.fail(invalid(e)),
         };
-        let mut decode = self.shared.settings.decode.clone();
-        if !cfg.language.trim().is_empty() {
-            decode.language = cfg.language.trim().to_owned();
-        }
-        if let Err(e) = loaded.pool.engines()[model].resolve_language(&decode.language) {
-            return self.fail(invalid(e));
-        }
         let permit = self.admit()?;
         let _permit = permit;
         let call_id = if cfg.call_id.is_empty() {
@@ -140,32 +134,26 @@ impl Transcription for TranscriptionService {
         } else {
             cfg.call_id.clone()
         };
-        let dialects = self.shared.dialects();
-        // An unknown adapter id is the client's mistake: say so before any work.
-        if let Err(e) = dialects.select(Some(&cfg.dialect), None, None) {
-            return self.fail(invalid(e));
-        }
         let opts = RecordingOptions {
             channels: roles,
             vad: Some(self.shared.settings.vad.clone()),
-            pack: true,
-            decode,
-            dialect: Some(crate::pipeline::DialectRequest {
-                dialects,
-                explicit: Some(cfg.dialect.clone()).filter(|d| !d.trim().is_empty()),
-                region: Some(cfg.region.clone()).filter(|r| !r.trim().is_empty()),
-            }),
+            ..RecordingOptions::default()
         };
         let audio_secs = audio.duration_secs() * audio.channels.len() as f64;
-        let source = call_id.clone();
+        let (source, shared) = (call_id.clone(), self.shared.clone());
         let started = std::time::Instant::now();
-        let rx = loaded
-            .pool
-            .submit(model, Priority::Final, move |w| {
-                transcribe_audio(&source, audio, std::slice::from_mut(w), &opts, &mut |_| {})
-            })
-            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        let transcript = match rx.await {
+        // The audio stages run here, the windows on the executor: the thread only waits.
+        let result = tokio::task::spawn_blocking(move || {
+            let loaded = shared.loaded.get().ok_or_else(|| PipelineError::Engine {
+                path: source.clone(),
+                source: Box::new(crate::engine::EngineError::Inference(
+                    "the models are not loaded".into(),
+                )),
+            })?;
+            transcribe_audio(&source, audio, &loaded.pool, &plan, &opts, &mut |_| {})
+        })
+        .await;
+        let transcript = match result {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 let status = match e {
@@ -174,27 +162,23 @@ impl Transcription for TranscriptionService {
                 };
                 return self.fail(status);
             }
-            Err(_) => return self.fail(Status::internal("the inference worker failed")),
+            Err(_) => return self.fail(Status::internal("the recording's pipeline failed")),
         };
         self.shared.metrics.audio_seconds.inc_by(audio_secs);
         self.shared
             .metrics
             .inference_seconds
             .inc_by(started.elapsed().as_secs_f64());
-        let mut sequences = [0u64; 2];
         let adapter_id = transcript
             .dialect
             .as_ref()
             .map(|d| d.id.clone())
             .unwrap_or_default();
         let results = transcript
-            .segments
-            .iter()
-            .map(|s| {
-                let seq = &mut sequences[s.channel as usize % 2];
-                let mut r = final_result(&call_id, *seq, s);
+            .numbered()
+            .map(|(sequence, s)| {
+                let mut r = final_result(&call_id, sequence, s);
                 r.dialect = adapter_id.clone();
-                *seq += 1;
                 r
             })
             .collect();
@@ -225,13 +209,13 @@ impl Transcription for TranscriptionService {
         let loaded = self.loaded()?;
         let models = loaded
             .pool
-            .engines()
+            .models()
             .iter()
             .enumerate()
-            .map(|(i, e)| pb::ModelInfo {
-                name: e.name().to_owned(),
-                multilingual: e.is_multilingual(),
-                default: i == loaded.default_model,
+            .map(|(i, m)| pb::ModelInfo {
+                name: m.name.clone(),
+                multilingual: m.multilingual,
+                default: i == 0,
             })
             .collect();
         Ok(Response::new(pb::ListModelsResponse { models }))

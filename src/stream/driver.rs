@@ -8,8 +8,9 @@
 //! [`CallDriver::next`] awaits the next result.
 //!
 //! Two seams are kept deliberately narrow for features that land later:
-//! - **setup**: everything per call is in [`DriverSetup`], including the dialect adapter
-//!   selected before audio (or the adapters to identify one from the first speech);
+//! - **setup**: everything per call is in [`DriverSetup`], its decisions in one
+//!   [`CallPlan`] (the adapter selected before audio, or the adapters to identify one from the
+//!   first speech);
 //! - **final delivery**: every final passes through [`CallDriver::deliver_final`] exactly
 //!   once, in order, normalised with the call's adapter, before any front door sees it
 //!   (the gRPC front door forwards it to knowledge lookup right after sending it).
@@ -21,10 +22,11 @@
 use super::stabilise::{self, Stabiliser};
 use super::{CallEvent, CallFormat, InterimSnapshot, LiveCall, StreamError};
 use crate::audio::{CallTime, Role};
-use crate::dialect::{Adapter, Dialects, Selection};
-use crate::engine::{DecodeConfig, Decoded, EngineError, Pool, Priority, Worker, WINDOW_SAMPLES};
+use crate::dialect::{Adapter, Selection};
+use crate::engine::{Decoded, EngineError, Pool, Priority, Recognizer, Window, WINDOW_SAMPLES};
+use crate::plan::{CallPlan, Language};
 use crate::segment::{identification_audio, Utterance, Vad};
-use crate::transcript::Segment;
+use crate::transcript::{Numbering, Segment};
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::StreamExt;
 use std::future::Future;
@@ -40,16 +42,11 @@ pub struct DriverSetup {
     pub vad: Vad,
     /// How much an open utterance must grow before its next interim decode; 0 = no interims.
     pub interim_every_ms: u32,
-    /// Index of the model in the pool's engines.
+    /// Index of the plan's model in the pool.
     pub model: usize,
-    /// `None`: detect from the first utterance decoded, then keep it for the call.
-    pub language: Option<String>,
-    pub decode: Arc<DecodeConfig>,
-    /// The adapter chosen before audio; `None` while identification is pending. `decode`
-    /// and `language` already have the adapter applied.
-    pub selection: Option<Selection>,
-    /// The adapters as they were when the call began (identification maps into these).
-    pub dialects: Arc<Dialects>,
+    /// Model, settings, language and adapter; a language still to identify is identified
+    /// from the first utterance decoded, then kept for the call.
+    pub plan: CallPlan,
 }
 
 /// A result of the call, in the order a listener should see it.
@@ -124,58 +121,43 @@ pub struct CallSummary {
 
 /// What an inference job hands back.
 struct Decode {
-    language: String,
+    /// The plan the text was decoded with (its adapter normalises the text).
+    plan: Arc<CallPlan>,
+    /// This job identified the call's language: `plan` is the call's from now on.
+    identified: bool,
     pieces: Vec<Decoded>,
     busy: Duration,
-    /// The adapter the text was decoded with (normalise with it).
-    adapter: Option<Arc<Adapter>>,
-    /// Set when this job identified the call's dialect.
-    identified: Option<Selection>,
 }
 
-/// How a job decodes: the call's adapter and language once known, or identify first.
-#[derive(Clone)]
-struct Plan {
-    language: Option<String>,
-    decode: Arc<DecodeConfig>,
-    adapter: Option<Arc<Adapter>>,
-    dialects: Arc<Dialects>,
+impl Decode {
+    fn adapter(&self) -> Option<&Arc<Adapter>> {
+        self.plan.selection.as_ref().map(|s| &s.adapter)
+    }
 }
 
-/// A decode job for `samples`; `identify` is the audio to identify the call's language from
-/// when the plan has none yet (the utterance's confident speech).
+/// A decode job for `samples` with `plan`; `identify` is the audio to identify the call's
+/// language from when the plan has none yet (the utterance's confident speech).
 fn decode_job(
     samples: Vec<f32>,
     identify: Option<Vec<f32>>,
-    plan: Plan,
-) -> impl FnOnce(&mut Worker) -> Result<Decode, EngineError> + Send + 'static {
-    move |w: &mut Worker| {
+    plan: Arc<CallPlan>,
+) -> impl FnOnce(&mut dyn Recognizer) -> Result<Decode, EngineError> + Send + 'static {
+    move |r: &mut dyn Recognizer| {
         let started = Instant::now();
-        let (language, decode, adapter, identified) = match plan.language {
-            Some(l) => (l, plan.decode, plan.adapter, None),
-            None => {
-                let guess = w.detect_language(identify.as_deref().unwrap_or(&samples))?;
-                let sel = plan.dialects.for_detected(&guess.code, guess.probability);
-                let decode = sel.decode_identified(&plan.decode, &guess.code);
-                let language = match w.engine().resolve_language(&decode.language) {
-                    Ok(Some(l)) => l,
-                    _ => guess.code.clone(),
-                };
-                (
-                    language,
-                    Arc::new(decode),
-                    Some(sel.adapter.clone()),
-                    Some(sel),
-                )
+        let (plan, identified) = match plan.language {
+            Language::Fixed { .. } => (plan, false),
+            Language::Identify => {
+                let guess = r.detect_language(identify.as_deref().unwrap_or(&samples))?;
+                (Arc::new(plan.identified(&guess)), true)
             }
         };
-        let pieces = w.transcribe(&samples, &language, &decode)?;
+        let language = plan.language_code().unwrap_or("auto");
+        let pieces = r.transcribe(&samples, language, &plan.decode, Window::Utterance)?;
         Ok(Decode {
-            language,
+            plan,
+            identified,
             pieces,
             busy: started.elapsed(),
-            adapter,
-            identified,
         })
     }
 }
@@ -214,8 +196,10 @@ pub struct CallDriver<'p> {
     pool: &'p Pool,
     setup: DriverSetup,
     live: LiveCall,
-    /// How the next job decodes; fixed once the call's adapter is known.
-    plan: Plan,
+    /// How the next final decodes; fixed once the call's language is known.
+    plan: Arc<CallPlan>,
+    /// `plan` with the interim settings ([`crate::engine::DecodeConfig::for_interim`]).
+    interim_plan: Arc<CallPlan>,
     /// The adapter, still to be announced.
     announce: Option<DialectOutput>,
     finals: FuturesOrdered<Pending<FinalDone>>,
@@ -224,7 +208,7 @@ pub struct CallDriver<'p> {
     stabilisers: Vec<(u64, Stabiliser)>,
     /// Highest utterance id per channel sent for finalisation: older interims are stale.
     finalising: Vec<u64>,
-    sequences: Vec<u64>,
+    numbering: Numbering,
     final_count: u32,
     busy: Duration,
     events: Vec<CallEvent>,
@@ -234,18 +218,15 @@ impl<'p> CallDriver<'p> {
     pub fn new(pool: &'p Pool, setup: DriverSetup) -> Result<Self, StreamError> {
         let live = LiveCall::new(setup.format.clone(), &setup.vad, setup.interim_every_ms)?;
         let channels = setup.format.roles.len();
+        let plan = Arc::new(setup.plan.clone());
         Ok(Self {
             pool,
-            plan: Plan {
-                language: setup.language.clone(),
-                decode: setup.decode.clone(),
-                adapter: setup.selection.as_ref().map(|s| s.adapter.clone()),
-                dialects: setup.dialects.clone(),
-            },
-            announce: setup.selection.as_ref().map(|s| DialectOutput {
+            interim_plan: Arc::new(plan.for_interims()),
+            announce: plan.selection.as_ref().map(|s| DialectOutput {
                 selection: s.clone(),
-                language: setup.language.clone().unwrap_or_default(),
+                language: plan.language_code().unwrap_or_default().to_owned(),
             }),
+            plan,
             setup,
             live,
             finals: FuturesOrdered::new(),
@@ -253,7 +234,7 @@ impl<'p> CallDriver<'p> {
             interim_in_flight: vec![false; channels],
             stabilisers: (0..channels).map(|_| (0, Stabiliser::new())).collect(),
             finalising: vec![0; channels],
-            sequences: vec![0; channels],
+            numbering: Numbering::default(),
             final_count: 0,
             busy: Duration::ZERO,
             events: Vec::new(),
@@ -270,7 +251,7 @@ impl<'p> CallDriver<'p> {
 
     /// The call's language once configured or identified.
     pub fn language(&self) -> Option<&str> {
-        self.plan.language.as_deref()
+        self.plan.language_code()
     }
 
     /// The adapter selected before audio, once, to report right after the call is accepted
@@ -389,10 +370,7 @@ impl<'p> CallDriver<'p> {
     }
 
     fn submit_final(&mut self, role: Role, utterance_id: u64, utterance: Utterance) {
-        let identify = self
-            .plan
-            .language
-            .is_none()
+        let identify = (self.plan.language == Language::Identify)
             .then(|| identification_audio(std::iter::once(&utterance), WINDOW_SAMPLES));
         let job = decode_job(utterance.samples.clone(), identify, self.plan.clone());
         let rx = self.pool.submit(self.setup.model, Priority::Final, job);
@@ -429,14 +407,7 @@ impl<'p> CallDriver<'p> {
             let Some(snapshot) = self.live.interim_snapshot(c) else {
                 continue;
             };
-            // Interims favour speed: no temperature fallback, no word times.
-            let mut plan = self.plan.clone();
-            let mut decode = (*plan.decode).clone();
-            decode.temperature_fallback = false;
-            decode.word_timestamps = false;
-            decode.fit_window = true;
-            plan.decode = Arc::new(decode);
-            let job = decode_job(snapshot.samples.clone(), None, plan);
+            let job = decode_job(snapshot.samples.clone(), None, self.interim_plan.clone());
             let Ok(rx) = self.pool.submit(self.setup.model, Priority::Interim, job) else {
                 continue; // a skipped interim costs nothing; the final still comes
             };
@@ -453,22 +424,23 @@ impl<'p> CallDriver<'p> {
     /// announcement).
     fn account(&mut self, d: &Decode) {
         self.busy += d.busy;
-        if self.plan.language.is_some() {
+        if self.plan.language != Language::Identify || !d.identified {
             return;
         }
-        let Some(sel) = &d.identified else {
-            return;
+        let language = d.plan.language_code().unwrap_or_default().to_owned();
+        tracing::info!(call_id = %self.setup.call_id, %language, dialect = %d.plan.adapter_id(), "language identified");
+        // Interims decode with the identified plan too; an interim identifies with interim
+        // settings, so the final plan is rebuilt from the call's own.
+        let plan = match &d.plan.identified {
+            Some(guess) => Arc::new(self.plan.identified(guess)),
+            None => d.plan.clone(),
         };
-        let mut decode = sel.decode_identified(&self.setup.decode, &d.language);
-        decode.language = d.language.clone();
-        tracing::info!(call_id = %self.setup.call_id, language = %d.language, dialect = %sel.adapter.id(), reason = %sel.reason, "dialect identified");
-        self.plan.language = Some(d.language.clone());
-        self.plan.decode = Arc::new(decode);
-        self.plan.adapter = Some(sel.adapter.clone());
-        self.announce = Some(DialectOutput {
-            selection: sel.clone(),
-            language: d.language.clone(),
+        self.announce = plan.selection.as_ref().map(|s| DialectOutput {
+            selection: s.clone(),
+            language,
         });
+        self.interim_plan = Arc::new(plan.for_interims());
+        self.plan = plan;
     }
 
     /// The one place every final passes, in utterance order, exactly once: it gets its
@@ -482,12 +454,13 @@ impl<'p> CallDriver<'p> {
         let (inference, adapter, pieces) = match done.result {
             Ok(decode) => {
                 self.account(&decode);
-                (decode.busy, decode.adapter, decode.pieces)
+                (decode.busy, decode.adapter().cloned(), decode.pieces)
             }
             Err(e) => {
                 // One utterance failing to decode must not end the call: report and go on.
                 tracing::error!(call_id = %self.setup.call_id, channel = done.channel, "final decode failed: {e}");
-                (Duration::ZERO, self.plan.adapter.clone(), Vec::new())
+                let adapter = self.plan.selection.as_ref().map(|s| s.adapter.clone());
+                (Duration::ZERO, adapter, Vec::new())
             }
         };
         let decoded =
@@ -528,9 +501,7 @@ impl<'p> CallDriver<'p> {
                 words: Vec::new(),
             },
         };
-        let seq = &mut self.sequences[done.channel as usize];
-        let sequence = *seq;
-        *seq += 1;
+        let sequence = self.numbering.next(done.channel);
         self.final_count += 1;
         tracing::debug!(call_id = %self.setup.call_id, channel = done.channel, sequence, text = %segment.text, "final");
         Completed {
@@ -585,7 +556,7 @@ impl<'p> CallDriver<'p> {
             return nothing;
         }
         // Interims read like the final will: in the adapter's written form.
-        let text = match &decode.adapter {
+        let text = match decode.adapter() {
             Some(a) => a.normalise(&text),
             None => text,
         };
@@ -607,5 +578,262 @@ impl<'p> CallDriver<'p> {
                 shown,
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::codec::Encoding;
+    use crate::engine::scripted::{self, Request, Scripted};
+    use crate::engine::ModelInfo;
+    use crate::plan::CallRequest;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A real two-party call, mixed to mono at 8 kHz (41.7 s, eleven turns).
+    fn call_audio() -> (u32, Vec<f32>) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/audio-fixtures/calls/en_call_8k_mono.wav"
+        );
+        let audio = crate::audio::wav::read_wav(std::path::Path::new(path)).unwrap();
+        (
+            audio.sample_rate_hz,
+            audio.channels.into_iter().next().unwrap(),
+        )
+    }
+
+    fn plan(model: &Scripted, request: CallRequest, dialects: bool) -> CallPlan {
+        let d = dialects.then(|| {
+            Arc::new(crate::dialect::Dialects::load(&Default::default(), &|_: &str| true).unwrap())
+        });
+        let models: [ModelInfo; 1] = [crate::engine::Model::info(model)];
+        CallPlan::resolve(
+            &request,
+            &crate::engine::DecodeConfig::default(),
+            d,
+            models.as_slice(),
+        )
+        .unwrap()
+    }
+
+    fn english() -> CallRequest {
+        CallRequest {
+            language: Some("en".into()),
+            ..CallRequest::default()
+        }
+    }
+
+    /// Streams the call in 20 ms chunks, ends it, and collects every output in order.
+    async fn run(
+        pool: &Pool,
+        plan: CallPlan,
+        interim_every_ms: u32,
+    ) -> (Vec<CallOutput>, Vec<DialectOutput>, CallSummary) {
+        let (rate, samples) = call_audio();
+        let setup = DriverSetup {
+            call_id: "call-1".into(),
+            format: CallFormat {
+                encoding: Encoding::Linear16,
+                sample_rate_hz: rate,
+                roles: vec![Role::Mixed],
+            },
+            vad: crate::segment::test_vad(),
+            interim_every_ms,
+            model: 0,
+            plan,
+        };
+        let mut driver = CallDriver::new(pool, setup).unwrap();
+        let mut outputs = Vec::new();
+        let mut dialects: Vec<DialectOutput> = driver.take_dialect().into_iter().collect();
+        let mut collect = |done: Completed, outputs: &mut Vec<CallOutput>| {
+            dialects.extend(done.dialect);
+            outputs.extend(done.output);
+        };
+        let mut events = Vec::new();
+        for chunk in samples.chunks(rate as usize / 50) {
+            driver.push_samples(chunk, &mut events).unwrap();
+            outputs.append(&mut events);
+            // Take what is ready without waiting, as a front door's select loop does.
+            while let Some(Some(done)) = futures::FutureExt::now_or_never(driver.next()) {
+                collect(done, &mut outputs);
+            }
+        }
+        driver.finish(&mut events).unwrap();
+        outputs.append(&mut events);
+        while let Some(done) = driver.next().await {
+            collect(done, &mut outputs);
+        }
+        (outputs, dialects, driver.summary())
+    }
+
+    fn finals(outputs: &[CallOutput]) -> Vec<&FinalOutput> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                CallOutput::Final(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn finals_arrive_in_utterance_order_even_when_later_ones_decode_first() {
+        // Longer utterances take longer: with two workers, a short utterance queued behind a
+        // long one finishes first, and must still be delivered after it.
+        let model = Scripted::new("fake", "en", |samples, _| {
+            std::thread::sleep(Duration::from_micros(samples.len() as u64 / 2));
+            Ok(scripted::whole(
+                &format!("{} samples", samples.len()),
+                samples,
+            ))
+        });
+        let pool = Pool::start(vec![model.clone()], 2, 1, 64).unwrap();
+        let (outputs, _, summary) = run(&pool, plan(&model, english(), false), 0).await;
+        let finals = finals(&outputs);
+        assert!(finals.len() >= 6, "{} finals", finals.len());
+        assert_eq!(summary.final_count as usize, finals.len());
+        for (i, f) in finals.iter().enumerate() {
+            assert_eq!(f.sequence, i as u64, "numbered in delivery order");
+            let samples = (f.segment.end_ms - f.segment.start_ms) * 16;
+            assert_eq!(
+                f.segment.text,
+                format!("{samples} samples"),
+                "final {i} is its own utterance's"
+            );
+        }
+        assert!(finals
+            .windows(2)
+            .all(|w| w[0].segment.start_ms < w[1].segment.start_ms));
+        // Every speech end precedes the final of that utterance.
+        let mut open = 0i32;
+        for o in &outputs {
+            match o {
+                CallOutput::SpeechStart { .. } => open += 1,
+                CallOutput::SpeechEnd { .. } => open -= 1,
+                _ => {}
+            }
+            assert!((0..=1).contains(&open), "speech events nest");
+        }
+        // Finals decode in the plan's language with its settings: whole windows, word times.
+        for r in model.requests() {
+            match r {
+                Request::Transcribe {
+                    language,
+                    window,
+                    word_timestamps,
+                    ..
+                } => {
+                    assert_eq!(
+                        (language.as_str(), window, word_timestamps),
+                        ("en", Window::Utterance, true)
+                    );
+                }
+                Request::Detect { .. } => panic!("a fixed language is never identified"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn interims_use_the_interim_settings_and_stop_once_their_final_is_under_way() {
+        let model = Scripted::new("fake", "en", |samples, _| {
+            Ok(scripted::whole("hello there", samples))
+        });
+        let pool = Pool::start(vec![model.clone()], 1, 1, 64).unwrap();
+        let (outputs, _, _) = run(&pool, plan(&model, english(), false), 500).await;
+        let interims = outputs
+            .iter()
+            .filter(|o| matches!(o, CallOutput::Interim(_)))
+            .count();
+        assert!(interims > 0, "interims are produced");
+        // Fitted windows and no word times for interims; the finals keep the call's settings.
+        let requests = model.requests();
+        let fitted = requests
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Request::Transcribe {
+                        fit_window: true,
+                        word_timestamps: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let finals = finals(&outputs);
+        assert!(fitted >= interims);
+        assert_eq!(
+            requests.len() - fitted,
+            finals.len(),
+            "one final decode per final"
+        );
+        // No interim of an utterance is shown after its final.
+        let mut finalised_until = 0;
+        for o in &outputs {
+            match o {
+                CallOutput::Final(f) => finalised_until = f.segment.end_ms,
+                CallOutput::Interim(i) => assert!(i.start.as_ms() >= finalised_until),
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_language_is_identified_once_and_the_adapter_announced_before_its_first_final() {
+        let model = Scripted::new("fake", "zh", |samples, language| {
+            Ok(scripted::whole(&format!("[{language}] 你好"), samples))
+        });
+        let pool = Pool::start(vec![model.clone()], 1, 1, 64).unwrap();
+        let plan = plan(&model, CallRequest::default(), true);
+        assert_eq!(plan.language, Language::Identify);
+        let (outputs, dialects, _) = run(&pool, plan, 0).await;
+        assert_eq!(dialects.len(), 1, "announced once: {dialects:?}");
+        assert_eq!(dialects[0].selection.adapter.id(), "putonghua");
+        assert_eq!(dialects[0].language, "zh");
+        let finals = finals(&outputs);
+        assert!(!finals.is_empty());
+        for f in &finals {
+            assert_eq!(f.dialect, "putonghua");
+            assert!(f.segment.text.starts_with("[zh]"), "{}", f.segment.text);
+        }
+        // Identified from speech (jobs submitted before the first identification came back
+        // identify too, so how many depends on timing).
+        assert!(model
+            .requests()
+            .iter()
+            .any(|r| matches!(r, Request::Detect { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_panicking_decode_loses_its_utterance_and_the_call_goes_on() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let model = Scripted::new("fake", "en", move |samples, _| {
+            match counter.fetch_add(1, Ordering::SeqCst) {
+                1 => Err(EngineError::Inference("scripted failure".into())),
+                2 => panic!("scripted panic"),
+                _ => Ok(scripted::whole("fine", samples)),
+            }
+        });
+        let pool = Pool::start(vec![model.clone()], 1, 1, 64).unwrap();
+        let (outputs, _, summary) = run(&pool, plan(&model, english(), false), 0).await;
+        let decodes = calls.load(Ordering::SeqCst);
+        let finals = finals(&outputs);
+        assert_eq!(
+            finals.len(),
+            decodes - 2,
+            "the two failed utterances are missing, no others"
+        );
+        assert_eq!(summary.final_count as usize, finals.len());
+        assert!(
+            finals
+                .iter()
+                .enumerate()
+                .all(|(i, f)| f.sequence == i as u64),
+            "no gaps in numbering"
+        );
+        // The pool's thread survived the panic: later utterances were decoded.
+        assert!(decodes >= 5);
     }
 }

@@ -9,6 +9,29 @@ use crate::audio::{CallTime, Role};
 use crate::engine::{Decoded, Word};
 use serde::{Deserialize, Serialize};
 
+/// Numbers each channel's finals from 0, in the order they are delivered. With the call id
+/// and the channel, a segment's number is its identity ([`segment_id`]): the idempotency key
+/// a downstream de-duplicates by, so every front door numbers through this one type.
+#[derive(Debug, Clone, Default)]
+pub struct Numbering {
+    next: std::collections::BTreeMap<u32, u64>,
+}
+
+impl Numbering {
+    /// The number of `channel`'s next segment.
+    pub fn next(&mut self, channel: u32) -> u64 {
+        let n = self.next.entry(channel).or_insert(0);
+        let this = *n;
+        *n += 1;
+        this
+    }
+}
+
+/// A segment's identity: `{call_id}/{channel}/{sequence}`.
+pub fn segment_id(call_id: &str, channel: u32, sequence: u64) -> String {
+    format!("{call_id}/{channel}/{sequence}")
+}
+
 /// One finished piece of speech by one party.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
@@ -179,6 +202,14 @@ pub enum LanguageSource {
 }
 
 impl Transcript {
+    /// The segments with their numbers ([`Numbering`]), in timeline order.
+    pub fn numbered(&self) -> impl Iterator<Item = (u64, &Segment)> {
+        let mut numbering = Numbering::default();
+        self.segments
+            .iter()
+            .map(move |s| (numbering.next(s.channel), s))
+    }
+
     /// Orders segments into one conversation timeline.
     pub fn sort(&mut self) {
         self.segments.sort_by(|a, b| {

@@ -116,6 +116,31 @@ pub fn vad() -> Vad {
 static ENGINES: OnceLock<Mutex<Vec<(String, Engine)>>> = OnceLock::new();
 
 /// A loaded model, shared by the tests of one binary.
+/// Transcribes a recording as `transcribe` does: the plan resolved from `decode` (and the
+/// adapters, if any), the windows decoded on an executor of `states` workers of
+/// [`TEST_THREADS`] threads.
+pub fn transcribe_recording(
+    path: &std::path::Path,
+    engine: &Engine,
+    states: usize,
+    decode: &callscribe::engine::DecodeConfig,
+    dialects: Option<std::sync::Arc<callscribe::dialect::Dialects>>,
+    opts: &callscribe::pipeline::RecordingOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<callscribe::transcript::Transcript, callscribe::pipeline::PipelineError> {
+    let pool = callscribe::engine::Pool::start(vec![engine.clone()], states, TEST_THREADS, 64)
+        .expect("whisper states");
+    let models = [engine.info()];
+    let plan = callscribe::plan::CallPlan::resolve(
+        &callscribe::plan::CallRequest::default(),
+        decode,
+        dialects,
+        models.as_slice(),
+    )
+    .expect("a plan for the test's settings");
+    callscribe::pipeline::transcribe_file(path, &pool, &plan, opts, progress)
+}
+
 pub fn engine(name: &str) -> Engine {
     let cell = ENGINES.get_or_init(|| Mutex::new(Vec::new()));
     let mut engines = cell.lock().unwrap_or_else(|e| e.into_inner());
