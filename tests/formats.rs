@@ -161,8 +161,7 @@ fn every_format_decodes_to_the_same_two_channels_at_its_own_rate() {
                 "{name} channel {ch}: only {apart:.1} dB above the other"
             );
         }
-        if info.duration_secs.is_some() {
-            let stated = info.duration_secs.unwrap();
+        if let Some(stated) = info.duration_secs {
             assert!(
                 (stated - audio.duration_secs()).abs() < 0.3,
                 "{name}: {stated}"

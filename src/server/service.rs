@@ -301,7 +301,7 @@ fn recording(
     }
     let format = call_format(cfg)?;
     let frame = format.frame_bytes();
-    if raw.len() % frame != 0 {
+    if !raw.len().is_multiple_of(frame) {
         return Err(Status::invalid_argument(format!(
             "audio of {} bytes is not a whole number of {frame}-byte frames",
             raw.len()

@@ -45,7 +45,7 @@ pub fn encode(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<(), Blo
     if !is_supported(ty) {
         return Err(BlockError::UnsupportedType(ty));
     }
-    if values.len() % BLOCK_LEN != 0 {
+    if !values.len().is_multiple_of(BLOCK_LEN) {
         return Err(BlockError::PartialBlock {
             ty,
             len: values.len(),
@@ -70,7 +70,7 @@ pub fn decode(ty: GgmlType, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), Bloc
         return Err(BlockError::UnsupportedType(ty));
     }
     let block_bytes = ty.block_bytes();
-    if bytes.len() % block_bytes != 0 {
+    if !bytes.len().is_multiple_of(block_bytes) {
         return Err(BlockError::PartialBlockBytes {
             ty,
             len: bytes.len(),
