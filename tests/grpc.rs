@@ -268,17 +268,17 @@ async fn interim_results_arrive_during_utterances_and_never_rewrite_their_stable
     assert_interims_keep_their_stable_prefix(&outcome);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
-    let server = start(settings(2)).await;
-    let mut client = client(&server).await;
-    let wav = fixture("calls/en_call_8k.wav");
-    let reference = Reference::of(&wav);
-    let reply = client
+/// One `Transcribe` call with a whole recording file, in English on base.
+async fn transcribe_whole(
+    client: &mut pb::transcription_client::TranscriptionClient<tonic::transport::Channel>,
+    recording: &std::path::Path,
+    call_id: &str,
+) -> pb::TranscribeResponse {
+    client
         .transcribe(pb::TranscribeRequest {
-            wav: std::fs::read(&wav).unwrap(),
+            wav: std::fs::read(recording).unwrap(),
             config: Some(pb::StreamingConfig {
-                call_id: "qa-1".into(),
+                call_id: call_id.into(),
                 language: "en".into(),
                 model: "base".into(),
                 ..Default::default()
@@ -286,19 +286,33 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
             ..Default::default()
         })
         .await
-        .expect("Transcribe answers")
-        .into_inner();
+        .unwrap_or_else(|e| panic!("Transcribe of {}: {e}", recording.display()))
+        .into_inner()
+}
+
+/// What one channel said, its results joined.
+fn reply_text(reply: &pb::TranscribeResponse, channel: u32) -> String {
+    reply
+        .results
+        .iter()
+        .filter(|r| r.channel == channel)
+        .map(|r| r.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
+    let server = start(settings(2)).await;
+    let mut client = client(&server).await;
+    let wav = fixture("calls/en_call_8k.wav");
+    let reference = Reference::of(&wav);
+    let reply = transcribe_whole(&mut client, &wav, "qa-1").await;
     assert_eq!(reply.call_id, "qa-1");
     assert_eq!(reply.model, "base");
     assert!(reply.duration_ms.abs_diff(reference.duration_ms) <= 20);
     for channel in 0..2 {
-        let hyp = reply
-            .results
-            .iter()
-            .filter(|r| r.channel == channel)
-            .map(|r| r.text.trim())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let hyp = reply_text(&reply, channel);
         let wer = word_error_rate(&reference.channel_text(channel), &hyp);
         assert!(wer <= MAX_WER, "channel {channel}: WER {wer:.3}: {hyp}");
         let roles: Vec<_> = reply
@@ -317,19 +331,7 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
     // The field takes any format `transcribe` reads, decoded in memory: a WebM with Opus (as
     // browsers and some telephony platforms record) of two parties, ALSA's real voices.
     let webm = fixture("formats/two_party_voices.webm");
-    let reply = client
-        .transcribe(pb::TranscribeRequest {
-            wav: std::fs::read(&webm).unwrap(),
-            config: Some(pb::StreamingConfig {
-                language: "en".into(),
-                model: "base".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("Transcribe answers a WebM")
-        .into_inner();
+    let reply = transcribe_whole(&mut client, &webm, "webm").await;
     assert!(
         reply.duration_ms.abs_diff(17_100) <= 100,
         "{}",
@@ -342,13 +344,7 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
             "Rear center. Rear left. Rear right. Side left. Side right.",
         ),
     ] {
-        let hyp = reply
-            .results
-            .iter()
-            .filter(|r| r.channel == channel)
-            .map(|r| r.text.trim())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let hyp = reply_text(&reply, channel);
         let wer = word_error_rate(said, &hyp);
         assert!(
             wer <= MAX_WER,
