@@ -721,6 +721,109 @@ mod tests {
         );
     }
 
+    /// The two-party call fixture (16 kHz stereo, 41.7 s), through the stages on a scripted
+    /// recogniser that hears English and answers each window with its length.
+    fn scripted_call(
+        fail_window: Option<usize>,
+    ) -> (
+        Result<Transcript, PipelineError>,
+        crate::engine::scripted::Scripted,
+        Vec<f64>,
+    ) {
+        use crate::engine::scripted::{whole, Scripted};
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/audio-fixtures/calls/en_call_16k.wav"
+        );
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let model = Scripted::new("fake", "en", move |samples, language| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if Some(n) == fail_window {
+                return Err(EngineError::Inference("scripted failure".into()));
+            }
+            Ok(whole(&format!("{language} {}", samples.len()), samples))
+        });
+        let pool = Pool::start(vec![model.clone()], 2, 1, 16).unwrap();
+        let models = [crate::engine::Model::info(&model)];
+        let plan = CallPlan::resolve(
+            &crate::plan::CallRequest::default(),
+            &crate::engine::DecodeConfig::default(),
+            None,
+            models.as_slice(),
+        )
+        .unwrap();
+        let opts = RecordingOptions {
+            channels: "agent,customer".parse().unwrap(),
+            vad: Some(crate::segment::test_vad()),
+            ..RecordingOptions::default()
+        };
+        let mut progress = Vec::new();
+        let t = transcribe_file(Path::new(path), &pool, &plan, &opts, &mut |s| {
+            progress.push(s)
+        });
+        (t, model, progress)
+    }
+
+    #[test]
+    fn stages_identify_each_channel_then_decode_packed_windows_onto_one_timeline() {
+        use crate::engine::scripted::Request;
+        let (t, model, progress) = scripted_call(None);
+        let t = t.unwrap();
+        let requests = model.requests();
+        // Plan before decode: one identification per channel, from its own speech.
+        let detects: Vec<usize> = requests
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Request::Detect { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(detects, [0, 1], "{requests:?}");
+        for c in &t.channels {
+            let heard = c.language.as_ref().expect("identified");
+            assert_eq!((heard.code.as_str(), heard.probability), ("en", 0.9));
+        }
+        assert_eq!(t.language, "en");
+        assert!(matches!(t.language_source, LanguageSource::Detected { .. }));
+        // Packed: fewer windows than segments, and the packed ones got the packed margin.
+        let windows: Vec<&Request> = requests[2..].iter().collect();
+        assert!(windows.iter().any(|r| matches!(
+            r,
+            Request::Transcribe {
+                window: Window::Packed,
+                ..
+            }
+        )));
+        // Eleven turns over 42 s fit in a window or two per channel.
+        assert!(windows.len() <= 4, "{} windows", windows.len());
+        assert!(windows
+            .iter()
+            .all(|r| matches!(r, Request::Transcribe { language, .. } if language == "en")));
+        // Both parties, on one sorted timeline, each segment inside the call.
+        assert!(t.segments.iter().any(|s| s.role == Role::Agent));
+        assert!(t.segments.iter().any(|s| s.role == Role::Customer));
+        assert!(t
+            .segments
+            .windows(2)
+            .all(|w| (w[0].start_ms, w[0].channel) <= (w[1].start_ms, w[1].channel)));
+        assert!(t.segments.iter().all(|s| s.end_ms <= t.duration_ms));
+        // Progress grows to the last window's end, once per finished leading window.
+        assert_eq!(progress.len(), windows.len());
+        assert!(progress.windows(2).all(|w| w[0] <= w[1]));
+        let last_end = t.segments.iter().map(|s| s.end_ms).max().unwrap() as f64 / 1000.0;
+        assert!(progress.last().unwrap() + 0.5 >= last_end);
+    }
+
+    #[test]
+    fn a_window_that_fails_fails_the_recording_with_its_name() {
+        let (t, _, _) = scripted_call(Some(1));
+        let e = t.unwrap_err();
+        assert!(matches!(e, PipelineError::Engine { .. }));
+        assert!(
+            e.to_string().contains("en_call_16k.wav") && e.to_string().contains("scripted failure"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn stereo_with_one_role_is_an_error() {
         let e = plan_channels(stereo(), &"agent".parse().unwrap()).unwrap_err();

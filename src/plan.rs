@@ -103,13 +103,20 @@ pub enum PlanError {
     ModelUnavailable { name: String, reason: String },
     #[error(transparent)]
     Dialect(#[from] DialectError),
+    /// Boxed: an engine error is large next to the other variants.
     #[error(transparent)]
-    Language(#[from] EngineError),
+    Language(Box<EngineError>),
     #[error("dialect adapter {adapter}: {source}")]
     AdapterLanguage {
         adapter: String,
-        source: EngineError,
+        source: Box<EngineError>,
     },
+}
+
+impl From<EngineError> for PlanError {
+    fn from(e: EngineError) -> Self {
+        PlanError::Language(Box::new(e))
+    }
 }
 
 /// The language a call decodes in.
@@ -185,7 +192,7 @@ impl CallPlan {
                 let code = resolve_language(&model, &decode.language)
                     .map_err(|source| PlanError::AdapterLanguage {
                         adapter: sel.adapter.id().to_owned(),
-                        source,
+                        source: Box::new(source),
                     })?
                     .unwrap_or_else(|| decode.language.clone());
                 let source = if configured.is_some() {

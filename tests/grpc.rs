@@ -476,6 +476,8 @@ async fn misbehaving_clients_get_the_right_status_and_the_server_keeps_serving()
             "language tiny.en cannot do",
             vec![config_msg(pb::StreamingConfig {
                 language: "zh".into(),
+                // Named: unnamed, the zh adapter's own model (base, loaded here) would take it.
+                model: "tiny.en".into(),
                 ..mono_config(8000, 1)
             })],
             Code::InvalidArgument,

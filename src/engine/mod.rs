@@ -286,6 +286,16 @@ pub trait Model: Send + Sync {
     fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError>;
 }
 
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn info(&self) -> ModelInfo {
+        (**self).info()
+    }
+
+    fn recognizer(&self, threads: usize) -> Result<Box<dyn Recognizer>, EngineError> {
+        (**self).recognizer(threads)
+    }
+}
+
 impl Model for Engine {
     fn info(&self) -> ModelInfo {
         Engine::info(self)

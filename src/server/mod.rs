@@ -16,7 +16,7 @@ pub mod metrics;
 mod service;
 
 use crate::dialect::Dialects;
-use crate::engine::{DecodeConfig, Engine, EngineError, Pool};
+use crate::engine::{DecodeConfig, Engine, EngineError, Model, Pool};
 use crate::proto::v1::transcription_server::TranscriptionServer;
 use crate::segment::Vad;
 use serde::{Deserialize, Serialize};
@@ -171,6 +171,9 @@ impl Shared {
 /// Loads the models, on a blocking thread; the first is the default.
 pub type ModelLoader = Box<dyn FnOnce() -> Result<Vec<Engine>, String> + Send>;
 
+/// [`ModelLoader`] for any recogniser (the scripted one in unit tests).
+type AnyModelLoader = Box<dyn FnOnce() -> Result<Vec<Box<dyn Model>>, String> + Send>;
+
 /// A running server.
 pub struct ServerHandle {
     pub addr: SocketAddr,
@@ -278,6 +281,20 @@ pub async fn start_with_forwarder(
     loader: ModelLoader,
     forwarder: Option<crate::forward::Forwarder>,
 ) -> Result<ServerHandle, ServerError> {
+    let loader: AnyModelLoader = Box::new(move || {
+        Ok(loader()?
+            .into_iter()
+            .map(|e| Box::new(e) as Box<dyn Model>)
+            .collect())
+    });
+    start_any(settings, loader, forwarder).await
+}
+
+async fn start_any(
+    settings: ServeSettings,
+    loader: AnyModelLoader,
+    forwarder: Option<crate::forward::Forwarder>,
+) -> Result<ServerHandle, ServerError> {
     settings.server.validate().map_err(ServerError::Load)?;
     let listener = tokio::net::TcpListener::bind(&settings.server.listen)
         .await
@@ -370,7 +387,7 @@ pub async fn start_with_forwarder(
     })
 }
 
-async fn load(shared: &Arc<Shared>, loader: ModelLoader) -> Result<(), String> {
+async fn load(shared: &Arc<Shared>, loader: AnyModelLoader) -> Result<(), String> {
     let engines = tokio::task::spawn_blocking(loader)
         .await
         .map_err(|e| format!("model loader panicked: {e}"))??;
@@ -397,4 +414,217 @@ async fn load(shared: &Arc<Shared>, loader: ModelLoader) -> Result<(), String> {
         .loaded
         .set(Loaded { pool })
         .map_err(|_| "models loaded twice".to_string())
+}
+
+/// The call task and the service over loopback gRPC, on scripted recognisers: no model
+/// download, milliseconds per decode. End-to-end tests with whisper are in `tests/grpc.rs`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::scripted::{whole, Scripted};
+    use crate::proto::v1 as pb;
+    use pb::streaming_transcribe_request::Request as Req;
+    use pb::streaming_transcribe_response::Response as Resp;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn settings(max_streams: usize) -> ServeSettings {
+        ServeSettings {
+            server: ServerConfig {
+                listen: "127.0.0.1:0".into(),
+                interim_interval_ms: 0,
+                ..ServerConfig::default()
+            },
+            vad: crate::segment::test_vad(),
+            decode: DecodeConfig::default(),
+            workers: 1,
+            threads: 1,
+            max_streams,
+            dialects: Arc::new(Dialects::load(&Default::default(), &|_: &str| true).unwrap()),
+        }
+    }
+
+    async fn serve(models: Vec<Scripted>, max_streams: usize) -> ServerHandle {
+        let loader: AnyModelLoader = Box::new(move || {
+            Ok(models
+                .into_iter()
+                .map(|m| Box::new(m) as Box<dyn Model>)
+                .collect())
+        });
+        let mut handle = start_any(settings(max_streams), loader, None)
+            .await
+            .unwrap();
+        handle.ready().await.unwrap();
+        handle
+    }
+
+    /// The mono 8 kHz call fixture as LINEAR16 messages of 100 ms, after `config`.
+    fn call(config: pb::StreamingConfig) -> Vec<pb::StreamingTranscribeRequest> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/audio-fixtures/calls/en_call_8k_mono.wav"
+        );
+        let audio = crate::audio::wav::read_wav(std::path::Path::new(path)).unwrap();
+        let mut bytes = Vec::new();
+        crate::audio::codec::encode(
+            crate::audio::codec::Encoding::Linear16,
+            &audio.channels[0],
+            &mut bytes,
+        );
+        let config = pb::StreamingConfig {
+            encoding: pb::AudioEncoding::Linear16 as i32,
+            sample_rate_hz: audio.sample_rate_hz,
+            channel_count: 1,
+            ..config
+        };
+        std::iter::once(Req::Config(config))
+            .chain(bytes.chunks(1600).map(|c| Req::Audio(c.to_vec())))
+            .map(|r| pb::StreamingTranscribeRequest { request: Some(r) })
+            .collect()
+    }
+
+    async fn stream(
+        handle: &ServerHandle,
+        messages: Vec<pb::StreamingTranscribeRequest>,
+    ) -> Result<Vec<Resp>, tonic::Status> {
+        let mut client = pb::transcription_client::TranscriptionClient::connect(format!(
+            "http://{}",
+            handle.addr
+        ))
+        .await
+        .unwrap();
+        let mut responses = client
+            .streaming_transcribe(futures::stream::iter(messages))
+            .await?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(r) = responses.message().await? {
+            out.extend(r.response);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_gets_its_plan_then_ordered_finals_then_its_summary_and_survives_a_failed_decode(
+    ) {
+        let decodes = Arc::new(AtomicUsize::new(0));
+        let counter = decodes.clone();
+        let fake = Scripted::new("fake", "en", move |samples, language| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 1 {
+                return Err(EngineError::Inference("scripted failure".into()));
+            }
+            Ok(whole(&format!("{language} {}", samples.len()), samples))
+        });
+        let yue = Scripted::new("yue-model", "yue", |s, _| Ok(whole("粤", s)));
+        let handle = serve(vec![fake, yue], 2).await;
+        let responses = stream(
+            &handle,
+            call(pb::StreamingConfig {
+                call_id: "c1".into(),
+                language: "en".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        // The accepted config echoes the plan: the default model, the language, its adapter.
+        let Some(Resp::AcceptedConfig(accepted)) = responses.first() else {
+            panic!("first response: {:?}", responses.first());
+        };
+        assert_eq!(
+            (
+                accepted.model.as_str(),
+                accepted.language.as_str(),
+                accepted.dialect.as_str()
+            ),
+            ("fake", "en", "english")
+        );
+        let finals: Vec<&pb::FinalResult> = responses
+            .iter()
+            .filter_map(|r| match r {
+                Resp::Final(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let n = decodes.load(Ordering::SeqCst);
+        assert!(n >= 5, "{n} decodes");
+        assert_eq!(finals.len(), n - 1, "only the failed utterance is missing");
+        for (i, f) in finals.iter().enumerate() {
+            assert_eq!(f.sequence, i as u64);
+            assert_eq!(f.segment_id, format!("c1/0/{i}"));
+            assert!(f.text.starts_with("en "), "{}", f.text);
+        }
+        assert!(finals.windows(2).all(|w| w[0].start_ms < w[1].start_ms));
+        let Some(Resp::Summary(summary)) = responses.last() else {
+            panic!("last response: {:?}", responses.last());
+        };
+        assert_eq!(summary.final_results as usize, finals.len());
+        handle.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_requests_are_refused_by_the_plan_and_capacity_is_enforced() {
+        let slow = Scripted::new("fake", "en", |s, _| Ok(whole("x", s)))
+            .with_delay(Duration::from_millis(300));
+        let handle = serve(vec![slow], 1).await;
+        let refused = stream(
+            &handle,
+            call(pb::StreamingConfig {
+                model: "large".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused.message().contains("'large' is not loaded"),
+            "{}",
+            refused.message()
+        );
+        // One slot: a second call while the first holds it is refused at once.
+        let first = {
+            let handle_addr = handle.addr;
+            tokio::spawn(async move {
+                let mut client = pb::transcription_client::TranscriptionClient::connect(format!(
+                    "http://{handle_addr}"
+                ))
+                .await
+                .unwrap();
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                let mut messages = call(pb::StreamingConfig::default()).into_iter();
+                tx.send(messages.next().unwrap()).await.unwrap();
+                let mut responses = client
+                    .streaming_transcribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                // Accepted: the slot is held until the stream ends.
+                let accepted = responses.message().await.unwrap();
+                (tx, responses, accepted)
+            })
+            .await
+            .unwrap()
+        };
+        assert!(first.2.is_some());
+        let second = stream(&handle, call(pb::StreamingConfig::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(second.code(), tonic::Code::ResourceExhausted);
+        // The first call hangs up: its slot is free again.
+        drop(first);
+        let mut admitted = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if handle.shared.admission.available_permits() == 1 {
+                admitted = true;
+                break;
+            }
+        }
+        assert!(
+            admitted,
+            "the slot was not freed after the client went away"
+        );
+        handle.shutdown();
+    }
 }
