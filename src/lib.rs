@@ -6,6 +6,11 @@
 //! timeline) → [`forward`] (sinks, durable spool; [`kb`] the embedded knowledge base), with [`model`]
 //! provisioning the weights and [`batch`] / [`cli`] as front doors. Every front door shares
 //! these stages; none keeps a private copy.
+//!
+//! Protobuf stays at the gRPC edges: [`proto`] holds the wire types and their one conversion
+//! to and from the pipeline's types, used by [`server`], the client in [`cli`] and the
+//! `KnowledgeLookup` sink in [`forward`]. No top-level module depends on one that depends on
+//! it (a unit test, `module_cycles`, checks).
 
 pub mod audio;
 pub mod batch;
@@ -18,9 +23,12 @@ pub mod forward;
 pub mod kb;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+mod module_cycles;
 pub mod pipeline;
 pub mod plan;
 pub mod proto;
+pub mod runtime;
 pub mod segment;
 pub mod server;
 pub mod stream;

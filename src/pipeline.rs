@@ -15,8 +15,7 @@
 use crate::audio::decode::{read_audio, DecodeError};
 use crate::audio::resample::{resample_all, ResampleError};
 use crate::audio::wav::{WavAudio, WavError};
-use crate::audio::{CallTime, ChannelAudio, Role, PIPELINE_RATE_HZ};
-use crate::config::ChannelMode;
+use crate::audio::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{
     Decoded, EngineError, LanguageGuess, Pool, Recognizer, Window, WINDOW_SAMPLES,

@@ -90,6 +90,65 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// How the channels of a recording map to parties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelMode {
+    /// Each channel transcribed on its own, with these roles in channel order.
+    Separate(Vec<Role>),
+    /// Channels averaged into one before transcription.
+    Mix,
+}
+
+impl Default for ChannelMode {
+    fn default() -> Self {
+        ChannelMode::Separate(vec![Role::Agent, Role::Customer])
+    }
+}
+
+impl std::str::FromStr for ChannelMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("mix") {
+            return Ok(ChannelMode::Mix);
+        }
+        let roles = s
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<Role>, _>>()?;
+        if roles.is_empty() || roles.len() > 2 {
+            return Err(format!(
+                "'{s}': give one or two roles (e.g. agent,customer) or 'mix'"
+            ));
+        }
+        Ok(ChannelMode::Separate(roles))
+    }
+}
+
+impl std::fmt::Display for ChannelMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelMode::Mix => f.write_str("mix"),
+            ChannelMode::Separate(roles) => {
+                let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+impl Serialize for ChannelMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One channel of a call at the pipeline rate, labelled with its speaker role.
 #[derive(Debug, Clone)]
 pub struct ChannelAudio {
@@ -102,6 +161,17 @@ pub struct ChannelAudio {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_modes_parse() {
+        assert_eq!("mix".parse::<ChannelMode>(), Ok(ChannelMode::Mix));
+        assert_eq!(
+            "customer,agent".parse::<ChannelMode>(),
+            Ok(ChannelMode::Separate(vec![Role::Customer, Role::Agent]))
+        );
+        assert!("agent,customer,agent".parse::<ChannelMode>().is_err());
+        assert!("robot".parse::<ChannelMode>().is_err());
+    }
 
     #[test]
     fn call_time_converts_samples_to_rounded_ms() {

@@ -5,10 +5,12 @@
 //! The one thing to know: the audio callback runs on the device's real-time thread, so it
 //! only converts samples to f32 and pushes whole frames into the ring. It never allocates,
 //! locks or blocks; when the ring is full the frames it cannot take are counted as overruns,
-//! never dropped silently.
+//! never dropped silently. [`session`] is the loop on the other side of the ring, for both
+//! ways a captured call goes (transcribed here, or sent to a server).
 
 pub mod device;
 pub mod recorder;
+pub mod session;
 pub mod source;
 
 pub use device::{find_input, list_inputs, DeviceInfo};

@@ -1,40 +1,32 @@
 //! `callscribe capture`: transcribe a call from the sound card, live, on the agent's machine,
 //! or send it to a `callscribe serve` with `--server`. Ctrl-C ends the call: the open
 //! utterance is finalised, the recording closed and a summary printed.
+//!
+//! The command parses its flags, loads the model, opens the device and prints; the loop
+//! between the device's ring and the call is the library's (`capture::session`).
 
-use super::client::{self, Printer, StreamFormat};
-use crate::audio::codec::{self, Encoding};
+use super::client;
+use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
+use super::printer::{Printer, StreamFormat};
+use crate::audio::codec::Encoding;
 use crate::audio::Role;
-use crate::capture::{self, Capture, CaptureRequest, CaptureStats, Recorder, SampleKind};
+use crate::capture::session::{self, CaptureSummary, LocalCall, SEND_QUEUE};
+use crate::capture::{self, Capture, CaptureRequest, Recorder, SampleKind};
 use crate::config::{worker_layout, Config};
 use crate::engine::Pool;
 use crate::forward::Forwarder;
 use crate::plan::{CallPlan, CallRequest};
-use crate::proto::v1 as pb;
-use crate::server::convert::{output_to_proto, set_call_format, summary_to_proto};
-use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
+use crate::runtime::{self, Workers};
+use crate::stream::{AcceptedCall, CallDriver, CallFormat, DriverSetup, LiveRequest};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// How often the pipeline drains the ring: a tenth of the default ring, and short enough
-/// that speech events reach the screen without a visible lag.
-const DRAIN_EVERY: Duration = Duration::from_millis(10);
 /// Inference jobs queued for one captured call. A sound card cannot be slowed down, so
 /// finals are never refused for being many; this bounds the queue at minutes of speech.
 const INFERENCE_QUEUE: usize = 256;
-/// Audio messages queued towards `--server` before the capture loop waits on the network
-/// (and the ring, not memory, absorbs the delay): 64 × 10 ms.
-const SEND_QUEUE: usize = 64;
-/// Suggestions waiting to be printed; more are dropped (a late suggestion is worth little).
-const SUGGESTION_QUEUE: usize = 64;
-
-type SuggestionTx =
-    tokio::sync::mpsc::Sender<Result<pb::StreamingTranscribeResponse, tonic::Status>>;
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
@@ -56,28 +48,19 @@ pub struct CaptureArgs {
     /// Role of each channel, e.g. agent,customer; default: mixed (mono), agent,customer (stereo).
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
-    /// Dialect adapter id (`callscribe dialects list`); default: chosen as a server would
-    /// (region, language, then identified from the first speech). Sent on with --server.
-    #[arg(long)]
-    pub dialect: Option<String>,
-    /// The caller's region, city or telephone number, for the dialect routing table.
-    #[arg(long)]
-    pub region: Option<String>,
+    // Sent on with --server, as are --model and --language.
+    #[command(flatten)]
+    pub dialect: DialectFlags,
     /// Write exactly what was captured to this WAV file.
     #[arg(long)]
     pub record: Option<PathBuf>,
     /// Send the audio to a `callscribe serve` (host:port or URL) instead of transcribing here.
     #[arg(long)]
     pub server: Option<String>,
-    /// Model (default: the configured default; the server's with --server).
-    #[arg(short, long)]
-    pub model: Option<String>,
-    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_enum)]
-    pub weights: Option<crate::model::Weights>,
-    /// Spoken language (en, zh, …) or auto.
-    #[arg(short, long)]
-    pub language: Option<String>,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub language: LanguageFlags,
     /// No interim results, finals only.
     #[arg(long)]
     pub no_interim: bool,
@@ -102,11 +85,13 @@ fn parse_role(s: &str) -> anyhow::Result<Role> {
 
 impl CaptureArgs {
     pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
-        if let Some(w) = self.weights {
-            config.models.weights = w;
-        }
+        self.model.apply(&mut config);
+        self.language.apply(&mut config);
         if self.list_devices {
             return list_devices(self.format);
+        }
+        if self.server.is_some() && !self.language.hotwords.is_empty() {
+            anyhow::bail!("--hotwords apply to a call transcribed here; a server uses its own");
         }
         let (name, device) = capture::find_input(self.device.as_deref())?;
         let request = CaptureRequest {
@@ -116,10 +101,7 @@ impl CaptureArgs {
             buffer_ms: self.buffer_ms,
         };
         let roles = self.roles()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
         if let Some(server) = &self.server {
             let server = client::server_url(server);
             // Nothing to load: start capturing at once.
@@ -179,6 +161,7 @@ impl CaptureArgs {
             f.channels,
             f.sample.as_str(),
             self.dialect
+                .dialect
                 .as_deref()
                 .map(|d| format!(", dialect {d}"))
                 .unwrap_or_default()
@@ -193,14 +176,10 @@ impl CaptureArgs {
     }
 
     fn load(&self, config: &Config) -> anyhow::Result<LocalModel> {
-        // A live call needs finals within real time: fitted windows, as `serve` uses.
         let request = CallRequest {
-            model: self.model.clone(),
-            dialect: self.dialect.clone(),
-            region: self.region.clone(),
-            language: self.language.clone(),
-            hotwords: Vec::new(),
+            // A live call needs finals within real time: fitted windows, as `serve` uses.
             fit_window: config.server.fit_window,
+            ..self.dialect.request(&self.model)
         };
         let models = super::OnDemand::new(config);
         let plan = CallPlan::resolve(
@@ -245,78 +224,34 @@ impl CaptureArgs {
             plan: model.plan.clone(),
         };
         let mut recorder = self.recorder(&capture)?;
-        let mut driver = CallDriver::new(&model.pool, setup)?;
-        let mut accepted = self.streaming_config(&call_id, driver.live().format());
+        let driver = CallDriver::new(&model.pool, setup)?;
+        let format = driver.live().format();
         // As a server accepts it: the adapter actually selected (empty until identified).
-        accepted.dialect = model.plan.adapter_id().to_owned();
-        let (suggestions, mut suggested) = tokio::sync::mpsc::channel(SUGGESTION_QUEUE);
-        let mut out = LocalOut {
-            printer: Printer::new(self.format),
+        let accepted = AcceptedCall {
             call_id: call_id.clone(),
-            accepted: accepted.clone(),
-            forwarder: start_forwarder(config),
-            language: model.plan.language_code().map(str::to_owned),
-            suggestions,
+            sample_rate_hz: format.sample_rate_hz,
+            channel_count: format.roles.len() as u32,
+            language: self.language.language.clone().unwrap_or_default(),
+            model: self.model.model.clone().unwrap_or_default(),
+            dialect: model.plan.adapter_id().to_owned(),
+            region: self.dialect.region.clone().unwrap_or_default(),
         };
-        out.send(pb::streaming_transcribe_response::Response::AcceptedConfig(
+        let call = LocalCall {
+            driver,
             accepted,
-        ))?;
-        out.dialect(driver.take_dialect())?;
-        let mut samples = Vec::new();
-        let mut outputs: Vec<CallOutput> = Vec::new();
-        let mut overruns = OverrunLog::default();
-        let mut tick = tokio::time::interval(DRAIN_EVERY);
-        let mut interrupted = interrupt();
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut interrupted => break,
-                Some(done) = driver.next() => out.completed(done, driver.language())?,
-                Some(Ok(s)) = suggested.recv() => out.printer.response(&s)?,
-                _ = tick.tick() => {
-                    samples.clear();
-                    capture.drain(&mut samples);
-                    if let Some(r) = recorder.as_mut() {
-                        r.write(&samples)?;
-                    }
-                    driver.push_samples(&samples, &mut outputs)?;
-                    for o in outputs.drain(..) {
-                        out.output(&o)?;
-                    }
-                    overruns.check(capture.stats());
-                }
-            }
-        }
-        // Ctrl-C: stop the device, take what it already delivered, finalise the open utterance.
-        capture.stop();
-        samples.clear();
-        capture.drain(&mut samples);
-        if let Some(r) = recorder.as_mut() {
-            r.write(&samples)?;
-        }
-        driver.push_samples(&samples, &mut outputs)?;
-        driver.finish(&mut outputs)?;
-        for o in outputs.drain(..) {
-            out.output(&o)?;
-        }
-        while let Some(done) = driver.next().await {
-            out.completed(done, driver.language())?;
-        }
-        // Every final is submitted: wait for the sinks (and the suggestions they answer).
-        if let Some(f) = &out.forwarder {
-            let timeout = Duration::from_millis(config.forward.flush_timeout_ms);
-            super::flush_forwarding(f, timeout).await;
-        }
-        while let Ok(Ok(s)) = suggested.try_recv() {
-            out.printer.response(&s)?;
-        }
-        out.printer.clear_interim()?;
-        out.send(pb::streaming_transcribe_response::Response::Summary(
-            summary_to_proto(&call_id, &driver.summary()),
-        ))?;
-        if let Some(f) = out.forwarder.take() {
-            f.shutdown().await;
-        }
+            forwarder: Forwarder::start_for_calls(&config.forward)
+                .context("starting the forwarder")?,
+            flush_timeout: Duration::from_millis(config.forward.flush_timeout_ms),
+        };
+        let mut printer = Printer::new(self.format);
+        session::transcribe(
+            &mut capture,
+            recorder.as_mut(),
+            call,
+            runtime::shutdown_signal(),
+            &mut |report| printer.print(&call_id, report),
+        )
+        .await?;
         self.finish(capture, recorder)
     }
 
@@ -327,67 +262,38 @@ impl CaptureArgs {
         format: CallFormat,
         server: String,
     ) -> anyhow::Result<()> {
-        let call_id = self.call_id(&capture);
-        let config = self.streaming_config(&call_id, &format);
+        let request = LiveRequest {
+            call_id: Some(self.call_id(&capture)),
+            format,
+            choices: CallRequest {
+                model: self.model.model.clone(),
+                language: self.language.language.clone(),
+                dialect: self.dialect.dialect.clone(),
+                region: self.dialect.region.clone(),
+                ..CallRequest::default()
+            },
+            interim: !self.no_interim,
+            endpoint_silence_ms: None,
+            started_at_unix_ms: None,
+        };
         let mut recorder = self.recorder(&capture)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEND_QUEUE);
         let format_out = self.format;
-        let session = tokio::spawn(async move {
+        let call = tokio::spawn(async move {
             let mut out = Printer::new(format_out);
             let audio = tokio_stream::wrappers::ReceiverStream::new(rx);
-            client::stream_call(&server, config, audio, &mut out).await
+            client::stream_call(&server, &request, audio, &mut out).await
         });
-        let mut session = std::pin::pin!(session);
-        let mut samples = Vec::new();
-        let mut overruns = OverrunLog::default();
-        let mut tick = tokio::time::interval(DRAIN_EVERY);
-        let mut interrupted = interrupt();
-        let mut ended_early = None;
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut interrupted => break,
-                r = &mut session => {
-                    // The server ended the call before Ctrl-C (an error, or shutdown).
-                    ended_early = Some(r);
-                    break;
-                }
-                _ = tick.tick() => {
-                    samples.clear();
-                    capture.drain(&mut samples);
-                    if let Some(r) = recorder.as_mut() {
-                        r.write(&samples)?;
-                    }
-                    if !samples.is_empty() {
-                        let mut bytes = Vec::with_capacity(samples.len() * 2);
-                        codec::encode(Encoding::Linear16, &samples, &mut bytes);
-                        if tx.send(bytes).await.is_err() {
-                            continue; // the session ended; the next turn sees why
-                        }
-                    }
-                    overruns.check(capture.stats());
-                }
-            }
-        }
-        capture.stop();
-        samples.clear();
-        capture.drain(&mut samples);
-        if let Some(r) = recorder.as_mut() {
-            r.write(&samples)?;
-        }
-        if !samples.is_empty() {
-            let mut bytes = Vec::new();
-            codec::encode(Encoding::Linear16, &samples, &mut bytes);
-            let _ = tx.send(bytes).await;
-        }
-        // Half-close: the server finalises the open utterance and sends the summary.
-        drop(tx);
-        let result = match ended_early {
-            Some(r) => r,
-            None => session.await,
-        };
+        let ended = session::send(
+            &mut capture,
+            recorder.as_mut(),
+            runtime::shutdown_signal(),
+            tx,
+            call,
+        )
+        .await?;
         let finished = self.finish(capture, recorder);
-        result.context("the call's session task failed")??;
+        ended.context("the call's session task failed")??;
         finished
     }
 
@@ -399,33 +305,20 @@ impl CaptureArgs {
             .map_err(Into::into)
     }
 
-    fn streaming_config(&self, call_id: &str, format: &CallFormat) -> pb::StreamingConfig {
-        let mut config = pb::StreamingConfig {
-            call_id: call_id.to_owned(),
-            dialect: self.dialect.clone().unwrap_or_default(),
-            region: self.region.clone().unwrap_or_default(),
-            language: self.language.clone().unwrap_or_default(),
-            interim_results: !self.no_interim,
-            model: self.model.clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        set_call_format(&mut config, format);
-        config
-    }
-
-    /// Closes the recording and reports what the device did.
+    /// Closes the recording and prints what the device did.
     fn finish(&self, capture: Capture, recorder: Option<Recorder>) -> anyhow::Result<()> {
-        let f = capture.format();
-        let stats = capture.stats();
-        let frames = stats.device_frames.load(Ordering::Relaxed);
-        let lost = stats.overrun_frames.load(Ordering::Relaxed);
-        let overruns = stats.overruns.load(Ordering::Relaxed);
-        let errors = stats.stream_errors.load(Ordering::Relaxed);
-        let recorded = recorder.map(Recorder::finish).transpose()?;
-        let secs = frames as f64 / f64::from(f.sample_rate_hz);
+        let CaptureSummary {
+            device,
+            format: f,
+            captured_secs: secs,
+            overruns,
+            overrun_frames: lost,
+            device_errors: errors,
+            recording: recorded,
+        } = session::finish(capture, recorder)?;
         if self.format == StreamFormat::Json {
             let v = serde_json::json!({"capture_summary": {
-                "device": capture.device(), "sample_rate_hz": f.sample_rate_hz,
+                "device": device, "sample_rate_hz": f.sample_rate_hz,
                 "channels": f.channels, "sample_format": f.sample.as_str(),
                 "captured_ms": (secs * 1000.0).round() as u64, "overruns": overruns,
                 "overrun_frames": lost, "device_errors": errors,
@@ -433,8 +326,7 @@ impl CaptureArgs {
             println!("{v}");
         } else {
             eprintln!(
-                "capture '{}': {secs:.1} s captured, {overruns} overrun(s) ({lost} frame(s) lost), {errors} device error(s){}",
-                capture.device(),
+                "capture '{device}': {secs:.1} s captured, {overruns} overrun(s) ({lost} frame(s) lost), {errors} device error(s){}",
                 recorded
                     .as_ref()
                     .map(|p| format!(", recorded to {}", p.display()))
@@ -449,125 +341,6 @@ struct LocalModel {
     pool: Pool,
     plan: CallPlan,
     vad: crate::segment::Vad,
-}
-
-/// Where a locally transcribed call's events go: the terminal (as `stream` prints a server's
-/// responses), and each final on to knowledge lookup, as the server forwards its calls'.
-struct LocalOut {
-    printer: Printer,
-    call_id: String,
-    /// The call's config as a server would have accepted it (forwarded with each final).
-    accepted: pb::StreamingConfig,
-    forwarder: Option<Forwarder>,
-    /// The call's language as last decoded (forwarded with each final).
-    language: Option<String>,
-    /// Suggestions come back here, to be printed under the utterance they answer.
-    suggestions: SuggestionTx,
-}
-
-impl LocalOut {
-    fn send(&mut self, r: pb::streaming_transcribe_response::Response) -> anyhow::Result<()> {
-        self.printer.response(&response(&self.call_id, r))
-    }
-
-    fn output(&mut self, o: &CallOutput) -> anyhow::Result<()> {
-        let r = output_to_proto(&self.call_id, o);
-        self.send(r.clone())?;
-        if let pb::streaming_transcribe_response::Response::Final(result) = &r {
-            crate::forward::hook::final_sent(
-                self.forwarder.as_ref(),
-                &self.accepted,
-                self.language.as_deref(),
-                result,
-                &self.suggestions,
-            );
-        }
-        Ok(())
-    }
-
-    /// The call's dialect adapter, the way `stream` prints a server's `DialectSelected`.
-    fn dialect(&mut self, d: Option<DialectOutput>) -> anyhow::Result<()> {
-        if let Some(d) = d {
-            self.send(pb::streaming_transcribe_response::Response::Dialect(
-                crate::server::convert::dialect_selected(&d.selection, &d.language),
-            ))?;
-        }
-        Ok(())
-    }
-
-    /// A decode's result, after the adapter it identified, if it did.
-    fn completed(&mut self, done: Completed, language: Option<&str>) -> anyhow::Result<()> {
-        self.dialect(done.dialect)?;
-        if let Some(o) = done.output {
-            self.language = language.map(str::to_owned);
-            self.output(&o)?;
-        }
-        Ok(())
-    }
-}
-
-/// The forwarder for a local call, as `serve` starts it; `None` (with a warning) when it
-/// cannot start, e.g. another callscribe process holds the spool: the transcript matters more.
-fn start_forwarder(config: &Config) -> Option<Forwarder> {
-    if !config.forward.enabled {
-        return None;
-    }
-    Forwarder::start(config.forward.clone(), Default::default())
-        .map_err(|e| eprintln!("warning: forwarding off for this call: {e}"))
-        .ok()
-}
-
-fn response(
-    call_id: &str,
-    r: pb::streaming_transcribe_response::Response,
-) -> pb::StreamingTranscribeResponse {
-    pb::StreamingTranscribeResponse {
-        call_id: call_id.to_owned(),
-        response: Some(r),
-    }
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-fn interrupt() -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    })
-}
-
-/// Reports overruns as they happen, one log line per burst, never per callback.
-#[derive(Default)]
-struct OverrunLog {
-    reported: u64,
-}
-
-impl OverrunLog {
-    fn check(&mut self, stats: &CaptureStats) {
-        let lost = stats.overrun_frames.load(Ordering::Relaxed);
-        if lost > self.reported {
-            tracing::warn!(
-                lost_frames = lost - self.reported,
-                total_lost_frames = lost,
-                "capture buffer overrun: the pipeline fell behind the device and frames were lost"
-            );
-            eprintln!(
-                "warning: capture buffer overrun: {} frame(s) lost ({} in total)",
-                lost - self.reported,
-                lost
-            );
-            self.reported = lost;
-        }
-    }
 }
 
 fn list_devices(format: StreamFormat) -> anyhow::Result<ExitCode> {

@@ -1,11 +1,15 @@
-//! Command-line front doors. Each command is a struct with `run()`; the library does the work.
+//! Command-line front doors. Each command is a struct with `run()` that parses its flags
+//! (shared groups in [`flags`]), applies them to the configuration and prints; the library
+//! does the work, run loops included (`capture::session`, `runtime`, `forward`).
 
 mod bars;
 mod capture;
 mod client;
 mod dialects;
+mod flags;
 mod kb;
 mod models;
+mod printer;
 mod serve;
 mod spool;
 mod stream;
@@ -77,16 +81,6 @@ impl Cli {
 }
 
 /// Logs go to stderr so that stdout carries only transcripts.
-/// Waits up to `timeout` for the forwarding sinks before a one-shot command exits; what is
-/// not delivered by then stays in the spool, and the user is told where to find it.
-async fn flush_forwarding(forwarder: &crate::forward::Forwarder, timeout: std::time::Duration) {
-    if !forwarder.flush(timeout).await {
-        eprintln!(
-            "warning: some segments are not delivered yet; they stay in the spool (`callscribe spool status`, `callscribe spool replay`)"
-        );
-    }
-}
-
 pub fn init_logging(verbose: u8) {
     // symphonia logs what it skips and where a probe ended (a text file named .mp3 is an
     // ERROR there); audio::decode turns what matters into the file's one error line.

@@ -1,7 +1,10 @@
 //! `callscribe serve`: the gRPC server for telephony systems, until SIGTERM or Ctrl-C.
 
+use super::flags::{LanguageFlags, ModelFlags};
 use crate::config::{worker_layout, Config};
 use crate::engine::Engine;
+use crate::forward::Forwarder;
+use crate::runtime::{self, Workers};
 use crate::server::{self, ServeSettings};
 use anyhow::Context;
 use clap::Args;
@@ -12,18 +15,15 @@ pub struct ServeArgs {
     /// gRPC listen address (port 0 picks a free port; the first stdout line names it).
     #[arg(long)]
     pub listen: Option<String>,
-    /// Default model for calls that name none.
-    #[arg(short, long)]
-    pub model: Option<String>,
-    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_enum)]
-    pub weights: Option<crate::model::Weights>,
+    // The default model, for calls that name none, and its precision.
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// Further models to load, selectable per call (repeat or comma-separate).
     #[arg(long = "also-load", value_delimiter = ',')]
     pub also_load: Vec<String>,
-    /// Default spoken language (en, zh, yue, …) or auto.
-    #[arg(short, long)]
-    pub language: Option<String>,
+    // The default language and hotwords of every call.
+    #[command(flatten)]
+    pub language: LanguageFlags,
     /// Inference workers (0 = auto).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -47,16 +47,9 @@ impl ServeArgs {
         if let Some(l) = self.listen {
             config.server.listen = l;
         }
-        if let Some(m) = self.model {
-            config.models.default = m;
-        }
-        if let Some(w) = self.weights {
-            config.models.weights = w;
-        }
+        self.model.apply(&mut config);
         config.server.models.extend(self.also_load);
-        if let Some(l) = self.language {
-            config.decode.language = l;
-        }
+        self.language.apply(&mut config);
         if let Some(w) = self.workers {
             config.server.workers = w;
         }
@@ -112,20 +105,10 @@ impl ServeArgs {
                 .collect()
         });
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let forward = config.forward.clone();
+        let runtime = runtime::build(Workers::PerCore).context("starting the async runtime")?;
         runtime.block_on(async move {
-            let forwarder = if forward.enabled {
-                Some(
-                    crate::forward::Forwarder::start(forward, Default::default())
-                        .context("starting the forwarder")?,
-                )
-            } else {
-                None
-            };
+            let forwarder =
+                Forwarder::start_for_calls(&config.forward).context("starting the forwarder")?;
             let mut handle =
                 server::start_with_forwarder(settings, loader, forwarder.clone()).await?;
             handle.ready().await?;
@@ -138,7 +121,7 @@ impl ServeArgs {
             std::io::stdout().flush().ok();
             #[cfg(unix)]
             reload_on_sighup(&handle, config_path, config.clone());
-            shutdown_signal().await;
+            runtime::shutdown_signal().await;
             eprintln!("shutting down: finalising open calls");
             handle.shutdown();
             handle.stopped().await?;
@@ -191,28 +174,4 @@ fn reload_on_sighup(
             }
         }
     });
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("cannot listen for SIGTERM: {e}");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -59,12 +59,11 @@ impl SpoolCommand {
                 Ok(ExitCode::SUCCESS)
             }
             SpoolCommand::Replay { timeout_secs } => {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
+                let runtime = crate::runtime::build(crate::runtime::Workers::One)
                     .context("starting the async runtime")?;
                 let flushed = runtime.block_on(async move {
+                    // Replaying is all this command does: a forwarder that cannot start is
+                    // its failure (not the front doors' `start_for_calls`).
                     let fwd = Forwarder::start(config.forward, Default::default())?;
                     let timeout = if timeout_secs == 0 {
                         Duration::from_secs(100 * 365 * 86_400)

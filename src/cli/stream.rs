@@ -1,10 +1,14 @@
 //! `callscribe stream --server URL FILE.wav`: the reference client. Sends a recording the way a
 //! telephony system streams a live call and prints interim and final results as they arrive.
 
-use super::client::{self, Printer, StreamFormat};
+use super::client;
+use super::flags::DialectFlags;
+use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::{self, Encoding};
-use crate::audio::read_audio;
-use crate::proto::v1 as pb;
+use crate::audio::{read_audio, Role};
+use crate::plan::CallRequest;
+use crate::runtime::{self, Workers};
+use crate::stream::{CallFormat, LiveRequest};
 use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
@@ -40,11 +44,9 @@ pub struct StreamArgs {
     /// Model; default: the server's.
     #[arg(short, long)]
     pub model: Option<String>,
-    /// Dialect adapter id and caller region, passed through to the server.
-    #[arg(long)]
-    pub dialect: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
+    // Dialect adapter and caller region, passed on to the server.
+    #[command(flatten)]
+    pub dialect: DialectFlags,
     #[arg(long, value_enum, default_value = "text")]
     pub format: StreamFormat,
 }
@@ -85,43 +87,44 @@ impl StreamArgs {
                 .file_stem()
                 .map_or("call".into(), |s| s.to_string_lossy().into_owned())
         });
-        let config = pb::StreamingConfig {
-            call_id,
-            encoding: crate::server::convert::encoding_to_proto(self.encoding) as i32,
-            sample_rate_hz: rate,
-            channel_count: channels as u32,
-            channel_roles: if channels == 2 {
-                vec![pb::Role::Agent as i32, pb::Role::Customer as i32]
-            } else {
-                Vec::new()
+        let request = LiveRequest {
+            call_id: Some(call_id),
+            format: CallFormat {
+                encoding: self.encoding,
+                sample_rate_hz: rate,
+                roles: if channels == 2 {
+                    vec![Role::Agent, Role::Customer]
+                } else {
+                    vec![Role::Mixed; channels]
+                },
             },
-            dialect: self.dialect.clone().unwrap_or_default(),
-            region: self.region.clone().unwrap_or_default(),
-            language: self.language.clone().unwrap_or_default(),
-            interim_results: self.interim,
-            model: self.model.clone().unwrap_or_default(),
-            ..Default::default()
+            choices: CallRequest {
+                model: self.model.clone(),
+                language: self.language.clone(),
+                dialect: self.dialect.dialect.clone(),
+                region: self.dialect.region.clone(),
+                ..CallRequest::default()
+            },
+            interim: self.interim,
+            endpoint_silence_ms: None,
+            started_at_unix_ms: None,
         };
         let server = client::server_url(&self.server);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        runtime.block_on(self.session(server, config, bytes, chunk_bytes))
+        let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
+        runtime.block_on(self.session(server, request, bytes, chunk_bytes))
     }
 
     async fn session(
         &self,
         server: String,
-        config: pb::StreamingConfig,
+        request: LiveRequest,
         bytes: Vec<u8>,
         chunk_bytes: usize,
     ) -> anyhow::Result<ExitCode> {
         let chunk = Duration::from_millis(u64::from(self.chunk_ms));
         let audio = audio_chunks(bytes, chunk_bytes, chunk, self.realtime);
         let mut out = Printer::new(self.format);
-        client::stream_call(&server, config, audio, &mut out).await?;
+        client::stream_call(&server, &request, audio, &mut out).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

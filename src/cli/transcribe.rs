@@ -1,15 +1,20 @@
 //! `callscribe transcribe FILE|DIR...`: recordings → transcripts, with a progress bar.
 
 use super::bars::batch_bar;
+use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
 use crate::audio::decode;
+use crate::audio::ChannelMode;
 use crate::batch::report::{write_summary, Report, Row};
 use crate::batch::{self, interrupt, output, BatchObserver, Include, Job};
-use crate::config::{batch_layout, ChannelMode, Config};
+use crate::config::{batch_layout, Config};
 use crate::engine::Pool;
+use crate::forward::Forwarder;
 use crate::pipeline::RecordingOptions;
-use crate::plan::{CallPlan, CallRequest};
+use crate::plan::CallPlan;
+use crate::runtime::{self, Workers};
 use crate::transcript::format::{render, Format};
 use crate::transcript::Transcript;
+use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use std::collections::HashMap;
@@ -48,15 +53,10 @@ pub struct TranscribeArgs {
     /// Folder for transcripts (default: stdout for one file, ./transcripts otherwise).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Model name (tiny.en, base, an imported name) or path to a ggml file.
-    #[arg(short, long)]
-    pub model: Option<String>,
-    /// Precision of a catalogue model's weights (default: `models.weights`, q8_0).
-    #[arg(long, value_enum)]
-    pub weights: Option<crate::model::Weights>,
-    /// Spoken language (en, zh, yue, …) or auto.
-    #[arg(short, long)]
-    pub language: Option<String>,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub language: LanguageFlags,
     /// Initial prompt: domain words and the written style to decode in.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -76,16 +76,8 @@ pub struct TranscribeArgs {
     /// One whisper window per utterance instead of packing a channel's utterances together.
     #[arg(long)]
     pub no_pack: bool,
-    /// Terms to favour while decoding, comma-separated, each optionally `term:weight`
-    /// (default weight 2): product and plan names whisper does not know.
-    #[arg(long, value_delimiter = ',')]
-    pub hotwords: Vec<crate::engine::Hotword>,
-    /// Dialect adapter id (`callscribe dialects list`); default: chosen per recording.
-    #[arg(long)]
-    pub dialect: Option<String>,
-    /// The callers' region, city or telephone number, for the dialect routing table.
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub dialect: DialectFlags,
     /// Fit whisper's encoder window to each utterance instead of 30 s (3.5× faster; costs
     /// accuracy on some utterances, see BENCHMARKS.md).
     #[arg(long)]
@@ -197,6 +189,8 @@ impl BatchObserver for Writer {
 
 impl TranscribeArgs {
     pub fn run(self, mut config: Config) -> anyhow::Result<ExitCode> {
+        self.model.apply(&mut config);
+        self.language.apply(&mut config);
         if let Some(f) = self.format {
             config.transcribe.format = f;
         }
@@ -211,9 +205,6 @@ impl TranscribeArgs {
         }
         if let Some(t) = self.threads {
             config.decode.threads = t;
-        }
-        if let Some(w) = self.weights {
-            config.models.weights = w;
         }
         if self.fit_window {
             config.decode.fit_window = true;
@@ -272,14 +263,7 @@ impl TranscribeArgs {
 
         // Fails on a bad --model, --language or --dialect before the batch starts, not once
         // per file.
-        let request = CallRequest {
-            model: self.model.clone(),
-            dialect: self.dialect.clone(),
-            region: self.region.clone(),
-            language: self.language.clone(),
-            hotwords: self.hotwords.clone(),
-            fit_window: false,
-        };
+        let request = self.dialect.request(&self.model);
         let models = super::OnDemand::new(&config);
         let plan = CallPlan::resolve(
             &request,
@@ -296,11 +280,7 @@ impl TranscribeArgs {
         let pool = Pool::start(vec![models.into_engine()?], workers, threads, queue)?;
 
         let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();
-        let forward = config
-            .forward
-            .enabled
-            .then(|| BatchForward::start(&config))
-            .flatten();
+        let forward = BatchForward::start(&config)?;
         let bar = batch_bar(total_secs, jobs.len());
         let stop = interrupt::on_ctrl_c(
             {
@@ -395,36 +375,30 @@ fn write_reports(
 /// segment a final. A tokio runtime of one thread carries the delivery tasks.
 struct BatchForward {
     runtime: tokio::runtime::Runtime,
-    forwarder: crate::forward::Forwarder,
+    forwarder: Forwarder,
     flush_timeout: std::time::Duration,
 }
 
 impl BatchForward {
-    /// `None` (with a warning) when forwarding cannot start, e.g. another callscribe process
-    /// holds the spool: transcripts matter more than suggestions.
-    fn start(config: &Config) -> Option<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| eprintln!("warning: forwarding off for this run: {e}"))
-            .ok()?;
+    /// Forwarding for the run under the front doors' one policy
+    /// ([`Forwarder::start_for_calls`]): `None` when it is off, or when another process holds
+    /// the spool.
+    fn start(config: &Config) -> anyhow::Result<Option<Self>> {
+        let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
         let forwarder = {
             let _guard = runtime.enter();
-            crate::forward::Forwarder::start(config.forward.clone(), Default::default())
-        }
-        .map_err(|e| eprintln!("warning: forwarding off for this run: {e}"))
-        .ok()?;
-        Some(Self {
+            Forwarder::start_for_calls(&config.forward).context("starting the forwarder")?
+        };
+        Ok(forwarder.map(|forwarder| Self {
             runtime,
             forwarder,
             flush_timeout: std::time::Duration::from_millis(config.forward.flush_timeout_ms),
-        })
+        }))
     }
 
     /// Submits the transcript's segments; when `wait`, collects the suggestions for them
     /// (up to the flush timeout) for the JSON output.
-    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::forward::Suggestion> {
+    fn forward(&self, job: &Job, t: &Transcript, wait: bool) -> Vec<crate::kb::Suggestion> {
         let call_id = job
             .input
             .file_stem()
@@ -454,12 +428,13 @@ impl BatchForward {
             );
         }
         for (sequence, s) in t.numbered() {
-            self.forwarder.submit(crate::forward::hook::from_recording(
+            self.forwarder.submit(crate::forward::ForwardSegment::new(
                 &call_id,
                 sequence,
                 s,
                 &t.language,
                 t.dialect.as_ref().map_or("", |d| d.id.as_str()),
+                0,
             ));
         }
         let deadline = Instant::now() + self.flush_timeout;
@@ -479,7 +454,7 @@ impl BatchForward {
     /// Waits (up to the flush timeout) for the sinks; what is left stays in the spool.
     fn finish(&self) {
         self.runtime
-            .block_on(super::flush_forwarding(&self.forwarder, self.flush_timeout));
+            .block_on(self.forwarder.flush_before_exit(self.flush_timeout));
         self.runtime.block_on(self.forwarder.shutdown());
     }
 }

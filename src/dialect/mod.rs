@@ -216,6 +216,64 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// One word for the reason, as clients see it: `explicit`, `region`, `language`,
+    /// `detected`, `unsure` or `default`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Explicit => "explicit",
+            Reason::Region { .. } => "region",
+            Reason::Language { .. } => "language",
+            Reason::Detected { .. } => "detected",
+            Reason::Unsure { .. } => "unsure",
+            Reason::Default => "default",
+        }
+    }
+}
+
+/// A call's adapter and why, in the words clients are shown: the gRPC `DialectSelected`
+/// response, and the `dialect` line `capture` and `stream` print. Plain text, so that a
+/// client can rebuild it from the wire without the adapter's profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectionReport {
+    pub adapter: String,
+    pub version: String,
+    /// [`Reason::kind`].
+    pub reason: String,
+    /// The reason in a sentence ([`Reason`]'s `Display`).
+    pub detail: String,
+    /// The language the call is decoded in.
+    pub language: String,
+    /// What identification heard, where it decided or was overruled; empty otherwise.
+    pub identified_language: String,
+    pub language_probability: f32,
+}
+
+impl SelectionReport {
+    /// Adapter `adapter` (at `version`), chosen for `reason`, decoding `language`.
+    pub fn new(adapter: &str, version: &str, reason: &Reason, language: &str) -> Self {
+        let (identified, probability) = reason.identified().unwrap_or_default();
+        Self {
+            adapter: adapter.to_owned(),
+            version: version.to_owned(),
+            reason: reason.kind().to_owned(),
+            detail: reason.to_string(),
+            language: language.to_owned(),
+            identified_language: identified.to_owned(),
+            language_probability: probability,
+        }
+    }
+
+    pub fn of(selection: &Selection, language: &str) -> Self {
+        Self::new(
+            selection.adapter.id(),
+            &selection.adapter.profile.version,
+            &selection.reason,
+            language,
+        )
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -583,6 +641,40 @@ mod tests {
 
     fn shipped() -> Dialects {
         Dialects::load(&DialectsConfig::default(), &any_model).unwrap()
+    }
+
+    #[test]
+    fn a_selection_report_names_the_reason_and_what_identification_heard() {
+        let unsure = Reason::Unsure {
+            language: "yue".into(),
+            probability: 0.25,
+        };
+        let r = SelectionReport::new("putonghua", "3", &unsure, "zh");
+        assert_eq!(
+            (
+                r.reason.as_str(),
+                r.identified_language.as_str(),
+                r.language_probability
+            ),
+            ("unsure", "yue", 0.25)
+        );
+        assert!(
+            r.detail.starts_with("identification unsure (yue"),
+            "{}",
+            r.detail
+        );
+        let region = Reason::Region {
+            key: "广州".into()
+        };
+        let r = SelectionReport::new("cantonese", "2", &region, "yue");
+        assert_eq!(
+            (
+                r.reason.as_str(),
+                r.detail.as_str(),
+                r.identified_language.as_str()
+            ),
+            ("region", "region 广州", "")
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use hotwords::Hotword;
 pub use pool::{Pool, PoolError, Priority};
 #[cfg(test)]
 pub mod scripted;
-pub use words::Word;
+pub use words::{join_text, Word};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -10,9 +10,8 @@
 //! came from, splitting a segment at the gap (by its words) when whisper ran two utterances
 //! together. Live calls do not pack: each final waits for its own utterance only.
 
-use super::{Decoded, Word};
+use super::{join_text, Decoded, Word};
 use crate::audio::{CallTime, PIPELINE_RATE_HZ};
-use crate::transcript::join_text;
 
 const RATE: usize = PIPELINE_RATE_HZ as usize;
 

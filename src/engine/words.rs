@@ -14,6 +14,16 @@ pub struct Word {
     pub probability: f32,
 }
 
+/// Joins two pieces of text: with a space, except between Chinese/Japanese characters.
+pub fn join_text(a: &str, b: &str) -> String {
+    let cjk = |c: Option<char>| c.is_some_and(|c| c as u32 >= 0x2E80);
+    if cjk(a.chars().last()) || cjk(b.chars().next()) {
+        format!("{a}{b}")
+    } else {
+        format!("{a} {b}")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct TokenPiece {
     pub bytes: Vec<u8>,

@@ -1,127 +1,142 @@
-//! Where the front doors meet the forwarder: one call after a final is sent.
+//! Where a live call meets the forwarder: one [`CallForwarding`] per call, told of each final
+//! the call delivers, in order.
 //!
-//! Kept apart from the call driver (`server/call.rs`) so that the driver calls one function
-//! and knows nothing of sinks, spools or suggestions.
+//! Kept apart from the call loops (`server/call.rs`, `capture::session`) so that a loop makes
+//! one call per final and knows nothing of sinks, spools or suggestions. It works on the
+//! pipeline's own types; each front door turns suggestions into what its user sees (a gRPC
+//! response, a printed line) in the [`Listener`] it passes.
 
 use super::segment::{unix_ms_now, ForwardSegment};
-use super::Forwarder;
-use crate::proto::v1 as pb;
-use crate::transcript::Segment;
-use tokio::sync::mpsc;
+use super::{Forwarder, Listener};
+use crate::stream::FinalOutput;
 
-/// Metadata key a telephony system may set on `StreamingConfig.metadata` to give the call's
-/// wall-clock start (Unix milliseconds); without it the start is estimated from the first final.
-pub const CALL_STARTED_AT_KEY: &str = "call_started_at_unix_ms";
-
-type ResponseTx = mpsc::Sender<Result<pb::StreamingTranscribeResponse, tonic::Status>>;
-
-/// A live call sent `result`: forward it, and route the call's suggestions back to its
-/// response stream as `Suggestion` messages (dropped, not queued, if the client is slow:
-/// a late suggestion is worth less than a timely final).
-pub fn final_sent(
-    forwarder: Option<&Forwarder>,
-    config: &pb::StreamingConfig,
-    language: Option<&str>,
-    result: &pb::FinalResult,
-    tx: &ResponseTx,
-) {
-    let Some(fwd) = forwarder else { return };
-    let call_id = config.call_id.clone();
-    if !fwd.is_listening(&call_id) {
-        // Weak: the listener must not keep the call's response stream open after the call.
-        let tx = tx.downgrade();
-        let alive = tx.clone();
-        let id = call_id.clone();
-        fwd.listen(
-            &call_id,
-            super::Listener {
-                deliver: Box::new(move |s| {
-                    let Some(tx) = tx.upgrade() else {
-                        return false;
-                    };
-                    if !s.hits.is_empty() {
-                        let msg = pb::StreamingTranscribeResponse {
-                            call_id: id.clone(),
-                            response: Some(
-                                pb::streaming_transcribe_response::Response::Suggestion(
-                                    pb::Suggestion {
-                                        segment_id: s.segment_id.clone(),
-                                        hits: s.hits.iter().map(Into::into).collect(),
-                                    },
-                                ),
-                            ),
-                        };
-                        let _ = tx.try_send(Ok(msg));
-                    }
-                    true
-                }),
-                alive: Box::new(move || alive.upgrade().is_some_and(|t| !t.is_closed())),
-            },
-        );
-    }
-    let estimate = config
-        .metadata
-        .get(CALL_STARTED_AT_KEY)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| unix_ms_now() - result.end_ms as i64);
-    let role = pb::Role::try_from(result.role)
-        .map_or("unspecified", |r| match r {
-            pb::Role::Agent => "agent",
-            pb::Role::Customer => "customer",
-            pb::Role::Mixed => "mixed",
-            pb::Role::Unspecified => "unspecified",
-        })
-        .to_owned();
-    fwd.submit(ForwardSegment {
-        call_started_at_unix_ms: fwd.call_started_at(&call_id, estimate),
-        call_id,
-        segment_id: result.segment_id.clone(),
-        sequence: result.sequence,
-        channel: result.channel,
-        role,
-        dialect: if result.dialect.is_empty() {
-            config.dialect.clone()
-        } else {
-            result.dialect.clone()
-        },
-        raw_text: if result.raw_text.is_empty() {
-            result.text.clone()
-        } else {
-            result.raw_text.clone()
-        },
-        text: result.text.clone(),
-        start_ms: result.start_ms,
-        end_ms: result.end_ms,
-        confidence: result.confidence,
-        language: language.unwrap_or_default().to_owned(),
-    });
+/// What forwarding needs to know of a call besides its finals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallContext {
+    pub call_id: String,
+    /// The adapter the call was accepted with (empty: none yet); a final decoded with an
+    /// adapter names its own.
+    pub dialect: String,
+    /// The call's wall-clock start (Unix ms) as the telephony system gave it; `None`:
+    /// estimated from the call's first final.
+    pub started_at_unix_ms: Option<i64>,
 }
 
-/// A recording's segment as forwarded by `transcribe`: the file is the call.
-pub fn from_recording(
-    call_id: &str,
-    sequence: u64,
-    segment: &Segment,
-    language: &str,
-    dialect: &str,
-) -> ForwardSegment {
-    ForwardSegment {
-        call_id: call_id.to_owned(),
-        segment_id: super::segment::segment_id(call_id, segment.channel, sequence),
-        sequence,
-        channel: segment.channel,
-        role: segment.role.as_str().to_owned(),
-        dialect: dialect.to_owned(),
-        raw_text: if segment.raw_text.is_empty() {
-            segment.text.clone()
+/// A live call's forwarding: its finals go to every sink, and the suggestions the sinks
+/// answer with go to the call's listener.
+pub struct CallForwarding {
+    forwarder: Forwarder,
+    call: CallContext,
+}
+
+impl CallForwarding {
+    /// Starts routing the call's suggestions to `listener`; only those with hits reach it
+    /// (an empty answer is nothing to show a live call).
+    pub fn new(forwarder: &Forwarder, call: CallContext, listener: Listener) -> Self {
+        let Listener { deliver, alive } = listener;
+        forwarder.listen(
+            &call.call_id,
+            Listener {
+                deliver: Box::new(move |s| s.hits.is_empty() || deliver(s)),
+                alive,
+            },
+        );
+        Self {
+            forwarder: forwarder.clone(),
+            call,
+        }
+    }
+
+    /// Forwards a final the call has delivered; `language` is the call's as last decoded.
+    pub fn final_delivered(&self, language: Option<&str>, f: &FinalOutput) {
+        let call_id = &self.call.call_id;
+        let estimate = self
+            .call
+            .started_at_unix_ms
+            .unwrap_or_else(|| unix_ms_now() - f.segment.end_ms as i64);
+        let dialect = if f.dialect.is_empty() {
+            &self.call.dialect
         } else {
-            segment.raw_text.clone()
-        },
-        text: segment.text.clone(),
-        start_ms: segment.start_ms,
-        end_ms: segment.end_ms,
-        call_started_at_unix_ms: 0,
-        confidence: segment.confidence,
-        language: language.to_owned(),
+            &f.dialect
+        };
+        self.forwarder.submit(ForwardSegment::new(
+            call_id,
+            f.sequence,
+            &f.segment,
+            language.unwrap_or_default(),
+            dialect,
+            self.forwarder.call_started_at(call_id, estimate),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::Role;
+    use crate::forward::{ForwardConfig, ForwardMetrics, SinkConfig};
+    use crate::transcript::Segment;
+    use std::time::Duration;
+
+    fn final_output(dialect: &str) -> FinalOutput {
+        FinalOutput {
+            sequence: 2,
+            segment: Segment {
+                channel: 1,
+                role: Role::Customer,
+                start_ms: 1000,
+                end_ms: 2500,
+                text: "你好。".into(),
+                raw_text: String::new(),
+                confidence: 0.5,
+                words: vec![],
+            },
+            dialect: dialect.into(),
+            latency: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_live_final_goes_out_with_its_calls_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("finals.ndjson");
+        let config = ForwardConfig {
+            spool: Some(dir.path().join("spool.redb")),
+            sinks: vec![SinkConfig::Ndjson {
+                name: None,
+                path: out.clone(),
+            }],
+            ..Default::default()
+        };
+        let fwd = Forwarder::start(config, ForwardMetrics::new()).unwrap();
+        let call = |call_id: &str, started_at_unix_ms| {
+            let context = CallContext {
+                call_id: call_id.into(),
+                dialect: "cantonese".into(),
+                started_at_unix_ms,
+            };
+            CallForwarding::new(&fwd, context, Listener::new(|_| true))
+        };
+        call("given", Some(1_700_000_000_000)).final_delivered(Some("yue"), &final_output(""));
+        call("estimated", None).final_delivered(None, &final_output("putonghua"));
+        assert!(fwd.flush(Duration::from_secs(10)).await);
+        fwd.shutdown().await;
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let given = &lines[0]["segment"];
+        assert_eq!(given["segment_id"], "given/1/2");
+        assert_eq!(given["role"], "customer");
+        // The call's adapter where the final names none; the text where it has no raw text.
+        assert_eq!(given["dialect"], "cantonese");
+        assert_eq!(given["raw_text"], "你好。");
+        assert_eq!(given["language"], "yue");
+        assert_eq!(given["call_started_at_unix_ms"], 1_700_000_000_000i64);
+        let estimated = &lines[1]["segment"];
+        assert_eq!(estimated["dialect"], "putonghua");
+        assert_eq!(estimated["language"], "");
+        assert!(estimated["call_started_at_unix_ms"].as_i64().unwrap() > 1_700_000_000_000);
     }
 }

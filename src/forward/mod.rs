@@ -21,11 +21,13 @@ pub mod sink;
 pub mod spool;
 
 pub use config::{ForwardConfig, SinkConfig};
+pub use hook::{CallContext, CallForwarding};
 pub use metrics::ForwardMetrics;
-pub use segment::{ForwardSegment, Spooled, Suggestion};
+pub use segment::{ForwardSegment, Spooled};
 pub use sink::{DeliveryError, Sink};
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolStatus};
 
+use crate::kb::Suggestion;
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -73,6 +75,28 @@ impl Listener {
             alive: Box::new(|| true),
         }
     }
+
+    /// A listener that puts each suggestion, as `map` makes it, on `tx` without waiting:
+    /// dropped, not queued, when the channel is full (a late suggestion is worth less than a
+    /// timely final). It holds `tx` weakly, so it never keeps a call's channel open after the
+    /// call: it is gone once every other sender is, or the receiver.
+    pub fn channel<T: Send + 'static>(
+        tx: &tokio::sync::mpsc::Sender<T>,
+        map: impl Fn(&Suggestion) -> T + Send + Sync + 'static,
+    ) -> Self {
+        let tx = tx.downgrade();
+        let alive = tx.clone();
+        Self {
+            deliver: Box::new(move |s| {
+                let Some(tx) = tx.upgrade() else {
+                    return false;
+                };
+                let _ = tx.try_send(map(s));
+                true
+            }),
+            alive: Box::new(move || alive.upgrade().is_some_and(|t| !t.is_closed())),
+        }
+    }
 }
 
 struct Inner {
@@ -100,12 +124,14 @@ impl Forwarder {
     /// current tokio runtime. Whatever the spool holds from an earlier run is delivered first.
     pub fn start(config: ForwardConfig, metrics: ForwardMetrics) -> Result<Self, ForwardError> {
         config.validate().map_err(ForwardError::Config)?;
-        let spool = Arc::new(Spool::open(&config.spool_path())?);
+        // Sinks first: a configuration that cannot work is reported as such even when the
+        // spool is unavailable too.
         let sinks = config
             .sinks
             .iter()
             .map(|c| Sink::new(c, config.max_suggestions, config.min_score).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let spool = Arc::new(Spool::open(&config.spool_path())?);
         let sink_names: Vec<String> = config.sinks.iter().map(SinkConfig::name).collect();
         let status = spool.status()?;
         for name in &sink_names {
@@ -144,6 +170,32 @@ impl Forwarder {
             inner,
             tasks: Arc::new(Mutex::new(tasks)),
         })
+    }
+
+    /// Starts forwarding for a front door that transcribes calls (`serve`, `capture`,
+    /// `transcribe`), under the one policy they share:
+    /// - `forward.enabled = false`: `Ok(None)`;
+    /// - a configuration that cannot work (bad settings, a sink that cannot be built): `Err`,
+    ///   and the command fails at start, as it does for an unknown model;
+    /// - a spool that cannot be opened (usually another callscribe process holds it, as a
+    ///   `transcribe` run beside `serve` does): `Ok(None)` with a warning, and calls are
+    ///   transcribed without forwarding. The transcript is the product; the process that
+    ///   holds the spool is the one forwarding from it.
+    ///
+    /// `callscribe spool replay`, whose whole job is forwarding, uses [`Forwarder::start`].
+    /// Needs a tokio runtime: the delivery tasks run on it.
+    pub fn start_for_calls(config: &ForwardConfig) -> Result<Option<Self>, ForwardError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        match Self::start(config.clone(), ForwardMetrics::default()) {
+            Ok(f) => Ok(Some(f)),
+            Err(ForwardError::Spool(e)) => {
+                tracing::warn!("forwarding is off for this run: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Queues a final segment for every sink. Never waits on a downstream; the previous
@@ -245,6 +297,17 @@ impl Forwarder {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// [`flush`](Self::flush) for a command about to exit: what is not delivered by `timeout`
+    /// stays in the spool, and a warning says where to find it.
+    pub async fn flush_before_exit(&self, timeout: Duration) {
+        if !self.flush(timeout).await {
+            tracing::warn!(
+                "some segments are not delivered yet; they stay in the spool \
+                 (`callscribe spool status`, `callscribe spool replay`)"
+            );
         }
     }
 
@@ -486,7 +549,7 @@ mod tests {
     fn seg(call: &str, seq: u64) -> ForwardSegment {
         ForwardSegment {
             call_id: call.into(),
-            segment_id: segment::segment_id(call, 0, seq),
+            segment_id: crate::transcript::segment_id(call, 0, seq),
             sequence: seq,
             channel: 0,
             role: "customer".into(),
@@ -499,6 +562,64 @@ mod tests {
             confidence: 0.9,
             language: "en".into(),
         }
+    }
+
+    #[test]
+    fn a_channel_listener_drops_when_full_and_goes_with_its_senders() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let listener = Listener::channel(&tx, |s: &Suggestion| s.segment_id.clone());
+        let suggestion = |id: &str| Suggestion {
+            call_id: "a".into(),
+            segment_id: id.into(),
+            sink: "kb".into(),
+            hits: vec![],
+        };
+        assert!((listener.deliver)(&suggestion("a/0/0")));
+        // Full: dropped, and the listener stays.
+        assert!((listener.deliver)(&suggestion("a/0/1")));
+        assert!((listener.alive)());
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("a/0/0"));
+        assert!(rx.try_recv().is_err());
+        drop(tx);
+        assert!(!(listener.alive)());
+        assert!(!(listener.deliver)(&suggestion("a/0/2")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_front_door_fails_on_a_sink_that_cannot_work_and_goes_on_without_a_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |spool: &std::path::Path, sinks| ForwardConfig {
+            spool: Some(spool.to_owned()),
+            sinks,
+            ..Default::default()
+        };
+        let ndjson = vec![SinkConfig::Ndjson {
+            name: None,
+            path: dir.path().join("out.ndjson"),
+        }];
+        let off = ForwardConfig {
+            enabled: false,
+            ..config(&dir.path().join("off.redb"), ndjson.clone())
+        };
+        assert!(Forwarder::start_for_calls(&off).unwrap().is_none());
+        let held = dir.path().join("held.redb");
+        let first = Forwarder::start_for_calls(&config(&held, ndjson.clone()))
+            .unwrap()
+            .expect("a free spool opens");
+        // The spool is this process's already: the second front door runs without it.
+        assert!(Forwarder::start_for_calls(&config(&held, ndjson))
+            .unwrap()
+            .is_none());
+        let broken = vec![SinkConfig::Grpc {
+            name: None,
+            endpoint: "not a url".into(),
+            timeout_ms: 100,
+        }];
+        let Err(e) = Forwarder::start_for_calls(&config(&held, broken)) else {
+            panic!("a sink that cannot be built starts nothing");
+        };
+        assert!(matches!(e, ForwardError::Sink(_)), "{e}");
+        first.shutdown().await;
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! The forwarded segment: one final with everything a downstream needs to act on it alone,
 //! the same fields on every sink (gRPC `TranscriptSegment`, webhook and NDJSON JSON).
 
-use crate::kb::Hit;
-use crate::proto::v1 as pb;
+use crate::transcript::{segment_id, Segment};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +28,40 @@ pub struct ForwardSegment {
     pub language: String,
 }
 
+impl ForwardSegment {
+    /// Final `sequence` (counted per channel from 0) of call `call_id`, decoded in `language`
+    /// with adapter `dialect` (empty: none). A segment without a raw text (not normalised)
+    /// forwards its text as the raw text.
+    pub fn new(
+        call_id: &str,
+        sequence: u64,
+        segment: &Segment,
+        language: &str,
+        dialect: &str,
+        call_started_at_unix_ms: i64,
+    ) -> Self {
+        ForwardSegment {
+            call_id: call_id.to_owned(),
+            segment_id: segment_id(call_id, segment.channel, sequence),
+            sequence,
+            channel: segment.channel,
+            role: segment.role.as_str().to_owned(),
+            dialect: dialect.to_owned(),
+            raw_text: if segment.raw_text.is_empty() {
+                segment.text.clone()
+            } else {
+                segment.raw_text.clone()
+            },
+            text: segment.text.clone(),
+            start_ms: segment.start_ms,
+            end_ms: segment.end_ms,
+            call_started_at_unix_ms,
+            confidence: segment.confidence,
+            language: language.to_owned(),
+        }
+    }
+}
+
 /// What the spool holds: the segment and the context it had when it was submitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spooled {
@@ -37,73 +70,8 @@ pub struct Spooled {
     pub context: Vec<ForwardSegment>,
 }
 
-/// Knowledge-base articles for one segment, from a sink that answers lookups.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Suggestion {
-    pub call_id: String,
-    pub segment_id: String,
-    /// The sink that answered (`kb`, or a gRPC sink's name).
-    pub sink: String,
-    pub hits: Vec<Hit>,
-}
-
-pub use crate::transcript::segment_id;
-
 pub fn unix_ms_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl From<&ForwardSegment> for pb::TranscriptSegment {
-    fn from(s: &ForwardSegment) -> Self {
-        pb::TranscriptSegment {
-            call_id: s.call_id.clone(),
-            segment_id: s.segment_id.clone(),
-            sequence: s.sequence,
-            channel: s.channel,
-            role: s.role.clone(),
-            dialect: s.dialect.clone(),
-            raw_text: s.raw_text.clone(),
-            text: s.text.clone(),
-            start_ms: s.start_ms,
-            end_ms: s.end_ms,
-            call_started_at_unix_ms: s.call_started_at_unix_ms,
-            confidence: s.confidence,
-            language: s.language.clone(),
-        }
-    }
-}
-
-impl From<&Spooled> for pb::LookupRequest {
-    fn from(r: &Spooled) -> Self {
-        pb::LookupRequest {
-            segment: Some((&r.segment).into()),
-            context: r.context.iter().map(Into::into).collect(),
-        }
-    }
-}
-
-impl From<pb::KnowledgeHit> for Hit {
-    fn from(h: pb::KnowledgeHit) -> Self {
-        Hit {
-            article_id: h.article_id,
-            title: h.title,
-            snippet: h.snippet,
-            score: h.score,
-            source: h.source,
-        }
-    }
-}
-
-impl From<&Hit> for pb::KnowledgeHit {
-    fn from(h: &Hit) -> Self {
-        pb::KnowledgeHit {
-            article_id: h.article_id.clone(),
-            title: h.title.clone(),
-            snippet: h.snippet.clone(),
-            score: h.score,
-            source: h.source.clone(),
-        }
-    }
 }

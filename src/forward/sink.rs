@@ -1,9 +1,12 @@
 //! The sinks a segment is delivered to. Each answers `Ok(hits)` (empty for sinks that only
 //! receive), `Transient` (retried with backoff, in order) or `Rejected` (the downstream says
 //! the segment can never be accepted: dead-lettered).
+//!
+//! The gRPC sink is a client of a downstream `KnowledgeLookup` service, so it is a protobuf
+//! edge of its own: its requests are built here, from the spooled segment, and nowhere else.
 
 use super::config::SinkConfig;
-use super::segment::Spooled;
+use super::segment::{ForwardSegment, Spooled};
 use crate::kb::{Hit, KnowledgeBase};
 use crate::proto::v1 as pb;
 use std::io::Write;
@@ -125,7 +128,7 @@ impl Sink {
                     .map_err(|e| DeliveryError::Transient(e.to_string()))
             }
             Sink::Grpc { client, timeout } => {
-                let mut req = tonic::Request::new(pb::LookupRequest::from(record));
+                let mut req = tonic::Request::new(lookup_request(record));
                 req.set_timeout(*timeout);
                 match client.clone().lookup(req).await {
                     Ok(resp) => Ok(resp.into_inner().hits.into_iter().map(Into::into).collect()),
@@ -181,5 +184,30 @@ impl Sink {
                 .map(|()| Vec::new())
             }
         }
+    }
+}
+
+fn transcript_segment(s: &ForwardSegment) -> pb::TranscriptSegment {
+    pb::TranscriptSegment {
+        call_id: s.call_id.clone(),
+        segment_id: s.segment_id.clone(),
+        sequence: s.sequence,
+        channel: s.channel,
+        role: s.role.clone(),
+        dialect: s.dialect.clone(),
+        raw_text: s.raw_text.clone(),
+        text: s.text.clone(),
+        start_ms: s.start_ms,
+        end_ms: s.end_ms,
+        call_started_at_unix_ms: s.call_started_at_unix_ms,
+        confidence: s.confidence,
+        language: s.language.clone(),
+    }
+}
+
+fn lookup_request(r: &Spooled) -> pb::LookupRequest {
+    pb::LookupRequest {
+        segment: Some(transcript_segment(&r.segment)),
+        context: r.context.iter().map(transcript_segment).collect(),
     }
 }

@@ -37,6 +37,17 @@ pub struct Hit {
     pub source: String,
 }
 
+/// Articles for one final segment, from a sink that answers lookups (the embedded knowledge
+/// base, or a downstream `KnowledgeLookup` service).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Suggestion {
+    pub call_id: String,
+    pub segment_id: String,
+    /// The sink that answered (`kb`, or a gRPC sink's name).
+    pub sink: String,
+    pub hits: Vec<Hit>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KbError {
     #[error(transparent)]

@@ -8,12 +8,15 @@
 //! input, bad audio, idle timeout, call too long, server shutdown) first finalises the audio
 //! already received and delivers those finals; then the summary; then the status if any.
 
-use super::convert::{invalid, output_to_proto, summary_to_proto};
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
+use crate::forward::{CallContext, CallForwarding, Listener};
 use crate::plan::CallPlan;
+use crate::proto::convert::{self, invalid, report_to_proto};
 use crate::proto::v1 as pb;
 use crate::segment::Vad;
-use crate::stream::{CallDriver, CallFormat, CallOutput, Completed, DialectOutput, DriverSetup};
+use crate::stream::{
+    CallDriver, CallFormat, CallOutput, CallReport, Completed, DialectOutput, DriverSetup,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -32,6 +35,8 @@ pub struct CallSetup {
     pub model: usize,
     pub plan: CallPlan,
     pub interim: bool,
+    /// The call's wall-clock start as the client gave it (forwarded with each final).
+    pub started_at_unix_ms: Option<i64>,
 }
 
 /// Checks a stream's first message against the server's models, adapters and limits.
@@ -40,10 +45,9 @@ pub fn setup(
     loaded: &Loaded,
     cfg: pb::StreamingConfig,
 ) -> Result<CallSetup, Status> {
-    let format = super::convert::call_format(&cfg)?;
-    let request = super::convert::call_request(&cfg, shared.settings.server.fit_window);
+    let request = convert::live_request(&cfg, shared.settings.server.fit_window)?;
     let plan = CallPlan::resolve(
-        &request,
+        &request.choices,
         &shared.settings.decode,
         Some(shared.dialects()),
         loaded.pool.models(),
@@ -51,21 +55,19 @@ pub fn setup(
     .map_err(invalid)?;
     let model = loaded.plan_model(&plan)?;
     let mut vad_config = shared.settings.vad.config().clone();
-    if cfg.endpoint_silence_ms != 0 {
-        if !(100..=5000).contains(&cfg.endpoint_silence_ms) {
+    if let Some(ms) = request.endpoint_silence_ms {
+        if !(100..=5000).contains(&ms) {
             return Err(Status::invalid_argument(format!(
-                "endpoint_silence_ms {} is outside 100..5000",
-                cfg.endpoint_silence_ms
+                "endpoint_silence_ms {ms} is outside 100..5000"
             )));
         }
-        vad_config.endpoint_silence_ms = cfg.endpoint_silence_ms;
+        vad_config.endpoint_silence_ms = ms;
     }
     let vad = shared.settings.vad.with_config(vad_config);
-    let call_id = if cfg.call_id.trim().is_empty() {
-        format!("call-{:016x}", rand_id())
-    } else {
-        cfg.call_id.trim().to_owned()
-    };
+    let call_id = request
+        .call_id
+        .clone()
+        .unwrap_or_else(|| format!("call-{:016x}", rand_id()));
     let mut accepted = pb::StreamingConfig {
         call_id: call_id.clone(),
         language: plan.language_code().unwrap_or("auto").to_owned(),
@@ -74,15 +76,16 @@ pub fn setup(
         dialect: plan.adapter_id().to_owned(),
         ..cfg
     };
-    super::convert::set_call_format(&mut accepted, &format);
+    convert::set_call_format(&mut accepted, &request.format);
     Ok(CallSetup {
         call_id,
-        interim: accepted.interim_results && shared.settings.server.interim_interval_ms > 0,
+        interim: request.interim && shared.settings.server.interim_interval_ms > 0,
         accepted,
-        format,
+        format: request.format,
         vad,
         model,
         plan,
+        started_at_unix_ms: request.started_at_unix_ms,
     })
 }
 
@@ -129,8 +132,8 @@ struct Call<'a> {
     call_id: String,
     driver: CallDriver<'a>,
     tx: ResponseTx,
-    /// The config as accepted (forwarded with each final).
-    accepted: pb::StreamingConfig,
+    /// Where the call's finals go after they are sent; `None`: nowhere.
+    forwarding: Option<CallForwarding>,
     outputs: Vec<CallOutput>,
 }
 
@@ -138,18 +141,15 @@ struct Call<'a> {
 struct Gone;
 
 impl Call<'_> {
-    async fn send(&mut self, r: pb::streaming_transcribe_response::Response) -> Result<(), Gone> {
-        let msg = pb::StreamingTranscribeResponse {
-            call_id: self.call_id.clone(),
-            response: Some(r),
-        };
+    async fn send(&mut self, report: CallReport) -> Result<(), Gone> {
+        let msg = report_to_proto(&self.call_id, report);
         self.tx.send(Ok(msg)).await.map_err(|_| Gone)
     }
 
     /// Sends the speech events the audio path produced.
     async fn send_outputs(&mut self) -> Result<(), Gone> {
         for o in std::mem::take(&mut self.outputs) {
-            self.send(output_to_proto(&self.call_id, &o)).await?;
+            self.send(CallReport::output(&self.call_id, &o)).await?;
         }
         Ok(())
     }
@@ -159,17 +159,15 @@ impl Call<'_> {
         let Some(d) = d else {
             return Ok(());
         };
-        let d = super::convert::dialect_selected(&d.selection, &d.language);
         self.shared
             .metrics
             .dialect_calls
             .get_or_create(&super::metrics::DialectLabel {
-                adapter: d.adapter.clone(),
-                reason: d.reason.clone(),
+                adapter: d.selection.adapter.id().to_owned(),
+                reason: d.selection.reason.kind().to_owned(),
             })
             .inc();
-        self.send(pb::streaming_transcribe_response::Response::Dialect(d))
-            .await
+        self.send(CallReport::dialect(&d)).await
     }
 
     /// Sends a decode's result, if it yields one, and counts it; before it, the dialect
@@ -183,20 +181,10 @@ impl Call<'_> {
         let Some(output) = done.output else {
             return Ok(());
         };
-        let response = output_to_proto(&self.call_id, &output);
-        let sent_final = match &response {
-            pb::streaming_transcribe_response::Response::Final(r) => Some(r.clone()),
-            _ => None,
-        };
-        self.send(response).await?;
-        if let Some(result) = sent_final {
-            crate::forward::hook::final_sent(
-                self.shared.forwarder.as_ref(),
-                &self.accepted,
-                self.driver.language(),
-                &result,
-                &self.tx,
-            );
+        self.send(CallReport::output(&self.call_id, &output))
+            .await?;
+        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, &output) {
+            forwarding.final_delivered(self.driver.language(), f);
         }
         match &output {
             CallOutput::Final(f) => {
@@ -263,6 +251,19 @@ pub async fn run(
     let _active = ActiveGuard::new(&shared);
     let channels = setup.format.roles.len();
     let accepted = setup.accepted.clone();
+    let forwarding = shared.forwarder.as_ref().map(|f| {
+        let id = call_id.clone();
+        let context = CallContext {
+            call_id: call_id.clone(),
+            dialect: setup.plan.adapter_id().to_owned(),
+            started_at_unix_ms: setup.started_at_unix_ms,
+        };
+        // Suggestions go to the client as responses of their own, beside the finals.
+        let listener = Listener::channel(&tx, move |s| {
+            Ok(report_to_proto(&id, CallReport::Suggestion(s.clone())))
+        });
+        CallForwarding::new(f, context, listener)
+    });
     let driver = match CallDriver::new(&loaded.pool, setup.driver_setup(&shared)) {
         Ok(d) => d,
         Err(e) => {
@@ -275,19 +276,21 @@ pub async fn run(
         call_id: call_id.clone(),
         driver,
         tx,
-        accepted: accepted.clone(),
+        forwarding,
         outputs: Vec::new(),
     };
-    if call
-        .send(pb::streaming_transcribe_response::Response::AcceptedConfig(
+    let dialect = accepted.dialect.clone();
+    // The config as the server applies it, echoed whole (the report has only what clients show).
+    let echo = pb::StreamingTranscribeResponse {
+        call_id: call_id.clone(),
+        response: Some(pb::streaming_transcribe_response::Response::AcceptedConfig(
             accepted,
-        ))
-        .await
-        .is_err()
-    {
+        )),
+    };
+    if call.tx.send(Ok(echo)).await.is_err() {
         return;
     }
-    tracing::info!(parent: &span, channels, dialect = %call.accepted.dialect, "call accepted");
+    tracing::info!(parent: &span, channels, %dialect, "call accepted");
     let selected = call.driver.take_dialect();
     if call.announce_dialect(selected).await.is_err() {
         return;
@@ -298,15 +301,9 @@ pub async fn run(
             tracing::info!(parent: &span, "client went away; call dropped");
         }
         Ok(status) => {
-            let summary = summary_to_proto(&call_id, &call.driver.summary());
-            tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_results, rtf = summary.real_time_factor, "call ended");
-            if call
-                .send(pb::streaming_transcribe_response::Response::Summary(
-                    summary,
-                ))
-                .await
-                .is_ok()
-            {
+            let summary = call.driver.summary();
+            tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
+            if call.send(CallReport::Summary(summary)).await.is_ok() {
                 if let Some(status) = status {
                     tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
                     shared.metrics.error(&status);

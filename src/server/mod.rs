@@ -11,7 +11,6 @@
 //! library) finalises every open utterance and delivers its final before the streams close.
 
 mod call;
-pub mod convert;
 pub mod metrics;
 mod service;
 

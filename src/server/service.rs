@@ -2,16 +2,18 @@
 //! hand-off of each call to its own task ([`super::call`]).
 
 use super::call::{self, ResponseTx};
-use super::convert::{call_format, final_result, invalid};
 use super::{Loaded, Shared};
 use crate::audio::codec;
 use crate::audio::decode::decode_bytes;
 use crate::audio::wav::WavAudio;
-use crate::config::ChannelMode;
+use crate::audio::ChannelMode;
+use crate::dialect::SelectionReport;
 use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
 use crate::plan::CallPlan;
+use crate::proto::convert::{call_format, call_request, dialect_selected, final_result, invalid};
 use crate::proto::v1 as pb;
 use crate::proto::v1::transcription_server::Transcription;
+use crate::stream::FinalReport;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -117,7 +119,7 @@ impl Transcription for TranscriptionService {
             Err(s) => return self.fail(s),
         };
         // A bad model, language or adapter is the client's mistake: say so before any work.
-        let request = super::convert::call_request(&cfg, false);
+        let request = call_request(&cfg, false);
         let plan = match CallPlan::resolve(
             &request,
             &self.shared.settings.decode,
@@ -177,18 +179,19 @@ impl Transcription for TranscriptionService {
         let results = transcript
             .numbered()
             .map(|(sequence, s)| {
-                let mut r = final_result(&call_id, sequence, s);
-                r.dialect = adapter_id.clone();
-                r
+                final_result(FinalReport::new(
+                    &call_id,
+                    sequence,
+                    s.clone(),
+                    adapter_id.clone(),
+                ))
             })
             .collect();
-        let dialect = transcript.dialect.as_ref().and_then(|d| {
-            let adapter = self.shared.dialects().get(&d.id).ok()?;
-            Some(super::convert::dialect_selected(
-                &crate::dialect::Selection {
-                    adapter,
-                    reason: d.reason.clone(),
-                },
+        let dialect = transcript.dialect.as_ref().map(|d| {
+            dialect_selected(SelectionReport::new(
+                &d.id,
+                &d.version,
+                &d.reason,
                 &transcript.language,
             ))
         });

@@ -76,7 +76,7 @@ pub struct DialectOutput {
 }
 
 /// The open utterance as the latest re-decode hears it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InterimOutput {
     pub channel: u32,
     pub role: Role,
@@ -549,7 +549,7 @@ impl<'p> CallDriver<'p> {
                 if acc.is_empty() {
                     t.to_owned()
                 } else {
-                    crate::transcript::join_text(&acc, t)
+                    crate::engine::join_text(&acc, t)
                 }
             });
         if text.is_empty() {

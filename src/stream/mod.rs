@@ -8,12 +8,14 @@
 //! 30-minute call has exactly the timestamps its audio implies, however the bytes were chunked.
 
 pub mod driver;
+pub mod report;
 pub mod stabilise;
 
 pub use driver::{
     CallDriver, CallOutput, CallSummary, Completed, DialectOutput, DriverSetup, FinalOutput,
     InterimOutput,
 };
+pub use report::{AcceptedCall, CallReport, FinalReport};
 pub use stabilise::{Interim, Stabiliser};
 
 use crate::audio::codec::{self, Encoding};
@@ -78,6 +80,22 @@ impl CallFormat {
     pub fn frame_bytes(&self) -> usize {
         self.encoding.bytes_per_sample() * self.roles.len()
     }
+}
+
+/// A live call as its client opens it: what the audio is, the per-call choices the plan
+/// resolves, and what the client wants back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRequest {
+    /// `None`: the server names the call.
+    pub call_id: Option<String>,
+    pub format: CallFormat,
+    /// Model, adapter, region, language (each `None` for the server's own).
+    pub choices: crate::plan::CallRequest,
+    pub interim: bool,
+    /// Silence that ends an utterance; `None`: the server's.
+    pub endpoint_silence_ms: Option<u32>,
+    /// The call's wall-clock start (Unix ms), as the telephony system knows it.
+    pub started_at_unix_ms: Option<i64>,
 }
 
 /// Something the call's audio has made known.

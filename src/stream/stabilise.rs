@@ -210,7 +210,7 @@ pub fn keep_committed(committed: &str, decoded: &str) -> String {
         // The decode's own spacing ("订单 status" keeps its space).
         format!("{committed}{tail}")
     } else {
-        crate::transcript::join_text(committed, &tail)
+        crate::engine::join_text(committed, &tail)
     }
 }
 

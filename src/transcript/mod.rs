@@ -6,7 +6,7 @@
 pub mod format;
 
 use crate::audio::{CallTime, Role};
-use crate::engine::{Decoded, Word};
+use crate::engine::{join_text, Decoded, Word};
 use serde::{Deserialize, Serialize};
 
 /// Numbers each channel's finals from 0, in the order they are delivered. With the call id
@@ -27,7 +27,9 @@ impl Numbering {
     }
 }
 
-/// A segment's identity: `{call_id}/{channel}/{sequence}`.
+/// A final segment's name, `{call_id}/{channel}/{sequence}`, where `sequence` counts the
+/// channel's finals from 0 ([`Numbering`]): the id clients see and the idempotency key
+/// downstreams de-duplicate on.
 pub fn segment_id(call_id: &str, channel: u32, sequence: u64) -> String {
     format!("{call_id}/{channel}/{sequence}")
 }
@@ -111,16 +113,6 @@ impl Segment {
     }
 }
 
-/// Joins two pieces of text: with a space, except between Chinese/Japanese characters.
-pub fn join_text(a: &str, b: &str) -> String {
-    let cjk = |c: Option<char>| c.is_some_and(|c| c as u32 >= 0x2E80);
-    if cjk(a.chars().last()) || cjk(b.chars().next()) {
-        format!("{a}{b}")
-    } else {
-        format!("{a} {b}")
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelInfo {
     pub channel: u32,
@@ -160,7 +152,7 @@ pub struct Transcript {
     /// Knowledge-base articles for segments (by `segment_id` = `{source stem}/{channel}/{n}`,
     /// n counting that channel's segments in timeline order), when forwarding is on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suggestions: Vec<crate::forward::Suggestion>,
+    pub suggestions: Vec<crate::kb::Suggestion>,
 }
 
 /// The adapter a transcript was made with, as reported to users.

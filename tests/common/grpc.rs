@@ -73,7 +73,7 @@ pub async fn client(handle: &ServerHandle) -> TranscriptionClient<Channel> {
 }
 
 pub fn encoding_proto(e: Encoding) -> i32 {
-    callscribe::server::convert::encoding_to_proto(e) as i32
+    callscribe::proto::convert::encoding_to_proto(e) as i32
 }
 
 /// A fixture as a telephony system would send it: its config and chunks of `chunk_ms`.
