@@ -10,6 +10,11 @@ usage: generate.py            all committed fixtures, in place
                               reference transcript (not committed; the harness's unseen audio)
        generate.py conditions only the real-call-conditions fixtures (conditions/: hold music,
                               DTMF, mains hum, line noise, echo, identical channels, overlap)
+       generate.py formats    the two container formats sox cannot write (formats/: M4A with
+                              AAC, WebM with Opus), by ffmpeg from a two-party clip of the real
+                              ALSA voices (real/); tests/formats.rs makes the others (MP3, FLAC,
+                              Ogg Vorbis, Opus, ADPCM, G.711 and GSM WAV) from the same clip with
+                              sox and opusenc at run time
 """
 import array
 import json
@@ -773,6 +778,40 @@ def conditions(out_dir=None):
         write_condition(out_dir / "zh_hold_music_8k.wav", [mix], CRATE, "zh", tl.utts, nonspeech=tl.events)
 
 
+def two_party_voices(out_wav):
+    """A two-channel call of real speech: ALSA's first three prompts ("Front center", "Front
+    left", "Front right") on channel 0, then its last five ("Rear center" … "Side right") on
+    channel 1, 17.1 s at 48 kHz, over faint white noise (−65 dBFS: a line is never digitally
+    silent). tests/formats.rs builds the same clip with the same sox commands (keep them in
+    step)."""
+    src = HERE / "real" / "alsa_voices_48k.wav"
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b, ab, noise = (pathlib.Path(tmp) / n for n in ("a.wav", "b.wav", "ab.wav", "n.wav"))
+        run("sox", str(src), str(a), "trim", "0", "6.3", "pad", "0", "10.8")
+        run("sox", str(src), str(b), "trim", "9.0", "10.8", "pad", "6.3", "0")
+        run("sox", "-M", str(a), str(b), str(ab))
+        run("sox", "-n", "-r", "48000", "-c", "2", str(noise), "synth", "17.1", "whitenoise",
+            "vol", "0.001")
+        run("sox", "-m", str(ab), str(noise), str(out_wav))
+
+
+def formats(out_dir=None):
+    """M4A (AAC-LC) and WebM (Opus) of the two-party clip, as ffmpeg writes them (bit-exact
+    flags keep its version string out of the files)."""
+    if not shutil.which("ffmpeg"):
+        sys.exit("generate.py formats: ffmpeg not found (apt-get install ffmpeg; only needed here)")
+    out_dir = pathlib.Path(out_dir or HERE / "formats")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = pathlib.Path(tmp) / "voices.wav"
+        two_party_voices(src)
+        for name, codec in (("two_party_voices.m4a", ["-c:a", "aac", "-b:a", "64k"]),
+                            ("two_party_voices.webm", ["-c:a", "libopus", "-b:a", "32k"])):
+            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), *codec,
+                            "-fflags", "+bitexact", "-flags:a", "+bitexact",
+                            str(out_dir / name)], check=True)
+
+
 if __name__ == "__main__":
     for tool in ("espeak-ng", "sox"):
         if not shutil.which(tool):
@@ -787,6 +826,8 @@ if __name__ == "__main__":
         meeting(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     elif len(sys.argv) > 1 and sys.argv[1] == "conditions":
         conditions()
+    elif len(sys.argv) > 1 and sys.argv[1] == "formats":
+        formats()
     elif len(sys.argv) > 1 and sys.argv[1] == "long40":
         long_call40(sys.argv[2] if len(sys.argv) > 2 else "audio-fixtures/long")
     else:

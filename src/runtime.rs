@@ -25,26 +25,50 @@ pub fn build(workers: Workers) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM. SIGTERM is
-/// listened for from the call on (so a signal sent right after cannot be missed), which
-/// needs a runtime; where it cannot be, Ctrl-C alone ends the command and the reason is
-/// logged.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+/// The requests to stop this process: Ctrl-C (SIGINT) and SIGTERM, listened for from
+/// [`StopRequests::listen`] on, so a signal sent right after cannot be missed (or kill the
+/// process with the default handler). Listening needs a runtime; where it cannot be had,
+/// Ctrl-C alone is awaited (tokio's portable handler) and the reason is logged.
+pub struct StopRequests {
     #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| tracing::error!("cannot listen for SIGTERM: {e}"))
-        .ok();
-    async move {
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopRequests {
+    /// Starts listening. Call it inside a runtime (`Runtime::enter` or an async context).
+    pub fn listen() -> Self {
         #[cfg(unix)]
-        if let Some(mut term) = term {
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .map_err(|e| tracing::error!("cannot listen for SIGINT/SIGTERM: {e}"))
+                .ok();
+            Self { signals }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves at the next request to stop.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.signals {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             return;
         }
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Resolves when the process is first asked to stop (Ctrl-C or SIGTERM); listening starts at
+/// the call, which must be inside a runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let mut requests = StopRequests::listen();
+    async move { requests.recv().await }
 }
 
 #[cfg(test)]
@@ -73,5 +97,20 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), stop)
             .await
             .expect("SIGTERM resolves the shutdown signal");
+    }
+
+    #[tokio::test]
+    async fn each_request_to_stop_is_seen_in_turn() {
+        let mut requests = StopRequests::listen();
+        for _ in 0..2 {
+            let status = std::process::Command::new("kill")
+                .args(["-INT", &std::process::id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            tokio::time::timeout(Duration::from_secs(10), requests.recv())
+                .await
+                .expect("each Ctrl-C is a request to stop");
+        }
     }
 }

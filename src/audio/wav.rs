@@ -4,7 +4,7 @@
 //! [-1, 1]. Errors name the file and what is wrong with it; a truncated file is an error, not
 //! a silently shorter call.
 
-use std::io::BufReader;
+use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 /// Most channels a call recording may have: agent and customer.
@@ -119,8 +119,7 @@ fn check_spec(path: &Path, spec: &hound::WavSpec) -> Result<(), WavError> {
 pub fn probe_wav(path: &Path) -> Result<WavInfo, WavError> {
     let reader = match open(path) {
         Err(WavError::Unsupported { .. }) if g711::is_g711(path) => {
-            let (info, _, _) = g711::read(path)?;
-            return Ok(info);
+            return g711::read(path);
         }
         other => other?,
     };
@@ -135,10 +134,27 @@ pub fn probe_wav(path: &Path) -> Result<WavInfo, WavError> {
 
 /// Decodes a whole WAV file into planar `f32` channels.
 pub fn read_wav(path: &Path) -> Result<WavAudio, WavError> {
-    let mut reader = match open(path) {
+    let reader = match open(path) {
         Err(WavError::Unsupported { .. }) if g711::is_g711(path) => return g711::decode_file(path),
         other => other?,
     };
+    decode(path, reader)
+}
+
+/// Decodes a WAV file held in memory (a gRPC request's recording); `path` names it in errors.
+pub fn read_wav_bytes(path: &Path, bytes: &[u8]) -> Result<WavAudio, WavError> {
+    let reader = match hound::WavReader::new(Cursor::new(bytes)).map_err(|e| classify(path, e)) {
+        Err(WavError::Unsupported { .. })
+            if g711::parse(path, bytes).is_ok_and(|f| f.is_some()) =>
+        {
+            return g711::decode(path, bytes)
+        }
+        other => other?,
+    };
+    decode(path, reader)
+}
+
+fn decode<R: Read>(path: &Path, mut reader: hound::WavReader<R>) -> Result<WavAudio, WavError> {
     let spec = reader.spec();
     check_spec(path, &spec)?;
     let n_channels = usize::from(spec.channels);
@@ -193,57 +209,81 @@ pub fn read_wav(path: &Path) -> Result<WavAudio, WavError> {
     })
 }
 
+/// WAVE format tags (the `fmt ` chunk's first field) this module decodes itself.
+pub mod tag {
+    pub const PCM: u16 = 0x0001;
+    pub const IEEE_FLOAT: u16 = 0x0003;
+    pub const ALAW: u16 = 0x0006;
+    pub const MULAW: u16 = 0x0007;
+    pub const EXTENSIBLE: u16 = 0xFFFE;
+}
+
+/// The chunks of a RIFF/WAVE file: `(id, declared size, offset of the body)`, in file order,
+/// as far as `bytes` reaches. Empty when `bytes` is not RIFF/WAVE.
+pub(crate) fn chunks(bytes: &[u8]) -> impl Iterator<Item = ([u8; 4], usize, usize)> + '_ {
+    let riff = bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE";
+    let mut pos = if riff { 12 } else { bytes.len() };
+    std::iter::from_fn(move || {
+        let header = bytes.get(pos..pos.checked_add(8)?)?;
+        let id = [header[0], header[1], header[2], header[3]];
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let body = pos + 8;
+        pos = body.saturating_add(size).saturating_add(size & 1);
+        Some((id, size, body))
+    })
+}
+
+/// The audio format tag of a RIFF/WAVE file from its first bytes (the sub-format's tag for
+/// WAVE_FORMAT_EXTENSIBLE): what decides which decoder reads it. `None` when `head` is not
+/// RIFF/WAVE or its `fmt ` chunk is not within `head`.
+pub fn format_tag(head: &[u8]) -> Option<u16> {
+    let (_, size, body) = chunks(head).find(|(id, _, _)| id == b"fmt ")?;
+    let fmt = head.get(body..body + size.min(40))?;
+    let tag = u16::from_le_bytes([*fmt.first()?, *fmt.get(1)?]);
+    if tag == tag::EXTENSIBLE && fmt.len() >= 26 {
+        // WAVEFORMATEXTENSIBLE: the sub-format GUID starts with the real tag.
+        return Some(u16::from_le_bytes([fmt[24], fmt[25]]));
+    }
+    Some(tag)
+}
+
 /// G.711 WAV files (format tags 6 = A-law, 7 = μ-law), the usual format of call recorders,
 /// which hound does not read: a minimal RIFF walk to the `fmt ` and `data` chunks.
 mod g711 {
-    use super::{WavAudio, WavError, WavInfo, MAX_CHANNELS};
-    use crate::audio::codec::{decode, Encoding};
+    use super::{tag, WavAudio, WavError, WavInfo, MAX_CHANNELS};
+    use crate::audio::codec::Encoding;
     use std::path::Path;
 
-    struct Format {
+    pub struct Format {
         encoding: Encoding,
         channels: u16,
         rate: u32,
     }
 
-    fn parse(
+    pub fn parse(
         path: &Path,
         bytes: &[u8],
     ) -> Result<Option<(Format, std::ops::Range<usize>, u64)>, WavError> {
-        if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-            return Ok(None);
-        }
-        let mut pos = 12;
         let mut format = None;
-        while pos + 8 <= bytes.len() {
-            let id = &bytes[pos..pos + 4];
-            let size = u32::from_le_bytes([
-                bytes[pos + 4],
-                bytes[pos + 5],
-                bytes[pos + 6],
-                bytes[pos + 7],
-            ]) as usize;
-            let body = pos + 8;
-            if id == b"fmt " && size >= 16 && body + 16 <= bytes.len() {
-                let tag = u16::from_le_bytes([bytes[body], bytes[body + 1]]);
-                let encoding = match tag {
-                    6 => Encoding::Alaw,
-                    7 => Encoding::Mulaw,
+        for (id, size, body) in super::chunks(bytes) {
+            if &id == b"fmt " && size >= 16 && body + 16 <= bytes.len() {
+                let field = |at: usize, n: usize| {
+                    bytes[body + at..body + at + n]
+                        .iter()
+                        .rev()
+                        .fold(0u32, |v, &b| v << 8 | u32::from(b))
+                };
+                let encoding = match field(0, 2) as u16 {
+                    tag::ALAW => Encoding::Alaw,
+                    tag::MULAW => Encoding::Mulaw,
                     _ => return Ok(None),
                 };
-                let channels = u16::from_le_bytes([bytes[body + 2], bytes[body + 3]]);
-                let rate = u32::from_le_bytes([
-                    bytes[body + 4],
-                    bytes[body + 5],
-                    bytes[body + 6],
-                    bytes[body + 7],
-                ]);
                 format = Some(Format {
                     encoding,
-                    channels,
-                    rate,
+                    channels: field(2, 2) as u16,
+                    rate: field(4, 4),
                 });
-            } else if id == b"data" {
+            } else if &id == b"data" {
                 let Some(format) = format else {
                     return Ok(None);
                 };
@@ -260,10 +300,9 @@ mod g711 {
                     });
                 }
                 let declared = (size / usize::from(format.channels)) as u64;
-                let end = (body + size).min(bytes.len());
+                let end = body.saturating_add(size).min(bytes.len());
                 return Ok(Some((format, body..end, declared)));
             }
-            pos = body + size + (size & 1);
         }
         Ok(None)
     }
@@ -275,12 +314,23 @@ mod g711 {
             .is_some_and(|b| matches!(parse(path, &b), Ok(Some(_))))
     }
 
-    pub fn read(path: &Path) -> Result<(WavInfo, Encoding, Vec<u8>), WavError> {
-        let bytes = std::fs::read(path).map_err(|source| WavError::Open {
+    fn file(path: &Path) -> Result<Vec<u8>, WavError> {
+        std::fs::read(path).map_err(|source| WavError::Open {
             path: path.to_owned(),
             source,
-        })?;
-        let (format, range, declared) = parse(path, &bytes)?.ok_or_else(|| WavError::NotWav {
+        })
+    }
+
+    pub fn read(path: &Path) -> Result<WavInfo, WavError> {
+        Ok(samples(path, &file(path)?)?.0)
+    }
+
+    /// The header's facts and the G.711 bytes (interleaved).
+    fn samples<'a>(
+        path: &Path,
+        bytes: &'a [u8],
+    ) -> Result<(WavInfo, Encoding, &'a [u8]), WavError> {
+        let (format, range, declared) = parse(path, bytes)?.ok_or_else(|| WavError::NotWav {
             path: path.to_owned(),
             reason: "no G.711 fmt/data chunks".into(),
         })?;
@@ -302,13 +352,17 @@ mod g711 {
             channels: format.channels,
             frames: found,
         };
-        Ok((info, format.encoding, bytes[range].to_vec()))
+        Ok((info, format.encoding, &bytes[range]))
     }
 
     pub fn decode_file(path: &Path) -> Result<WavAudio, WavError> {
-        let (info, encoding, data) = read(path)?;
+        decode(path, &file(path)?)
+    }
+
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<WavAudio, WavError> {
+        let (info, encoding, data) = samples(path, bytes)?;
         let mut interleaved = Vec::with_capacity(data.len());
-        decode(encoding, &data, &mut interleaved);
+        crate::audio::codec::decode(encoding, data, &mut interleaved);
         let n = usize::from(info.channels);
         let channels = (0..n)
             .map(|c| interleaved.iter().skip(c).step_by(n).copied().collect())

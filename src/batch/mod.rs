@@ -9,10 +9,13 @@
 //! counted; the others still finish.
 
 mod inputs;
+pub mod interrupt;
+pub mod output;
+pub mod report;
 
-pub use inputs::{discover, Job};
+pub use inputs::{discover, Include, InputError, Job};
 
-use crate::audio::wav::probe_wav;
+use crate::audio::decode;
 use crate::engine::Pool;
 use crate::pipeline::{transcribe_file, PipelineError, RecordingOptions};
 use crate::plan::CallPlan;
@@ -33,12 +36,22 @@ pub trait BatchObserver: Sync {
     fn finished(&self, job: &Job, transcript: Transcript) -> Result<(), String>;
     /// A file failed; the message names the file.
     fn failed(&self, job: &Job, error: &str);
+    /// A worker starts on a file (called from the worker's thread).
+    fn started(&self, _job: &Job) {}
+    /// Whether to start no more files (Ctrl-C): files in progress still finish.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+    /// A file was not started because a stop was requested.
+    fn not_started(&self, _job: &Job) {}
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchReport {
     pub files_ok: usize,
     pub files_failed: usize,
+    /// Left out after a stop was requested.
+    pub files_not_started: usize,
     pub audio_secs: f64,
     pub wall_secs: f64,
 }
@@ -66,10 +79,16 @@ enum Msg {
     },
 }
 
-/// Header durations of every job, for sizing progress (unreadable files count as 0).
+/// Header durations of every job, for sizing progress (unreadable files, and containers that
+/// state no duration, count as 0).
 pub fn total_audio_secs(jobs: &[Job]) -> Vec<f64> {
     jobs.iter()
-        .map(|j| probe_wav(&j.input).map_or(0.0, |i| i.duration_secs()))
+        .map(|j| {
+            decode::probe(&j.input)
+                .ok()
+                .and_then(|i| i.duration_secs)
+                .unwrap_or(0.0)
+        })
         .collect()
 }
 
@@ -105,9 +124,13 @@ pub fn run(
                 ..opts.clone()
             };
             scope.spawn(move || loop {
+                if observer.stop_requested() {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(job) = jobs.get(i) else { break };
                 let _span = tracing::info_span!("file", path = %job.input.display()).entered();
+                observer.started(job);
                 let mut on_progress = |secs: f64| {
                     let _ = tx.send(Msg::Progress { job: i, secs });
                 };
@@ -126,10 +149,12 @@ pub fn run(
         drop(tx);
 
         let mut file_done = vec![0f64; jobs.len()];
+        let mut finished = vec![false; jobs.len()];
         for msg in rx {
             match msg {
                 Msg::Progress { job, secs } => file_done[job] = secs.min(durations[job]),
                 Msg::Done { job, result } => {
+                    finished[job] = true;
                     file_done[job] = durations[job];
                     match *result {
                         Ok(t) => match observer.finished(&jobs[job], t) {
@@ -147,6 +172,11 @@ pub fn run(
                 }
             }
             observer.audio_progress(file_done.iter().sum());
+        }
+        // Jobs the lanes left when a stop was requested.
+        for (i, _) in finished.iter().enumerate().filter(|(_, done)| !**done) {
+            observer.not_started(&jobs[i]);
+            report.files_not_started += 1;
         }
     });
     report.audio_secs = durations.iter().sum();

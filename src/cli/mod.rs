@@ -82,9 +82,11 @@ impl Cli {
 
 /// Logs go to stderr so that stdout carries only transcripts.
 pub fn init_logging(verbose: u8) {
+    // symphonia logs what it skips and where a probe ended (a text file named .mp3 is an
+    // ERROR there); audio::decode turns what matters into the file's one error line.
     let default = match verbose {
-        0 => "warn",
-        1 => "info,whisper_rs=warn",
+        0 => "warn,symphonia=off",
+        1 => "info,whisper_rs=warn,symphonia=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -5,7 +5,7 @@ use super::client;
 use super::flags::DialectFlags;
 use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::{self, Encoding};
-use crate::audio::{read_wav, Role};
+use crate::audio::{read_audio, Role};
 use crate::plan::CallRequest;
 use crate::runtime::{self, Workers};
 use crate::stream::{CallFormat, LiveRequest};
@@ -21,7 +21,7 @@ pub struct StreamArgs {
     /// Server address, e.g. http://127.0.0.1:50051 (http:// is assumed when missing).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
-    /// Recording to send (WAV, mono or two-channel agent/customer).
+    /// Recording to send (any format `transcribe` reads; mono or two-channel agent/customer).
     pub file: PathBuf,
     /// Send at the pace of the audio, as a live call does (default: as fast as possible).
     #[arg(long)]
@@ -69,7 +69,7 @@ impl StreamArgs {
         if self.chunk_ms == 0 || self.chunk_ms > 10_000 {
             anyhow::bail!("--chunk-ms must be within 1..10000");
         }
-        let audio = read_wav(&self.file)?;
+        let audio = read_audio(&self.file)?;
         let channels = audio.channels.len();
         let rate = audio.sample_rate_hz;
         let mut interleaved = Vec::with_capacity(audio.frames() * channels);

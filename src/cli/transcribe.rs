@@ -2,8 +2,10 @@
 
 use super::bars::batch_bar;
 use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
+use crate::audio::decode;
 use crate::audio::ChannelMode;
-use crate::batch::{self, BatchObserver, Job};
+use crate::batch::report::{write_summary, Report, Row};
+use crate::batch::{self, interrupt, output, BatchObserver, Include, Job};
 use crate::config::{batch_layout, Config};
 use crate::engine::Pool;
 use crate::forward::Forwarder;
@@ -15,17 +17,36 @@ use crate::transcript::Transcript;
 use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub struct TranscribeArgs {
-    /// WAV files and/or folders (searched recursively for *.wav).
+    /// Recordings (WAV, MP3, FLAC, Ogg, Opus, WebM, M4A…) and/or folders, searched
+    /// recursively.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+    /// Which files in folders to take: comma-separated name patterns, e.g. '*.mp3,*.wav'
+    /// (default: every format callscribe reads).
+    #[arg(long, value_name = "PATTERNS")]
+    pub include: Option<Include>,
+    /// Leave out recordings whose transcript in --output is complete and newer than the
+    /// recording: resumes an interrupted run.
+    #[arg(long)]
+    pub skip_existing: bool,
+    /// Write a CSV report, one row per recording: status (done, skipped, failed,
+    /// interrupted), error, duration, channels, language, adapter, words, real-time factor.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write the run's totals and failures as JSON at the end.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
     /// txt, json, srt or vtt.
     #[arg(short, long, value_enum)]
     pub format: Option<Format>,
@@ -66,6 +87,11 @@ pub struct TranscribeArgs {
 struct Writer {
     format: Format,
     forward: Option<BatchForward>,
+    report: Report,
+    /// When each file in progress was started, for its real-time factor.
+    started_at: Mutex<HashMap<PathBuf, Instant>>,
+    /// Cancelled at the first Ctrl-C.
+    stop: Option<CancellationToken>,
     bar: ProgressBar,
     total_secs: f64,
     files: usize,
@@ -112,28 +138,52 @@ impl BatchObserver for Writer {
             transcript.suggestions = f.forward(job, &transcript, self.format == Format::Json);
         }
         let text = render(&transcript, self.format);
-        self.done.fetch_add(1, Ordering::Relaxed);
         match &job.output {
             None => self.bar.suspend(|| {
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes()).and_then(|_| out.flush())
             }),
-            Some(path) => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| format!("{}: {e}", parent.display()))?;
-                }
-                std::fs::write(path, text.as_bytes())
-            }
+            // Whole or not at all: a run killed here leaves no half transcript to skip later.
+            Some(path) => output::write_atomically(path, text.as_bytes()),
         }
-        .map_err(|e| format!("writing transcript of {}: {e}", job.input.display()))
+        .map_err(|e| format!("writing transcript of {}: {e}", job.input.display()))?;
+        self.done.fetch_add(1, Ordering::Relaxed);
+        let started = self
+            .started_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.input);
+        let wall = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.report.add(Row::done(&job.input, &transcript, wall));
+        Ok(())
     }
 
-    fn failed(&self, _job: &Job, error: &str) {
+    fn failed(&self, job: &Job, error: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         self.done.fetch_add(1, Ordering::Relaxed);
         self.bar
             .suspend(|| eprintln!("error: {}", error.replace('\n', " ")));
+        let info = decode::probe(&job.input).ok();
+        self.report
+            .add(Row::failed(&job.input, error, info.as_ref()));
+    }
+
+    fn started(&self, job: &Job) {
+        self.started_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.input.clone(), Instant::now());
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    fn not_started(&self, job: &Job) {
+        let info = decode::probe(&job.input).ok();
+        self.report.add(Row::interrupted(&job.input, info.as_ref()));
     }
 }
 
@@ -166,12 +216,49 @@ impl TranscribeArgs {
             config.transcribe.pack = false;
         }
         let format = config.transcribe.format;
-        let (jobs, missing) = batch::discover(&self.inputs, self.output.as_deref(), format);
+        let run_started = Instant::now();
+        let include = self.include.clone().unwrap_or_default();
+        let (jobs, missing) =
+            batch::discover(&self.inputs, self.output.as_deref(), format, &include);
+        let report = Report::create(&jobs, self.report.as_deref())?;
         for m in &missing {
             eprintln!("error: {m}");
+            report.add(Row::failed(&m.path, &m.to_string(), None));
+        }
+        let found = jobs.len();
+        let (jobs, skipped) = if self.skip_existing {
+            output::skip_existing(jobs, format)
+        } else {
+            (jobs, Vec::new())
+        };
+        for (job, existing) in &skipped {
+            let t = match existing {
+                output::Existing::Done(t) => t.as_deref(),
+                _ => None,
+            };
+            let info = t
+                .is_none()
+                .then(|| decode::probe(&job.input).ok())
+                .flatten();
+            report.add(Row::skipped(&job.input, t, info.as_ref()));
+        }
+        if !skipped.is_empty() {
+            eprintln!(
+                "skipping {} of {found} recording(s): their transcripts are complete (--skip-existing)",
+                skipped.len()
+            );
+        }
+        if found == 0 {
+            write_reports(&report, self.summary_json.as_deref(), run_started)?;
+            anyhow::bail!("nothing to transcribe");
         }
         if jobs.is_empty() {
-            anyhow::bail!("nothing to transcribe");
+            write_reports(&report, self.summary_json.as_deref(), run_started)?;
+            return Ok(if missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
 
         // Fails on a bad --model, --language or --dialect before the batch starts, not once
@@ -194,10 +281,27 @@ impl TranscribeArgs {
 
         let total_secs: f64 = batch::total_audio_secs(&jobs).iter().sum();
         let forward = BatchForward::start(&config)?;
+        let bar = batch_bar(total_secs, jobs.len());
+        let stop = interrupt::on_ctrl_c(
+            {
+                let bar = bar.clone();
+                move || {
+                    bar.suspend(|| {
+                        eprintln!("stopping: the files in progress finish first (Ctrl-C again abandons them)")
+                    })
+                }
+            },
+            || eprintln!("\ninterrupted; transcripts written so far are complete. Resume with:\n  {}", interrupt::resume_command()),
+        )
+        .map_err(|e| tracing::warn!("Ctrl-C will stop the run at once: {e}"))
+        .ok();
         let writer = Writer {
             format,
             forward,
-            bar: batch_bar(total_secs, jobs.len()),
+            report,
+            started_at: Mutex::new(HashMap::new()),
+            stop,
+            bar,
             total_secs,
             files: jobs.len(),
             done: AtomicUsize::new(0),
@@ -219,20 +323,32 @@ impl TranscribeArgs {
         if let Some(f) = &writer.forward {
             f.finish();
         }
-        let failed = report.files_failed + missing.len();
+        let summary = writer.report.summary(report.wall_secs);
+        let failed = summary.failed;
         if jobs.iter().any(|j| j.output.is_some()) || failed > 0 {
+            let mut also = String::new();
+            if summary.skipped > 0 {
+                also += &format!("; {} skipped", summary.skipped);
+            }
+            if failed > 0 {
+                also += &format!("; {failed} failed");
+            }
             eprintln!(
-                "transcribed {} file(s), {:.1} min of audio in {:.1} s (real-time factor {:.3}){}",
+                "transcribed {} file(s), {:.1} min of audio in {:.1} s (real-time factor {:.3}){also}",
                 report.files_ok,
-                report.audio_secs / 60.0,
+                summary.audio_s / 60.0,
                 report.wall_secs,
-                report.real_time_factor(),
-                if failed > 0 {
-                    format!("; {failed} failed")
-                } else {
-                    String::new()
-                }
+                summary.real_time_factor.unwrap_or(0.0),
             );
+        }
+        write_reports(&writer.report, self.summary_json.as_deref(), run_started)?;
+        if report.files_not_started > 0 {
+            eprintln!(
+                "interrupted: {} recording(s) not started; transcripts written so far are complete. Resume with:\n  {}",
+                report.files_not_started,
+                interrupt::resume_command()
+            );
+            return Ok(ExitCode::from(interrupt::EXIT_INTERRUPTED as u8));
         }
         Ok(if failed > 0 {
             ExitCode::FAILURE
@@ -240,6 +356,19 @@ impl TranscribeArgs {
             ExitCode::SUCCESS
         })
     }
+}
+
+/// The ordered CSV report and the JSON summary, where asked for.
+fn write_reports(
+    report: &Report,
+    summary_json: Option<&std::path::Path>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    report.finish()?;
+    if let Some(path) = summary_json {
+        write_summary(path, &report.summary(started.elapsed().as_secs_f64()))?;
+    }
+    Ok(())
 }
 
 /// Forwarding for batch jobs: each recording is a call (its file stem the call id), each

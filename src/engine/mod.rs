@@ -612,7 +612,7 @@ mod tests {
             for margin in [None, Some(0), Some(PACKED_MARGIN_POSITIONS), live] {
                 let p = encoder_positions(n, margin) as usize;
                 assert!(p * SAMPLES_PER_POSITION >= n, "{n} samples cut at {p}");
-                assert!(p == WINDOW_POSITIONS || p % KERNEL_STEP == 0);
+                assert!(p == WINDOW_POSITIONS || p.is_multiple_of(KERNEL_STEP));
             }
         }
     }

@@ -113,6 +113,12 @@ pub fn pack<'a>(
 }
 
 impl Pack {
+    /// Piece `i`'s own audio, to decode it alone.
+    pub fn piece_samples(&self, i: usize) -> &[f32] {
+        let p = &self.pieces[i];
+        &self.samples[p.at..p.at + p.len]
+    }
+
     /// The piece a pack time belongs to: the one that holds it, else the nearest across a gap.
     fn piece_at(&self, t: u64) -> usize {
         let mut best = 0;

@@ -34,6 +34,7 @@ pub struct Scripted {
     language: LanguageGuess,
     answer: Arc<Answer>,
     delay: Duration,
+    silent_when_packed: bool,
     log: Arc<Mutex<Vec<Request>>>,
 }
 
@@ -56,6 +57,7 @@ impl Scripted {
             },
             answer: Arc::new(answer),
             delay: Duration::ZERO,
+            silent_when_packed: false,
             log: Arc::default(),
         }
     }
@@ -63,6 +65,13 @@ impl Scripted {
     /// Every decode takes this long (to make jobs overlap).
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Packed windows decode to nothing, as whisper's no-speech gate (which judges a window as
+    /// a whole) may leave them; utterances alone are answered by the script.
+    pub fn silent_when_packed(mut self) -> Self {
+        self.silent_when_packed = true;
         self
     }
 
@@ -123,6 +132,9 @@ impl Recogniser for Scripted {
         });
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
+        }
+        if self.silent_when_packed && window == Window::Packed {
+            return Ok(Vec::new());
         }
         (self.answer)(samples, language)
     }

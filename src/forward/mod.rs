@@ -463,7 +463,7 @@ async fn deliver_loop(inner: Arc<Inner>, index: usize, sink: Arc<Sink>) {
                     Err(DeliveryError::Transient(e)) => {
                         inner.metrics.retried.get_or_create(&label).inc();
                         let delay = backoff(&inner.config, attempt);
-                        if attempt == 0 || attempt % 10 == 0 {
+                        if attempt == 0 || attempt.is_multiple_of(10) {
                             tracing::warn!(sink = %name, segment_id = %record.segment.segment_id, attempt, "delivery failed, retrying in {delay:?}: {e}");
                         }
                         attempt = attempt.saturating_add(1);

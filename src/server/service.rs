@@ -4,7 +4,8 @@
 use super::call::{self, ResponseTx};
 use super::{Loaded, Shared};
 use crate::audio::codec;
-use crate::audio::wav::{read_wav, WavAudio, WavError};
+use crate::audio::decode::decode_bytes;
+use crate::audio::wav::WavAudio;
 use crate::audio::ChannelMode;
 use crate::dialect::SelectionReport;
 use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
@@ -279,15 +280,10 @@ fn recording(
         ));
     }
     if !wav.is_empty() {
-        // The WAV reader (hound, and our G.711 chunk parser) works on files; a temporary file
-        // keeps one reader for files and requests alike.
-        let file = tempfile::NamedTempFile::new()
-            .and_then(|mut f| std::io::Write::write_all(&mut f, wav).map(|()| f))
-            .map_err(|e| Status::internal(format!("cannot buffer the recording: {e}")))?;
-        let audio = read_wav(file.path()).map_err(|e: WavError| {
-            let temp = file.path().display().to_string();
-            Status::invalid_argument(e.to_string().replace(&temp, "wav"))
-        })?;
+        // Any recording `transcribe` reads (WAV, MP3, FLAC, Ogg, WebM, M4A…), decoded in memory;
+        // errors name it "wav", the field it came in.
+        let audio = decode_bytes("wav", wav.to_vec())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let roles = if cfg.channel_roles.is_empty() {
             ChannelMode::default()
         } else {
@@ -303,12 +299,12 @@ fn recording(
     }
     if raw.is_empty() {
         return Err(Status::invalid_argument(
-            "no audio: set wav (a WAV file's bytes) or audio with config",
+            "no audio: set wav (a recording's bytes: WAV, MP3, FLAC, Ogg, WebM, M4A) or audio with config",
         ));
     }
     let format = call_format(cfg)?;
     let frame = format.frame_bytes();
-    if raw.len() % frame != 0 {
+    if !raw.len().is_multiple_of(frame) {
         return Err(Status::invalid_argument(format!(
             "audio of {} bytes is not a whole number of {frame}-byte frames",
             raw.len()

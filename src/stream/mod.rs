@@ -228,7 +228,7 @@ impl LiveCall {
     /// Feeds one message of audio bytes (whole sample frames, channels interleaved).
     pub fn push(&mut self, bytes: &[u8], events: &mut Vec<CallEvent>) -> Result<(), StreamError> {
         let frame_bytes = self.format.frame_bytes();
-        if bytes.len() % frame_bytes != 0 {
+        if !bytes.len().is_multiple_of(frame_bytes) {
             return Err(StreamError::PartialFrame {
                 len: bytes.len(),
                 frame_bytes,
@@ -254,7 +254,7 @@ impl LiveCall {
         events: &mut Vec<CallEvent>,
     ) -> Result<(), StreamError> {
         let n = self.channels.len();
-        if interleaved.len() % n != 0 {
+        if !interleaved.len().is_multiple_of(n) {
             return Err(StreamError::PartialFrame {
                 len: interleaved.len() * self.format.encoding.bytes_per_sample(),
                 frame_bytes: self.format.frame_bytes(),

@@ -268,17 +268,17 @@ async fn interim_results_arrive_during_utterances_and_never_rewrite_their_stable
     assert_interims_keep_their_stable_prefix(&outcome);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
-    let server = start(settings(2)).await;
-    let mut client = client(&server).await;
-    let wav = fixture("calls/en_call_8k.wav");
-    let reference = Reference::of(&wav);
-    let reply = client
+/// One `Transcribe` call with a whole recording file, in English on base.
+async fn transcribe_whole(
+    client: &mut pb::transcription_client::TranscriptionClient<tonic::transport::Channel>,
+    recording: &std::path::Path,
+    call_id: &str,
+) -> pb::TranscribeResponse {
+    client
         .transcribe(pb::TranscribeRequest {
-            wav: std::fs::read(&wav).unwrap(),
+            wav: std::fs::read(recording).unwrap(),
             config: Some(pb::StreamingConfig {
-                call_id: "qa-1".into(),
+                call_id: call_id.into(),
                 language: "en".into(),
                 model: "base".into(),
                 ..Default::default()
@@ -286,19 +286,33 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
             ..Default::default()
         })
         .await
-        .expect("Transcribe answers")
-        .into_inner();
+        .unwrap_or_else(|e| panic!("Transcribe of {}: {e}", recording.display()))
+        .into_inner()
+}
+
+/// What one channel said, its results joined.
+fn reply_text(reply: &pb::TranscribeResponse, channel: u32) -> String {
+    reply
+        .results
+        .iter()
+        .filter(|r| r.channel == channel)
+        .map(|r| r.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
+    let server = start(settings(2)).await;
+    let mut client = client(&server).await;
+    let wav = fixture("calls/en_call_8k.wav");
+    let reference = Reference::of(&wav);
+    let reply = transcribe_whole(&mut client, &wav, "qa-1").await;
     assert_eq!(reply.call_id, "qa-1");
     assert_eq!(reply.model, "base");
     assert!(reply.duration_ms.abs_diff(reference.duration_ms) <= 20);
     for channel in 0..2 {
-        let hyp = reply
-            .results
-            .iter()
-            .filter(|r| r.channel == channel)
-            .map(|r| r.text.trim())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let hyp = reply_text(&reply, channel);
         let wer = word_error_rate(&reference.channel_text(channel), &hyp);
         assert!(wer <= MAX_WER, "channel {channel}: WER {wer:.3}: {hyp}");
         let roles: Vec<_> = reply
@@ -314,6 +328,29 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
         } as i32;
         assert!(roles.iter().all(|&r| r == want), "{roles:?}");
     }
+    // The field takes any format `transcribe` reads, decoded in memory: a WebM with Opus (as
+    // browsers and some telephony platforms record) of two parties, ALSA's real voices.
+    let webm = fixture("formats/two_party_voices.webm");
+    let reply = transcribe_whole(&mut client, &webm, "webm").await;
+    assert!(
+        reply.duration_ms.abs_diff(17_100) <= 100,
+        "{}",
+        reply.duration_ms
+    );
+    for (channel, said) in [
+        (0, "Front center. Front left. Front right."),
+        (
+            1,
+            "Rear center. Rear left. Rear right. Side left. Side right.",
+        ),
+    ] {
+        let hyp = reply_text(&reply, channel);
+        let wer = word_error_rate(said, &hyp);
+        assert!(
+            wer <= MAX_WER,
+            "WebM channel {channel}: WER {wer:.3}: {hyp}"
+        );
+    }
     // A text file is not a recording: INVALID_ARGUMENT naming the problem.
     let e = client
         .transcribe(pb::TranscribeRequest {
@@ -323,7 +360,11 @@ async fn a_whole_recording_in_one_message_is_transcribed_per_channel() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    assert!(e.message().contains("not a WAV"), "{e:?}");
+    assert!(
+        e.message()
+            .contains("not an audio recording: it holds text"),
+        "{e:?}"
+    );
 }
 
 /// Streams one bad call and returns its status: from the call itself or its response stream.

@@ -10,6 +10,7 @@ mod capture;
 mod cli;
 mod conditions;
 mod dialects;
+mod formats;
 mod forward;
 mod grpc;
 mod grpc_python;

@@ -171,7 +171,7 @@ fn hum_and_tones() -> Vec<f32> {
                     .sum(),
                 1 => 0.2 * ((tau * 350.0 * t).sin() + (tau * 440.0 * t).sin()),
                 _ => {
-                    let f = if (t * 4.0) as u32 % 2 == 0 {
+                    let f = if ((t * 4.0) as u32).is_multiple_of(2) {
                         523.25
                     } else {
                         659.25
