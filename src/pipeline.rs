@@ -187,9 +187,14 @@ pub fn transcribe_audio(
         },
     };
     let duration_ms = (audio.frames() as u64 * 1000) / u64::from(audio.sample_rate_hz);
-    let call = segment(source, audio, opts)?;
+    let mut call = segment(source, audio, opts)?;
     let plans = plan_languages(&inference, plan, &call).map_err(engine_err)?;
     let windows = pack_windows(&call, opts);
+    // The windows hold all the audio decode needs: the channels' own copy (38 MB for ten
+    // minutes) is not kept through the decode.
+    for ch in &mut call.channels {
+        ch.samples = Vec::new();
+    }
     let decoded = decode(&inference, &windows, &plans, progress).map_err(engine_err)?;
     Ok(emit(
         source,
