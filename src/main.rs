@@ -5,6 +5,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = callscribe::cli::Cli::parse();
     callscribe::cli::init_logging(cli.verbose);
+    callscribe::runtime::install_panic_hook();
     match cli.run() {
         Ok(code) => code,
         Err(e) => {

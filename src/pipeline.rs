@@ -15,7 +15,7 @@
 use crate::audio::decode::{read_audio, DecodeError};
 use crate::audio::resample::{resample_all, ResampleError};
 use crate::audio::wav::{WavAudio, WavError};
-use crate::audio::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
+use crate::audio::{sanitise, CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 use crate::engine::pack::{pack, Pack, PACK_GAP, PACK_LIMIT};
 use crate::engine::{
     Decoded, EngineError, LanguageGuess, Pool, Recogniser, Window, WINDOW_SAMPLES,
@@ -44,6 +44,10 @@ pub enum PipelineError {
         path: String,
         source: Box<EngineError>,
     },
+    /// A stage panicked on this recording: a bug, reported as this recording's error so that
+    /// the batch (or the server) goes on.
+    #[error("{path}: {message}")]
+    Panicked { path: String, message: String },
 }
 
 /// How a recording's audio is prepared and its windows formed; the decisions about model,
@@ -160,7 +164,26 @@ pub fn transcribe_file(
 /// stages in order — channel plan, segment, plan, pack, decode, emit — on this thread, except
 /// the inference, which goes to `pool` at [`Priority::Batch`](crate::engine::Priority). Call
 /// it from a plain thread (or `spawn_blocking`), never from an async task: it waits.
+/// A stage that panics on this recording fails this recording only
+/// ([`PipelineError::Panicked`]).
 pub fn transcribe_audio(
+    source: &str,
+    audio: WavAudio,
+    pool: &Pool,
+    plan: &CallPlan,
+    opts: &RecordingOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Transcript, PipelineError> {
+    crate::runtime::contain(|| run_stages(source, audio, pool, plan, opts, progress))
+        .unwrap_or_else(|message| {
+            Err(PipelineError::Panicked {
+                path: source.to_owned(),
+                message,
+            })
+        })
+}
+
+fn run_stages(
     source: &str,
     audio: WavAudio,
     pool: &Pool,
@@ -222,20 +245,28 @@ struct Segmented {
     notes: Vec<String>,
 }
 
-/// Stages 1–2: channel plan → resample → same-audio merge → segment → echo removal → quiet
-/// pauses.
+/// Stages 1–2: samples made safe → channel plan → resample → same-audio merge → segment →
+/// echo removal → quiet pauses.
 fn segment(
     source: &str,
-    audio: WavAudio,
+    mut audio: WavAudio,
     opts: &RecordingOptions,
 ) -> Result<Segmented, PipelineError> {
+    let mut notes = Vec::new();
+    let non_finite: usize = audio.channels.iter_mut().map(|c| sanitise(c)).sum();
+    if non_finite > 0 {
+        let note = format!(
+            "{non_finite} sample(s) were not numbers (NaN or infinite) and were replaced by silence"
+        );
+        tracing::warn!(source, "{note}");
+        notes.push(note);
+    }
     let in_rate = audio.sample_rate_hz;
     let channels =
         plan_channels(audio, &opts.channels).map_err(|message| PipelineError::Channels {
             path: source.to_owned(),
             message,
         })?;
-    let mut notes = Vec::new();
     let mut channels = resample_channels(source, channels, in_rate)?;
     if let Some(note) = merge_same_audio(&mut channels) {
         tracing::info!(source, "{note}");

@@ -5,6 +5,7 @@
 //! command whose async work is I/O beside inference gets one worker thread and takes no core
 //! from whisper; only the server, with many calls at once, gets a worker per core.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 
 /// Worker threads of a runtime.
@@ -71,10 +72,69 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async move { requests.recv().await }
 }
 
+thread_local! {
+    /// Whether this thread is inside [`contain`]: its panics are reported by the container.
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+    /// The last panic on this thread, with its place, as the hook saw it.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`; a panic inside it becomes `Err` with its message and place in the code, for the
+/// caller to report as one file's or one job's error while everything else goes on. No
+/// input should panic callscribe; this is the net under the stages for the bug that does.
+pub fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let outer = CONTAINED.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(outer));
+    result.map_err(|payload| {
+        LAST_PANIC
+            .with(|l| l.borrow_mut().take())
+            .unwrap_or_else(|| panic_message(payload.as_ref()))
+    })
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// The binary's panic report: one `error:` line naming the bug's place, instead of Rust's
+/// several lines; a panic inside [`contain`] is left to its container to report (one line
+/// per file or job), and only logged at debug level here.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = panic_message(info.payload());
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "an unknown place".to_owned());
+        let line = format!("internal error (a bug in callscribe, at {place}): {message}");
+        if CONTAINED.with(Cell::get) {
+            tracing::debug!("{line}");
+            LAST_PANIC.with(|l| *l.borrow_mut() = Some(line));
+        } else {
+            eprintln!("error: {line}");
+        }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_contained_panic_is_an_error_with_its_message() {
+        assert_eq!(contain(|| 7), Ok(7));
+        let e = contain(|| -> u32 { panic!("bad input {}", 3) }).unwrap_err();
+        assert!(e.contains("bad input 3"), "{e}");
+        // Nesting keeps the outer containment.
+        let outer = contain(|| contain(|| -> () { panic!("inner") }).unwrap_err());
+        assert!(outer.unwrap().contains("inner"));
+    }
 
     #[test]
     fn a_command_runtime_has_one_worker() {

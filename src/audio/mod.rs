@@ -12,6 +12,6 @@ pub mod resample;
 pub mod wav;
 
 pub use decode::{read_audio, DecodeError};
-pub use pcm::{CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
+pub use pcm::{sanitise, CallTime, ChannelAudio, ChannelMode, Role, PIPELINE_RATE_HZ};
 pub use resample::Resampler;
 pub use wav::{read_wav, WavAudio, WavError};

@@ -49,6 +49,27 @@ impl std::ops::Add<u64> for CallTime {
     }
 }
 
+/// Makes samples from outside safe for every stage after: NaN and ±∞ become silence (0.0)
+/// and finite samples are clipped to [-1, 1], as a converter to integer PCM would. Returns
+/// how many were not finite.
+///
+/// Float WAVs, decoders fed damaged packets and sound cards can all deliver them. Left in,
+/// one NaN panics the resampler (rubato's FFT) or turns whisper's log-mel spectrogram into
+/// NaN, which decodes as a line of "!!!!" — so every float source passes through here, at the
+/// edge: the recording pipeline and a live call's sample entry.
+pub fn sanitise(samples: &mut [f32]) -> usize {
+    let mut non_finite = 0;
+    for s in samples {
+        if s.is_finite() {
+            *s = s.clamp(-1.0, 1.0);
+        } else {
+            *s = 0.0;
+            non_finite += 1;
+        }
+    }
+    non_finite
+}
+
 /// Who speaks on a channel. Call recordings put the agent and the customer on separate
 /// channels; a mono recording or a mix-down holds both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -160,6 +181,21 @@ pub struct ChannelAudio {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_finite_samples_become_silence_and_loud_ones_are_clipped() {
+        let mut s = [
+            0.5,
+            f32::NAN,
+            -2.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1.5,
+            -0.25,
+        ];
+        assert_eq!(super::sanitise(&mut s), 3);
+        assert_eq!(s, [0.5, 0.0, -1.0, 0.0, 0.0, 1.0, -0.25]);
+    }
+
     use super::*;
 
     #[test]

@@ -300,8 +300,8 @@ fn worker_loop(shared: &Shared, states: &mut [Box<dyn Recogniser>]) {
         };
         // A panic inside whisper-rs must not take the thread (and its states) down with it
         // silently: the job's sender is dropped, so its caller sees the failure.
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(states))).is_err() {
-            tracing::error!("an inference job panicked; its caller gets an error");
+        if let Err(e) = crate::runtime::contain(|| job(states)) {
+            tracing::error!("an inference job failed, its caller gets an error: {e}");
         }
     }
 }

@@ -175,6 +175,8 @@ pub struct LiveCall {
     /// Whether the two channels carry the same audio, decided on the call's first seconds of
     /// signal.
     same_audio: crosstalk::SameAudioDetector,
+    /// Samples received that were NaN or infinite (replaced by silence).
+    non_finite: u64,
 }
 
 impl LiveCall {
@@ -212,8 +214,14 @@ impl LiveCall {
             interleaved: Vec::new(),
             planar: Vec::new(),
             segment_events: Vec::new(),
+            non_finite: 0,
             format,
         })
+    }
+
+    /// Samples received so far that were NaN or infinite and became silence.
+    pub fn non_finite_samples(&self) -> u64 {
+        self.non_finite
     }
 
     pub fn format(&self) -> &CallFormat {
@@ -248,6 +256,8 @@ impl LiveCall {
     /// Feeds decoded samples in [-1, 1], channels interleaved: the entry for sources that are
     /// not byte streams (a sound card delivers samples in its own format). The call's
     /// `encoding` is ignored here. A trailing partial frame is refused like a torn message.
+    /// Samples that are not numbers become silence ([`audio::sanitise`](crate::audio::sanitise)),
+    /// counted in [`LiveCall::non_finite_samples`] and logged once per call.
     pub fn push_samples(
         &mut self,
         interleaved: &[f32],
@@ -269,6 +279,14 @@ impl LiveCall {
             self.planar.clear();
             self.planar
                 .extend(interleaved.iter().skip(c).step_by(n).copied());
+            let bad = crate::audio::sanitise(&mut self.planar) as u64;
+            if bad > 0 && self.non_finite == 0 {
+                tracing::warn!(
+                    channel = c,
+                    "the call's audio holds samples that are not numbers (NaN or infinite): replaced by silence"
+                );
+            }
+            self.non_finite += bad;
             let ch = &mut self.channels[c];
             ch.resampled.clear();
             ch.resampler.process(&self.planar, &mut ch.resampled)?;
@@ -493,6 +511,36 @@ mod tests {
             events.is_empty(),
             "digital silence holds no speech: {events:?}"
         );
+    }
+
+    /// A sound card at 48 kHz delivering garbage floats: no panic in the resampler, the bad
+    /// samples counted, the clock unmoved, and speech-free garbage yields no utterance.
+    #[test]
+    fn samples_that_are_not_numbers_become_silence_and_are_counted() {
+        let mut call = LiveCall::new(
+            format(Encoding::Linear16, 48_000, 2),
+            &crate::segment::test_vad(),
+            0,
+        )
+        .unwrap();
+        let mut events = Vec::new();
+        let mut frames = vec![0f32; 2 * 48_000];
+        for (i, s) in frames.iter_mut().enumerate() {
+            *s = match i % 7 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => 1e30,
+                _ => 0.0,
+            };
+        }
+        for chunk in frames.chunks(960) {
+            call.push_samples(chunk, &mut events).unwrap();
+        }
+        call.finish(&mut events).unwrap();
+        let bad = frames.iter().filter(|s| !s.is_finite()).count() as u64;
+        assert_eq!(call.non_finite_samples(), bad);
+        assert_eq!(call.audio_ms(), 1000);
     }
 
     /// Drive the clock with silence only and check the one invariant that matters here:

@@ -16,6 +16,7 @@ mod grpc;
 mod grpc_python;
 mod long_recording;
 mod quantize;
+mod reliability;
 mod segment;
 mod silero;
 mod transcribe;

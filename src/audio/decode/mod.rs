@@ -117,6 +117,25 @@ pub struct AudioInfo {
 
 /// Decodes a whole recording into planar `f32` channels at its own rate.
 pub fn read_audio(path: &Path) -> Result<WavAudio, DecodeError> {
+    contained(path, || read_audio_uncontained(path))
+}
+
+/// A decoder that panics on a file (a bug in it or in us, on input nobody foresaw) makes that
+/// file an error, not the process's end.
+fn contained(
+    path: &Path,
+    decode: impl FnOnce() -> Result<WavAudio, DecodeError>,
+) -> Result<WavAudio, DecodeError> {
+    crate::runtime::contain(decode).unwrap_or_else(|message| {
+        Err(DecodeError::Damaged {
+            path: path.to_owned(),
+            container: Container::Other("recording"),
+            reason: format!("the decoder failed on it: {message}"),
+        })
+    })
+}
+
+fn read_audio_uncontained(path: &Path) -> Result<WavAudio, DecodeError> {
     let head = read_head(path)?;
     match Source::sniff(path, &head) {
         Source::Wav(WavRoute::Ours) => Ok(wav::read_wav(path)?),
@@ -131,6 +150,10 @@ pub fn read_audio(path: &Path) -> Result<WavAudio, DecodeError> {
 /// Decodes a recording held in memory (a gRPC request's); `name` stands for it in errors.
 pub fn decode_bytes(name: &str, bytes: Vec<u8>) -> Result<WavAudio, DecodeError> {
     let path = Path::new(name);
+    contained(path, || decode_bytes_uncontained(path, bytes))
+}
+
+fn decode_bytes_uncontained(path: &Path, bytes: Vec<u8>) -> Result<WavAudio, DecodeError> {
     let head = bytes[..bytes.len().min(HEAD_BYTES)].to_vec();
     match Source::sniff(path, &head) {
         Source::Wav(WavRoute::Ours) => Ok(wav::read_wav_bytes(path, &bytes)?),
