@@ -12,7 +12,12 @@
 //! cargo bench --bench stream_latency -- --model base --streams 1,2,4
 //! cargo bench --bench stream_latency -- --model tiny.en --streams 1,2,4,6,8
 //! cargo bench --bench stream_latency -- --model base --streams 4 --stagger 10.4
+//! cargo bench --bench stream_latency -- --model base --streams 4,8 --max-streams 4 --stagger 5.2
 //! ```
+//! `--max-streams N` admits at most N calls (default: every call offered); the calls beyond it
+//! are refused, and the row says how long the slowest refusal took and the process's peak RSS,
+//! which is the overload check of issue #17: offered twice the capacity, the admitted calls
+//! should finalise as fast as the same calls alone.
 //! All calls send the same recording, so by default their utterances end at the same moments:
 //! the worst case for a shared inference pool. `--stagger SECS` starts call i at i × SECS, as
 //! independent calls arrive. Besides the client's latency, each row gives the server's mean
@@ -45,6 +50,8 @@ struct Args {
     threads: usize,
     /// Seconds between call starts; 0 = all calls start together.
     stagger: f64,
+    /// Calls admitted at once; 0 = as many as offered.
+    max_streams: usize,
 }
 
 fn args() -> Args {
@@ -56,6 +63,7 @@ fn args() -> Args {
         workers: 1,
         threads: 2,
         stagger: 0.0,
+        max_streams: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,11 +91,30 @@ fn args() -> Args {
                     .and_then(|v| v.parse().ok())
                     .expect("--stagger SECS")
             }
+            "--max-streams" => {
+                a.max_streams = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--max-streams N")
+            }
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown argument {other}"),
         }
     }
     a
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -98,15 +125,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// One real-time call; returns each final's latency in seconds, or the refusal.
+/// One real-time call; returns each final's latency in seconds, or the refusal and how long
+/// it took from the call's start.
 async fn one_call(
     addr: std::net::SocketAddr,
     id: usize,
     bytes: std::sync::Arc<Vec<u8>>,
     chunk_bytes: usize,
     delay: Duration,
-) -> Result<Vec<f64>, tonic::Status> {
+) -> Result<Vec<f64>, (tonic::Status, f64)> {
     tokio::time::sleep(delay).await;
+    let began = Instant::now();
+    stream_one(addr, id, bytes, chunk_bytes)
+        .await
+        .map_err(|s| (s, began.elapsed().as_secs_f64()))
+}
+
+async fn stream_one(
+    addr: std::net::SocketAddr,
+    id: usize,
+    bytes: std::sync::Arc<Vec<u8>>,
+    chunk_bytes: usize,
+) -> Result<Vec<f64>, tonic::Status> {
     let mut client = TranscriptionClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
@@ -198,9 +238,9 @@ fn main() {
         audio.duration_secs()
     );
     println!(
-        "| streams | finals | p50 latency s | p95 latency s | max s | refused | RTF (inference/audio) | mean close→final s | inference per final s |"
+        "| streams | admitted | finals | p50 latency s | p95 latency s | max s | refused | slowest refusal s | RTF (inference/audio) | mean close→final s | inference per final s | peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let vad_path = callscribe::model::provide_vad(&store, None, &NoProgress)
         .expect("the Silero VAD: run `callscribe models pull silero-vad` first");
     let vad = Vad::load(VadConfig::default(), &vad_path).expect("the VAD loads");
@@ -220,7 +260,7 @@ fn main() {
             },
             workers: a.workers,
             threads: a.threads,
-            max_streams: n,
+            max_streams: if a.max_streams > 0 { a.max_streams } else { n },
             dialects: std::sync::Arc::new(
                 callscribe::dialect::Dialects::load(&Default::default(), &|_: &str| true)
                     .expect("the shipped adapters load"),
@@ -239,12 +279,16 @@ fn main() {
                 .collect();
             let mut all = Vec::new();
             let mut refused = 0;
+            let mut slowest_refusal = 0f64;
             for c in calls {
                 match c.await.expect("call task") {
                     Ok(l) => all.extend(l),
-                    Err(s) => {
-                        eprintln!("call failed: {s:?}");
+                    Err((s, after)) => {
+                        if s.code() != tonic::Code::ResourceExhausted {
+                            eprintln!("call failed: {s:?}");
+                        }
                         refused += 1;
+                        slowest_refusal = slowest_refusal.max(after);
                     }
                 }
             }
@@ -266,11 +310,13 @@ fn main() {
                 / read("callscribe_finalisation_latency_seconds_count");
             let busy = read("callscribe_inference_seconds_total") / all.len() as f64;
             println!(
-                "| {n} | {} | {:.2} | {:.2} | {:.2} | {refused} | {rtf:.3} | {closed:.2} | {busy:.2} |",
+                "| {n} | {} | {} | {:.2} | {:.2} | {:.2} | {refused} | {slowest_refusal:.3} | {rtf:.3} | {closed:.2} | {busy:.2} | {:.0} |",
+                n - refused,
                 all.len(),
                 percentile(&all, 0.5),
                 percentile(&all, 0.95),
                 all.last().copied().unwrap_or(f64::NAN),
+                peak_rss_mib(),
             );
             handle.shutdown();
             let _ = handle.stopped().await;

@@ -180,6 +180,15 @@ pub fn worker_layout(requested_workers: usize, requested_threads: usize) -> (usi
     (workers, threads)
 }
 
+/// Calls a server admits at once when `server.max_streams` is left at 0: two per core that
+/// inference runs on. Measured, not guessed: on a 2-core machine (one worker × 2 threads) four
+/// independent real-time base calls finalise at p95 1.24 s (≤ 1.5 s), and admitting eight
+/// would queue their finals behind each other; `benches/stream_latency.rs` re-measures it
+/// for another machine or model (`--streams 4,8 --max-streams 4`, RELIABILITY.md).
+pub fn default_max_streams(workers: usize, threads: usize) -> usize {
+    (2 * workers * threads).max(1)
+}
+
 /// Layout for a batch of `jobs` recordings: (whisper states, threads per state). Left to auto,
 /// one lane per recording up to the cores, and each lane up to 4 single-threaded states that
 /// decode its recording's windows side by side; threads only take up cores left over.
@@ -282,6 +291,15 @@ mod tests {
         let (w, t) = worker_layout(0, 0);
         assert!(w * t <= cores.max(1) && w >= 1 && t >= 1);
         assert_eq!(worker_layout(3, 1), (3, 1));
+    }
+
+    #[test]
+    fn a_server_admits_two_calls_per_inference_core_by_default() {
+        // This machine's measured case: one worker × 2 threads admits the 4 calls the latency
+        // bench keeps under 1.5 s at p95.
+        assert_eq!(default_max_streams(1, 2), 4);
+        assert_eq!(default_max_streams(4, 4), 32);
+        assert_eq!(default_max_streams(0, 0), 1);
     }
 
     #[test]

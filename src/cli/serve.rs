@@ -1,7 +1,7 @@
 //! `callscribe serve`: the gRPC server for telephony systems, until SIGTERM or Ctrl-C.
 
 use super::flags::{LanguageFlags, ModelFlags};
-use crate::config::{worker_layout, Config};
+use crate::config::{default_max_streams, worker_layout, Config};
 use crate::engine::Engine;
 use crate::forward::Forwarder;
 use crate::runtime::{self, Workers};
@@ -87,7 +87,7 @@ impl ServeArgs {
         let max_streams = if config.server.max_streams > 0 {
             config.server.max_streams
         } else {
-            2 * workers
+            default_max_streams(workers, threads)
         };
         let settings = ServeSettings {
             server: config.server.clone(),

@@ -44,7 +44,8 @@ pub struct ServerConfig {
     /// Inference threads pools (each runs whisper with `decode.threads` threads); 0 = auto.
     pub workers: usize,
     /// Concurrent calls (streams and Transcribe requests); more are refused with
-    /// RESOURCE_EXHAUSTED. 0 = auto (2 per inference worker).
+    /// RESOURCE_EXHAUSTED. 0 = auto: 2 per inference core
+    /// ([`default_max_streams`](crate::config::default_max_streams), from the latency bench).
     pub max_streams: usize,
     /// Largest audio message of a live stream.
     pub max_message_bytes: usize,
