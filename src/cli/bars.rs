@@ -26,17 +26,17 @@ impl Progress for ByteBars {
         if total.is_none() {
             pb.enable_steady_tick(std::time::Duration::from_millis(120));
         }
-        *self.bar.lock().expect("progress lock") = Some(pb);
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb);
     }
 
     fn set(&self, done: u64) {
-        if let Some(pb) = self.bar.lock().expect("progress lock").as_ref() {
+        if let Some(pb) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             pb.set_position(done);
         }
     }
 
     fn end(&self) {
-        if let Some(pb) = self.bar.lock().expect("progress lock").take() {
+        if let Some(pb) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             pb.finish_and_clear();
         }
     }

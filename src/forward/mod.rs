@@ -205,7 +205,7 @@ impl Forwarder {
             .inner
             .calls
             .lock()
-            .expect("call memory lock")
+            .unwrap_or_else(|e| e.into_inner())
             .remember(&segment, self.inner.config.context_segments);
         let record = Spooled { segment, context };
         match self.inner.intake.try_send(record) {
@@ -228,13 +228,17 @@ impl Forwarder {
         self.inner
             .calls
             .lock()
-            .expect("call memory lock")
+            .unwrap_or_else(|e| e.into_inner())
             .started_at(call_id, estimate_unix_ms)
     }
 
     /// Routes the call's suggestions to `listener` (replacing an earlier one).
     pub fn listen(&self, call_id: &str, listener: Listener) {
-        let mut listeners = self.inner.listeners.lock().expect("listener lock");
+        let mut listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         listeners.retain(|_, l| (l.alive)());
         listeners.insert(call_id.to_owned(), Arc::new(listener));
     }
@@ -243,7 +247,7 @@ impl Forwarder {
         self.inner
             .listeners
             .lock()
-            .expect("listener lock")
+            .unwrap_or_else(|e| e.into_inner())
             .contains_key(call_id)
     }
 
@@ -251,7 +255,7 @@ impl Forwarder {
         self.inner
             .listeners
             .lock()
-            .expect("listener lock")
+            .unwrap_or_else(|e| e.into_inner())
             .remove(call_id);
     }
 
@@ -314,7 +318,8 @@ impl Forwarder {
     /// Stops delivery and waits for the tasks; what is undelivered stays in the spool.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("task lock"));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             let _ = t.await;
         }
@@ -327,7 +332,7 @@ impl Forwarder {
 /// Writes everything queued (and `extra` after it) to the spool in one commit, holding the
 /// queue so no other writer can slip in between: sequence numbers follow submission order.
 fn spool_queued(inner: &Inner, extra: Option<Spooled>) -> Result<usize, SpoolError> {
-    let queue = inner.queue.lock().expect("queue lock");
+    let queue = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
     // All of it (at most SUBMIT_QUEUE): `extra` must come after every queued segment.
     let mut batch: Vec<Spooled> = queue.try_iter().collect();
     let from_queue = batch.len();
@@ -356,7 +361,7 @@ fn write_batch(inner: &Inner, batch: &[Spooled], from_queue: usize) -> Result<us
 fn intake_loop(inner: &Inner) {
     loop {
         let written = {
-            let queue = inner.queue.lock().expect("queue lock");
+            let queue = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
             match queue.recv_timeout(INTAKE_POLL) {
                 Ok(first) => {
                     let mut batch = vec![first];
@@ -483,7 +488,7 @@ fn suggest(inner: &Inner, sink: &str, record: &Spooled, hits: Vec<crate::kb::Hit
     let listener = inner
         .listeners
         .lock()
-        .expect("listener lock")
+        .unwrap_or_else(|e| e.into_inner())
         .get(call_id)
         .cloned();
     let Some(listener) = listener else { return };
@@ -497,7 +502,7 @@ fn suggest(inner: &Inner, sink: &str, record: &Spooled, hits: Vec<crate::kb::Hit
         inner
             .listeners
             .lock()
-            .expect("listener lock")
+            .unwrap_or_else(|e| e.into_inner())
             .remove(call_id);
     }
 }

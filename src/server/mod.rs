@@ -55,6 +55,12 @@ pub struct ServerConfig {
     pub max_call_secs: u64,
     /// A stream that sends nothing for this long is finalised and closed.
     pub idle_timeout_ms: u64,
+    /// HTTP/2 keepalive: a connection quiet for this long is pinged (0 = never), and closed,
+    /// with its calls, when the ping is not answered within `keepalive_timeout_ms`. A client
+    /// that vanished without closing (a crashed media server, a cut network path) holds its
+    /// call's admission slot until then, not until the idle timeout or TCP's hours.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
     /// How much an utterance must grow before the next interim re-decode.
     pub interim_interval_ms: u32,
     /// Fit whisper's encoder window to each utterance for live calls (`decode.fit_window`
@@ -75,6 +81,8 @@ impl Default for ServerConfig {
             max_recording_bytes: 64 << 20,
             max_call_secs: 4 * 3600,
             idle_timeout_ms: 30_000,
+            keepalive_interval_ms: 10_000,
+            keepalive_timeout_ms: 5_000,
             interim_interval_ms: 1000,
             fit_window: true,
         }
@@ -91,6 +99,9 @@ impl ServerConfig {
         }
         if self.idle_timeout_ms < 1000 {
             return Err("server.idle_timeout_ms must be at least 1000".into());
+        }
+        if self.keepalive_interval_ms != 0 && self.keepalive_timeout_ms < 100 {
+            return Err("server.keepalive_timeout_ms must be at least 100".into());
         }
         Ok(())
     }
@@ -368,8 +379,16 @@ async fn start_any(
             .max_decoding_message_size(decode_limit);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let stop = shutdown.clone();
+    let ms = std::time::Duration::from_millis;
+    let keepalive = &shared.settings.server;
+    let (ping_every, ping_timeout) = (
+        (keepalive.keepalive_interval_ms > 0).then(|| ms(keepalive.keepalive_interval_ms)),
+        ms(keepalive.keepalive_timeout_ms),
+    );
     let serve = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .http2_keepalive_interval(ping_every)
+            .http2_keepalive_timeout(Some(ping_timeout))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(transcription)
@@ -445,17 +464,61 @@ mod tests {
     }
 
     async fn serve(models: Vec<Scripted>, max_streams: usize) -> ServerHandle {
+        serve_with(models, settings(max_streams)).await
+    }
+
+    async fn serve_with(models: Vec<Scripted>, settings: ServeSettings) -> ServerHandle {
         let loader: AnyModelLoader = Box::new(move || {
             Ok(models
                 .into_iter()
                 .map(|m| Box::new(m) as Box<dyn Model>)
                 .collect())
         });
-        let mut handle = start_any(settings(max_streams), loader, None)
-            .await
-            .unwrap();
+        let mut handle = start_any(settings, loader, None).await.unwrap();
         handle.ready().await.unwrap();
         handle
+    }
+
+    /// A TCP relay to `to` for one connection that goes dark when `dark` is set: it stops
+    /// passing bytes either way but keeps both sockets open, as a crashed peer or a cut
+    /// network path does (no FIN, no RST).
+    async fn relay(
+        to: std::net::SocketAddr,
+        dark: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(to).await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            let pass = |mut from: tokio::net::tcp::OwnedReadHalf,
+                        mut into: tokio::net::tcp::OwnedWriteHalf,
+                        dark: Arc<std::sync::atomic::AtomicBool>| async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match from.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if dark.load(Ordering::SeqCst) {
+                        // Silent from now on, the sockets held open.
+                        std::future::pending::<()>().await;
+                    }
+                    if into.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                (from, into)
+            };
+            let up = tokio::spawn(pass(cr, sw, dark.clone()));
+            let down = tokio::spawn(pass(sr, cw, dark));
+            let _ = (up.await, down.await);
+            std::future::pending::<()>().await;
+        });
+        addr
     }
 
     /// The mono 8 kHz call fixture as LINEAR16 messages of 100 ms, after `config`.
@@ -559,6 +622,51 @@ mod tests {
             panic!("last response: {:?}", responses.last());
         };
         assert_eq!(summary.final_results as usize, finals.len());
+        handle.shutdown();
+    }
+
+    /// A client that vanishes without closing (its connection goes dark mid-call) holds its
+    /// admission slot only until an HTTP/2 keepalive ping goes unanswered, not for the idle
+    /// timeout (30 s) or TCP's hours.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_vanishes_without_closing_frees_its_slot_at_the_keepalive_timeout() {
+        let mut s = settings(1);
+        s.server.keepalive_interval_ms = 300;
+        s.server.keepalive_timeout_ms = 300;
+        let handle = serve_with(
+            vec![Scripted::new("fake", "en", |s, _| Ok(whole("x", s)))],
+            s,
+        )
+        .await;
+        let dark = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let via = relay(handle.addr, dark.clone()).await;
+        let mut client =
+            pb::transcription_client::TranscriptionClient::connect(format!("http://{via}"))
+                .await
+                .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut messages = call(pb::StreamingConfig::default()).into_iter();
+        tx.send(messages.next().unwrap()).await.unwrap();
+        tx.send(messages.next().unwrap()).await.unwrap();
+        let mut responses = client
+            .streaming_transcribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(responses.message().await.unwrap().is_some(), "accepted");
+        assert_eq!(handle.shared.admission.available_permits(), 0);
+        dark.store(true, Ordering::SeqCst);
+        let went_dark = std::time::Instant::now();
+        while handle.shared.admission.available_permits() == 0 {
+            assert!(
+                went_dark.elapsed() < Duration::from_secs(10),
+                "the slot is still held {:?} after the client vanished",
+                went_dark.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The client neither closed nor stopped sending: only the keepalive can have done it.
+        drop((tx, responses));
         handle.shutdown();
     }
 

@@ -681,3 +681,133 @@ fn transcribe_json_lists_kb_suggestions_for_the_segments() {
         .expect("a billing suggestion");
     assert!(text_of(&billing.segment_id).contains("charged twice"));
 }
+
+/// `serve` killed with SIGKILL in the middle of a call whose finals could not be forwarded
+/// yet (the lookup service down): every final the client had received reaches the lookup
+/// service after a restart, each id once at a consumer that keeps the first copy, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_mid_call_delivers_every_final_the_client_got_after_restart() {
+    use common::grpc::{audio_msg, call_audio, config_msg, open_call, Resp};
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let spool_path = dir.path().join("spool.redb");
+    let lookup = free_addr();
+    let cfg = dir.path().join("callscribe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[forward]\nspool = {:?}\nretry_initial_ms = 20\nretry_max_ms = 100\n\n\
+             [[forward.sinks]]\nkind = \"grpc\"\nname = \"lookup\"\nendpoint = \"http://{lookup}\"\n",
+            spool_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let downstream = Downstream::new();
+    downstream.unavailable.store(true, Ordering::SeqCst);
+    let (stop, server) = serve(downstream.clone(), lookup).await;
+
+    let start_serve = || {
+        let mut child = common::callscribe()
+            .args(["--config"])
+            .arg(&cfg)
+            .args(["serve", "--model", "tiny.en", "--language", "en"])
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {line:?}"))
+            .to_owned();
+        (child, addr)
+    };
+    let (mut child, addr) = start_serve();
+    let mut client = loop {
+        if let Ok(c) =
+            pb::transcription_client::TranscriptionClient::connect(format!("http://{addr}")).await
+        {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (config, chunks) = call_audio(
+        &common::fixture("calls/en_call_16k.wav"),
+        "killed",
+        callscribe::audio::codec::Encoding::Linear16,
+        100,
+    );
+    // The model may still be loading: UNAVAILABLE until it is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (tx, mut responses) = loop {
+        match open_call(&mut client, vec![config_msg(config.clone())]).await {
+            (tx, Ok(r)) => break (tx, r),
+            (_, Err(s)) if s.code() == tonic::Code::Unavailable => {
+                assert!(std::time::Instant::now() < deadline, "{s:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (_, Err(s)) => panic!("{s:?}"),
+        }
+    };
+    // Half the call as fast as the server reads it; the call stays open.
+    let half = chunks.len() / 2;
+    tokio::spawn(async move {
+        for c in chunks.into_iter().take(half) {
+            if tx.send(audio_msg(c)).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await; // never half-closes: killed mid-call
+    });
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(120), responses.message()).await {
+            Ok(Ok(Some(r))) => {
+                if let Some(Resp::Final(f)) = r.response {
+                    got.push(f.segment_id);
+                }
+            }
+            other => panic!("the call ended before 3 finals: {other:?} after {got:?}"),
+        }
+    }
+    child.kill().unwrap(); // SIGKILL, the call open, its finals spooled and undelivered
+    child.wait().unwrap();
+    assert!(
+        downstream.ids().is_empty(),
+        "the lookup service was down: nothing can have been delivered"
+    );
+
+    downstream.unavailable.store(false, Ordering::SeqCst);
+    let (mut child, _) = start_serve();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !got.iter().all(|id| downstream.ids().contains(id)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "client got {got:?}, lookup got {:?}",
+            downstream.ids()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    // Per channel, in sequence order, each id's first copy (an idempotent consumer's view).
+    let ids = downstream.ids();
+    let mut seen = HashSet::new();
+    let firsts: Vec<&String> = ids.iter().filter(|id| seen.insert(*id)).collect();
+    for channel in ["0", "1"] {
+        let seqs: Vec<u64> = firsts
+            .iter()
+            .filter(|id| id.split('/').nth(1) == Some(channel))
+            .map(|id| id.rsplit('/').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    }
+    assert!(got.iter().all(|id| firsts.contains(&id)));
+}
