@@ -479,6 +479,36 @@ mod tests {
         handle
     }
 
+    /// Opens a call to `addr` with its config and `audio` messages of the fixture, and waits
+    /// for the server to accept it; the call stays open while the returned sender lives.
+    async fn open_call(
+        addr: std::net::SocketAddr,
+        audio: usize,
+    ) -> (
+        tokio::sync::mpsc::Sender<pb::StreamingTranscribeRequest>,
+        tonic::Streaming<pb::StreamingTranscribeResponse>,
+        Option<pb::StreamingTranscribeResponse>,
+    ) {
+        let mut client =
+            pb::transcription_client::TranscriptionClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for m in call(pb::StreamingConfig::default())
+            .into_iter()
+            .take(1 + audio)
+        {
+            tx.send(m).await.unwrap();
+        }
+        let mut responses = client
+            .streaming_transcribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let accepted = responses.message().await.unwrap();
+        (tx, responses, accepted)
+    }
+
     /// A TCP relay to `to` for one connection that goes dark when `dark` is set: it stops
     /// passing bytes either way but keeps both sockets open, as a crashed peer or a cut
     /// network path does (no FIN, no RST).
@@ -640,20 +670,8 @@ mod tests {
         .await;
         let dark = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let via = relay(handle.addr, dark.clone()).await;
-        let mut client =
-            pb::transcription_client::TranscriptionClient::connect(format!("http://{via}"))
-                .await
-                .unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut messages = call(pb::StreamingConfig::default()).into_iter();
-        tx.send(messages.next().unwrap()).await.unwrap();
-        tx.send(messages.next().unwrap()).await.unwrap();
-        let mut responses = client
-            .streaming_transcribe(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(responses.message().await.unwrap().is_some(), "accepted");
+        let (tx, responses, accepted) = open_call(via, 1).await;
+        assert!(accepted.is_some(), "accepted");
         assert_eq!(handle.shared.admission.available_permits(), 0);
         dark.store(true, Ordering::SeqCst);
         let went_dark = std::time::Instant::now();
@@ -691,29 +709,8 @@ mod tests {
             refused.message()
         );
         // One slot: a second call while the first holds it is refused at once.
-        let first = {
-            let handle_addr = handle.addr;
-            tokio::spawn(async move {
-                let mut client = pb::transcription_client::TranscriptionClient::connect(format!(
-                    "http://{handle_addr}"
-                ))
-                .await
-                .unwrap();
-                let (tx, rx) = tokio::sync::mpsc::channel(4);
-                let mut messages = call(pb::StreamingConfig::default()).into_iter();
-                tx.send(messages.next().unwrap()).await.unwrap();
-                let mut responses = client
-                    .streaming_transcribe(tokio_stream::wrappers::ReceiverStream::new(rx))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                // Accepted: the slot is held until the stream ends.
-                let accepted = responses.message().await.unwrap();
-                (tx, responses, accepted)
-            })
-            .await
-            .unwrap()
-        };
+        // Accepted: the slot is held until the stream ends.
+        let first = open_call(handle.addr, 0).await;
         assert!(first.2.is_some());
         let second = stream(&handle, call(pb::StreamingConfig::default()))
             .await

@@ -157,6 +157,19 @@ fn assert_complete_and_ordered(ids: &[String], calls: &[&str], per_call: u64) {
     }
 }
 
+/// A configuration file that forwards to a gRPC lookup service at `addr` through a spool.
+fn write_grpc_forward_config(path: &Path, spool: &Path, addr: SocketAddr) {
+    std::fs::write(
+        path,
+        format!(
+            "[forward]\nspool = {:?}\nretry_initial_ms = 20\nretry_max_ms = 100\n\n\
+             [[forward.sinks]]\nkind = \"grpc\"\nname = \"lookup\"\nendpoint = \"http://{addr}\"\n",
+            spool.display().to_string()
+        ),
+    )
+    .unwrap();
+}
+
 fn grpc_sink(addr: SocketAddr) -> SinkConfig {
     SinkConfig::Grpc {
         name: Some("lookup".into()),
@@ -444,15 +457,7 @@ async fn forwarder_killed_with_segments_spooled_delivers_them_after_restart() {
     let spool_path = dir.path().join("spool.redb");
     let addr = free_addr();
     let cfg = dir.path().join("callscribe.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[forward]\nspool = {:?}\nretry_initial_ms = 20\nretry_max_ms = 100\n\n\
-             [[forward.sinks]]\nkind = \"grpc\"\nname = \"lookup\"\nendpoint = \"http://{addr}\"\n",
-            spool_path.display().to_string()
-        ),
-    )
-    .unwrap();
+    write_grpc_forward_config(&cfg, &spool_path, addr);
     {
         let spool = Spool::open(&spool_path).unwrap();
         let records: Vec<Spooled> = (0..10)
@@ -693,15 +698,7 @@ async fn serve_killed_mid_call_delivers_every_final_the_client_got_after_restart
     let spool_path = dir.path().join("spool.redb");
     let lookup = free_addr();
     let cfg = dir.path().join("callscribe.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[forward]\nspool = {:?}\nretry_initial_ms = 20\nretry_max_ms = 100\n\n\
-             [[forward.sinks]]\nkind = \"grpc\"\nname = \"lookup\"\nendpoint = \"http://{lookup}\"\n",
-            spool_path.display().to_string()
-        ),
-    )
-    .unwrap();
+    write_grpc_forward_config(&cfg, &spool_path, lookup);
     let downstream = Downstream::new();
     downstream.unavailable.store(true, Ordering::SeqCst);
     let (stop, server) = serve(downstream.clone(), lookup).await;
