@@ -688,6 +688,50 @@ mod tests {
         handle.shutdown();
     }
 
+    /// A thousand connections, each opening a call and hanging up: every slot comes back and
+    /// the process holds no more file descriptors than before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_connections_opened_and_dropped_leak_no_slots_or_descriptors() {
+        // Room for a hung-up call's slot to come back after its client has moved on.
+        let handle = serve(
+            vec![Scripted::new("fake", "en", |s, _| Ok(whole("x", s)))],
+            16,
+        )
+        .await;
+        let fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+        // Warm: the first connection sets up what every later one reuses.
+        drop(open_call(handle.addr, 1).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = fds();
+        // Four clients side by side, 250 connections each.
+        let addr = handle.addr;
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..250 {
+                        let (tx, responses, accepted) = open_call(addr, 0).await;
+                        assert!(accepted.is_some());
+                        drop((tx, responses));
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while handle.shared.admission.available_permits() < 16 || fds() > before + 8 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} slots free, {} descriptors (before: {before})",
+                handle.shared.admission.available_permits(),
+                fds()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        handle.shutdown();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bad_requests_are_refused_by_the_plan_and_capacity_is_enforced() {
         let slow = Scripted::new("fake", "en", |s, _| Ok(whole("x", s)))
