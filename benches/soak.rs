@@ -204,12 +204,14 @@ fn main() {
             }
         });
         let mut finals: Vec<(u32, u64, u64)> = Vec::new();
+        let mut last_final_at = 0f64;
         let mut status = None;
         loop {
             match responses.message().await {
                 Ok(Some(r)) => {
                     if let Some(Resp::Final(f)) = r.response {
                         finals.push((f.channel, f.start_ms, f.end_ms));
+                        last_final_at = start.elapsed().as_secs_f64();
                     }
                 }
                 Ok(None) => break,
@@ -224,7 +226,11 @@ fn main() {
         handle.shutdown();
         let _ = handle.stopped().await;
         if let Some(s) = status {
-            println!("the call ended with {s:?}");
+            println!(
+                "the call ended with {s:?} at {:.0} s; the last final arrived at {last_final_at:.0} s, {} audio messages sent by then",
+                start.elapsed().as_secs_f64(),
+                (start.elapsed().as_millis() / CHUNK.as_millis()),
+            );
         }
         let samples = samples.lock().unwrap().clone();
         let after: Vec<_> = samples

@@ -349,12 +349,6 @@ async fn drive(
                     "the server is shutting down; open utterances were finalised and sent",
                 )));
             }
-            () = tokio::time::sleep_until(idle_deadline), if reading => {
-                stop = Some(Ending::Fail(Status::deadline_exceeded(format!(
-                    "no message for {} ms (server.idle_timeout_ms); the call was finalised",
-                    idle.as_millis()
-                ))));
-            }
             msg = inbound.message(), if reading => {
                 idle_deadline = tokio::time::Instant::now() + idle;
                 match msg {
@@ -382,6 +376,14 @@ async fn drive(
                         }
                     },
                 }
+            }
+            // After the inbound branch: a message already waiting is read, not timed out,
+            // however long this task went unpolled.
+            () = tokio::time::sleep_until(idle_deadline), if reading => {
+                stop = Some(Ending::Fail(Status::deadline_exceeded(format!(
+                    "no message for {} ms (server.idle_timeout_ms); the call was finalised",
+                    idle.as_millis()
+                ))));
             }
         }
         if let Some(end) = stop {
