@@ -53,10 +53,38 @@ pub(super) fn probe(
     source: Box<dyn MediaSource>,
     head: &[u8],
 ) -> Result<AudioInfo, DecodeError> {
-    Ok(open(path, source, head)?.info)
+    contained(path, || Ok(open(path, source, head)?.info))
 }
 
 pub(super) fn decode(
+    path: &Path,
+    source: Box<dyn MediaSource>,
+    head: &[u8],
+) -> Result<WavAudio, DecodeError> {
+    contained(path, || decode_uncontained(path, source, head))
+}
+
+/// Runs symphonia on a recording, turning a panic inside it into a damaged-file error: its
+/// readers can panic on crafted input (fuzzing found an arithmetic overflow in its WAVE `fmt `
+/// reader for 65535 channels, `symphonia-format-riff` 0.6.1), and one bad recording must be
+/// one error, not a dead batch lane or server task. Everything the closure touched is
+/// dropped with it, so nothing half-updated survives the unwind.
+fn contained<T>(path: &Path, f: impl FnOnce() -> Result<T, DecodeError>) -> Result<T, DecodeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(DecodeError::Damaged {
+            path: path.to_owned(),
+            container: Container::Other("audio"),
+            reason: format!("the decoder (symphonia) failed on it: {what}"),
+        })
+    })
+}
+
+fn decode_uncontained(
     path: &Path,
     source: Box<dyn MediaSource>,
     head: &[u8],
@@ -321,5 +349,23 @@ fn codec_name(id: AudioCodecId) -> &'static str {
         codec::CODEC_ID_MONKEYS_AUDIO => "Monkey's Audio",
         codec::CODEC_ID_TRUEHD => "TrueHD",
         _ => "an unknown codec",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode_bytes;
+
+    /// Found by the `wav` fuzz target: junk before a RIFF header that names 65535 channels of
+    /// 16-bit PCM. Not sniffed as WAV, so symphonia probes it, and its `fmt ` reader overflowed
+    /// computing the block size (a panic wherever overflow checks are on, as in tests).
+    #[test]
+    fn a_decoder_panic_on_crafted_input_is_a_damaged_file() {
+        let mut bytes = b"RIFXRIFF\x28\0\0\0WAVEfmt \x10\0\0\0".to_vec();
+        bytes.extend_from_slice(&[1, 0, 0xFF, 0xFF, 0x40, 0x1F, 0, 0, 0x80, 0x3E, 0, 0, 2, 0]);
+        bytes.extend_from_slice(b"\x10\0data\x04\0\0\0\0\0\0\0");
+        assert_eq!(bytes.len(), 52);
+        let err = decode_bytes("crafted", bytes).expect_err("65535 channels are refused");
+        assert!(err.to_string().starts_with("crafted: "), "{err}");
     }
 }
