@@ -361,9 +361,12 @@ mod g711 {
 
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<WavAudio, WavError> {
         let (info, encoding, data) = samples(path, bytes)?;
+        let n = usize::from(info.channels);
+        // Whole frames only: a data chunk that ends inside a frame would otherwise leave the
+        // first channel a sample longer than the second.
+        let data = &data[..data.len() - data.len() % n];
         let mut interleaved = Vec::with_capacity(data.len());
         crate::audio::codec::decode(encoding, data, &mut interleaved);
-        let n = usize::from(info.channels);
         let channels = (0..n)
             .map(|c| interleaved.iter().skip(c).step_by(n).copied().collect())
             .collect();
@@ -610,5 +613,21 @@ mod tests {
         let info = probe_wav(&p).unwrap();
         assert_eq!(info.channels, 2);
         assert!((info.duration_secs() - 0.5).abs() < 1e-9);
+    }
+
+    /// Found by the `wav` fuzz target's check that a recording's channels are equally long:
+    /// five bytes of two-channel μ-law gave the first channel three samples, the second two.
+    #[test]
+    fn g711_data_ending_inside_a_frame_keeps_the_channels_equal() {
+        let mut bytes = b"RIFF\x2a\0\0\0WAVEfmt \x10\0\0\0".to_vec();
+        bytes.extend_from_slice(&[7, 0, 2, 0, 0x40, 0x1F, 0, 0, 0x80, 0x3E, 0, 0, 2, 0, 8, 0]);
+        bytes.extend_from_slice(b"data\x05\0\0\0\x01\x02\x03\x04\x05\0");
+        let audio = read_wav_bytes(Path::new("torn.wav"), &bytes).unwrap();
+        let lengths: Vec<usize> = audio.channels.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [2, 2]);
+        assert_eq!(
+            audio.channels[0][1],
+            f32::from(crate::audio::codec::ulaw_to_linear(3)) / 32768.0
+        );
     }
 }

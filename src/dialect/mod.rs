@@ -333,7 +333,7 @@ fn parse(origin: &str, text: &str) -> Result<Profile, DialectError> {
 }
 
 fn known_language(code: &str) -> bool {
-    whisper_rs::get_lang_id(code).is_some()
+    crate::engine::is_whisper_language(code)
 }
 
 /// Parses and validates one profile; every problem becomes an error naming file and field.
@@ -674,6 +674,47 @@ mod tests {
                 r.identified_language.as_str()
             ),
             ("region", "region 广州", "")
+        );
+    }
+
+    /// A profile's language goes to whisper-rs's `get_lang_id`, which panicked on a NUL byte
+    /// (found through the same call by the `proto_config` fuzz target).
+    #[test]
+    fn a_profile_language_with_a_nul_byte_is_a_field_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let english = BUILTIN
+            .iter()
+            .find(|(f, _)| *f == "english.toml")
+            .unwrap()
+            .1;
+        let profile = english.replace("language = \"en\"", "language = \"e\\u0000n\"");
+        assert_ne!(profile, english);
+        std::fs::write(dir.path().join("nul.toml"), profile).unwrap();
+        let err = check_dir(dir.path(), &any_model).unwrap_err().to_string();
+        assert!(err.contains("field `model.language`"), "{err}");
+    }
+
+    /// The prompt and hotwords reach whisper-rs's `set_initial_prompt`, which panics on a NUL
+    /// byte inside a decode: refused when the profile loads instead.
+    #[test]
+    fn a_profile_prompt_or_hotword_with_a_nul_byte_is_a_field_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let english = BUILTIN
+            .iter()
+            .find(|(f, _)| *f == "english.toml")
+            .unwrap()
+            .1;
+        let profile = english.replace(
+            "name = \"English\"\n",
+            "name = \"English\"\nprompt = \"Hello\\u0000\"\nhotwords = [{ term = \"a\\u0000b\" }]\n",
+        );
+        assert_ne!(profile, english);
+        std::fs::write(dir.path().join("nul.toml"), profile).unwrap();
+        let err = check_dir(dir.path(), &any_model).unwrap_err().to_string();
+        assert!(err.contains("field `prompt`: contains a NUL"), "{err}");
+        assert!(
+            err.contains("field `hotwords[0].term`: contains a NUL"),
+            "{err}"
         );
     }
 

@@ -191,12 +191,20 @@ impl Profile {
                 ));
             }
         }
+        // whisper-rs hands the prompt (with the hotwords appended) to whisper.cpp as a C
+        // string and panics on a NUL.
+        const NUL: &str = "contains a NUL character (whisper takes it as a C string)";
+        if self.prompt.contains('\0') {
+            errors.push(FieldError::new("prompt", NUL));
+        }
         for (i, h) in self.hotwords.iter().enumerate() {
             if h.term.trim().is_empty() {
                 errors.push(FieldError::new(
                     format!("hotwords[{i}].term"),
                     "must not be empty",
                 ));
+            } else if h.term.contains('\0') {
+                errors.push(FieldError::new(format!("hotwords[{i}].term"), NUL));
             }
             if !(h.weight.is_finite() && h.weight > 0.0 && h.weight <= 10.0) {
                 errors.push(FieldError::new(

@@ -146,10 +146,16 @@ pub fn resolve_language(model: &ModelInfo, language: &str) -> Result<Option<Stri
     if lang == "auto" || lang.is_empty() {
         return Ok(None);
     }
-    if whisper_rs::get_lang_id(&lang).is_none() {
+    if !is_whisper_language(&lang) {
         return Err(EngineError::UnknownLanguage(lang));
     }
     Ok(Some(lang))
+}
+
+/// Whether whisper has a language token `code`. A code with a NUL byte (a request's
+/// `language` may hold any string) is none: whisper-rs panics turning it into a C string.
+pub fn is_whisper_language(code: &str) -> bool {
+    !code.contains('\0') && whisper_rs::get_lang_id(code).is_some()
 }
 
 /// A loaded model, shared by every worker.
@@ -591,6 +597,28 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `proto_config` fuzz target: a request's `language` with a NUL byte
+    /// panicked inside whisper-rs (`get_lang_id` makes a C string of it).
+    #[test]
+    fn a_language_with_a_nul_byte_is_unknown_not_a_panic() {
+        let base = ModelInfo {
+            name: "base".into(),
+            multilingual: true,
+        };
+        for language in ["\0", "y\0\0n", "en\0"] {
+            match resolve_language(&base, language) {
+                Err(EngineError::UnknownLanguage(code)) => assert!(code.contains('\0')),
+                other => panic!("{language:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            resolve_language(&base, " ZH ").ok(),
+            Some(Some("zh".to_owned()))
+        );
+        assert!(!is_whisper_language("zh\0"));
+        assert!(is_whisper_language("zh"));
+    }
 
     #[test]
     fn encoder_positions_are_whole_kernel_steps_unless_the_audio_needs_all_1500() {

@@ -60,6 +60,22 @@ pub struct Spool {
     path: PathBuf,
 }
 
+/// A record as the `segments` table stores it (JSON). The spool file is read back after
+/// crashes and by other tools, so its contents are input: a bad record is an error.
+pub fn decode_record(json: &str) -> Result<Spooled, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
+/// A `dead_letters` entry: the reason and when (Unix ms); fields missing or of the wrong
+/// type read as empty and 0, as an older entry may lack them.
+pub fn decode_dead_entry(json: &str) -> Result<(String, i64), serde_json::Error> {
+    let entry: serde_json::Value = serde_json::from_str(json)?;
+    Ok((
+        entry["reason"].as_str().unwrap_or_default().to_owned(),
+        entry["at_unix_ms"].as_i64().unwrap_or_default(),
+    ))
+}
+
 impl Spool {
     /// Opens (or creates) the spool file; after a crash redb repairs it here.
     pub fn open(path: &Path) -> Result<Self, SpoolError> {
@@ -156,8 +172,8 @@ impl Spool {
             let Some(json) = segments.get(seq).map_err(|e| self.err(e))? else {
                 continue;
             };
-            let record = serde_json::from_str(json.value())
-                .map_err(|e| self.err(format!("record {seq}: {e}")))?;
+            let record =
+                decode_record(json.value()).map_err(|e| self.err(format!("record {seq}: {e}")))?;
             out.push((seq, record));
         }
         Ok(out)
@@ -234,17 +250,16 @@ impl Spool {
         for item in dead.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let (sink, seq) = k.value();
-            let entry: serde_json::Value =
-                serde_json::from_str(v.value()).map_err(|e| self.err(e))?;
+            let (reason, at_unix_ms) = decode_dead_entry(v.value()).map_err(|e| self.err(e))?;
             let Some(json) = segments.get(seq).map_err(|e| self.err(e))? else {
                 continue;
             };
             out.push(DeadLetter {
                 sink: sink.to_owned(),
                 seq,
-                reason: entry["reason"].as_str().unwrap_or_default().to_owned(),
-                at_unix_ms: entry["at_unix_ms"].as_i64().unwrap_or_default(),
-                record: serde_json::from_str(json.value()).map_err(|e| self.err(e))?,
+                reason,
+                at_unix_ms,
+                record: decode_record(json.value()).map_err(|e| self.err(e))?,
             });
         }
         Ok(out)

@@ -56,6 +56,10 @@ pub(super) fn probe(
     Ok(open(path, source, head)?.info)
 }
 
+/// symphonia's readers can panic on crafted input (fuzzing found an arithmetic overflow in its
+/// WAVE `fmt ` reader for 65535 channels, `symphonia-format-riff` 0.6.1): `decode::read_audio`,
+/// `decode_bytes` and `probe` run this inside `runtime::contain`, so such a file is one
+/// damaged-file error.
 pub(super) fn decode(
     path: &Path,
     source: Box<dyn MediaSource>,
@@ -321,5 +325,23 @@ fn codec_name(id: AudioCodecId) -> &'static str {
         codec::CODEC_ID_MONKEYS_AUDIO => "Monkey's Audio",
         codec::CODEC_ID_TRUEHD => "TrueHD",
         _ => "an unknown codec",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode_bytes;
+
+    /// Found by the `wav` fuzz target: junk before a RIFF header that names 65535 channels of
+    /// 16-bit PCM. Not sniffed as WAV, so symphonia probes it, and its `fmt ` reader overflowed
+    /// computing the block size (a panic wherever overflow checks are on, as in tests).
+    #[test]
+    fn a_decoder_panic_on_crafted_input_is_a_damaged_file() {
+        let mut bytes = b"RIFXRIFF\x28\0\0\0WAVEfmt \x10\0\0\0".to_vec();
+        bytes.extend_from_slice(&[1, 0, 0xFF, 0xFF, 0x40, 0x1F, 0, 0, 0x80, 0x3E, 0, 0, 2, 0]);
+        bytes.extend_from_slice(b"\x10\0data\x04\0\0\0\0\0\0\0");
+        assert_eq!(bytes.len(), 52);
+        let err = decode_bytes("crafted", bytes).expect_err("65535 channels are refused");
+        assert!(err.to_string().starts_with("crafted: "), "{err}");
     }
 }

@@ -122,10 +122,10 @@ pub fn read_audio(path: &Path) -> Result<WavAudio, DecodeError> {
 
 /// A decoder that panics on a file (a bug in it or in us, on input nobody foresaw) makes that
 /// file an error, not the process's end.
-fn contained(
+fn contained<T>(
     path: &Path,
-    decode: impl FnOnce() -> Result<WavAudio, DecodeError>,
-) -> Result<WavAudio, DecodeError> {
+    decode: impl FnOnce() -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
     crate::runtime::contain(decode).unwrap_or_else(|message| {
         Err(DecodeError::Damaged {
             path: path.to_owned(),
@@ -167,6 +167,10 @@ fn decode_bytes_uncontained(path: &Path, bytes: Vec<u8>) -> Result<WavAudio, Dec
 
 /// Reads only the headers: container, codec, rate, channels and (where stated) duration.
 pub fn probe(path: &Path) -> Result<AudioInfo, DecodeError> {
+    contained(path, || probe_uncontained(path))
+}
+
+fn probe_uncontained(path: &Path) -> Result<AudioInfo, DecodeError> {
     let head = read_head(path)?;
     match Source::sniff(path, &head) {
         Source::Wav(WavRoute::Ours) => {
