@@ -677,20 +677,25 @@ mod tests {
         );
     }
 
-    /// A profile's language goes to whisper-rs's `get_lang_id`, which panicked on a NUL byte
-    /// (found through the same call by the `proto_config` fuzz target).
-    #[test]
-    fn a_profile_language_with_a_nul_byte_is_a_field_error() {
+    /// The shipped English profile with `from` replaced by `to`, checked on its own: the error.
+    fn check_english_edited(from: &str, to: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let english = BUILTIN
             .iter()
             .find(|(f, _)| *f == "english.toml")
             .unwrap()
             .1;
-        let profile = english.replace("language = \"en\"", "language = \"e\\u0000n\"");
+        let profile = english.replace(from, to);
         assert_ne!(profile, english);
-        std::fs::write(dir.path().join("nul.toml"), profile).unwrap();
-        let err = check_dir(dir.path(), &any_model).unwrap_err().to_string();
+        std::fs::write(dir.path().join("edited.toml"), profile).unwrap();
+        check_dir(dir.path(), &any_model).unwrap_err().to_string()
+    }
+
+    /// A profile's language goes to whisper-rs's `get_lang_id`, which panicked on a NUL byte
+    /// (found through the same call by the `proto_config` fuzz target).
+    #[test]
+    fn a_profile_language_with_a_nul_byte_is_a_field_error() {
+        let err = check_english_edited("language = \"en\"", "language = \"e\\u0000n\"");
         assert!(err.contains("field `model.language`"), "{err}");
     }
 
@@ -698,19 +703,10 @@ mod tests {
     /// byte inside a decode: refused when the profile loads instead.
     #[test]
     fn a_profile_prompt_or_hotword_with_a_nul_byte_is_a_field_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let english = BUILTIN
-            .iter()
-            .find(|(f, _)| *f == "english.toml")
-            .unwrap()
-            .1;
-        let profile = english.replace(
+        let err = check_english_edited(
             "name = \"English\"\n",
             "name = \"English\"\nprompt = \"Hello\\u0000\"\nhotwords = [{ term = \"a\\u0000b\" }]\n",
         );
-        assert_ne!(profile, english);
-        std::fs::write(dir.path().join("nul.toml"), profile).unwrap();
-        let err = check_dir(dir.path(), &any_model).unwrap_err().to_string();
         assert!(err.contains("field `prompt`: contains a NUL"), "{err}");
         assert!(
             err.contains("field `hotwords[0].term`: contains a NUL"),
