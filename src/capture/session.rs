@@ -173,6 +173,8 @@ pub async fn transcribe(
     let (suggestions, mut suggested) = mpsc::channel(SUGGESTION_QUEUE);
     let forwarding = forwarder.as_ref().map(|f| {
         let context = CallContext {
+            // A sound card on this machine is no tenant's.
+            tenant: String::new(),
             call_id: call_id.clone(),
             dialect: accepted.dialect.clone(),
             started_at_unix_ms: None,

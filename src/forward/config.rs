@@ -81,10 +81,17 @@ pub enum SinkConfig {
     /// A downstream `callscribe.v1.KnowledgeLookup` service; its hits come back as suggestions.
     Grpc {
         name: Option<String>,
-        /// `http://host:port`.
+        /// `http://host:port`, or `https://host:port` for TLS.
         endpoint: String,
         #[serde(default = "default_timeout_ms")]
         timeout_ms: u64,
+        /// For https://: the CA to trust (default: the public web CAs) and a client
+        /// certificate for mutual TLS.
+        #[serde(default)]
+        tls: Option<SinkTls>,
+        /// A file holding a token sent as `authorization: Bearer <token>`.
+        #[serde(default)]
+        bearer_token_file: Option<PathBuf>,
     },
     /// JSON POST of `{segment, context}` per segment.
     Webhook {
@@ -92,6 +99,17 @@ pub enum SinkConfig {
         url: String,
         #[serde(default = "default_timeout_ms")]
         timeout_ms: u64,
+        /// For https://: the CA to trust (default: the public web CAs) and a client
+        /// certificate for mutual TLS.
+        #[serde(default)]
+        tls: Option<SinkTls>,
+        /// A file holding a token sent as `authorization: Bearer <token>`.
+        #[serde(default)]
+        bearer_token_file: Option<PathBuf>,
+        /// A file holding the shared secret each delivery is signed with (HMAC-SHA256 over
+        /// timestamp and body, `forward::sign`); none = unsigned.
+        #[serde(default)]
+        signing_secret_file: Option<PathBuf>,
     },
     /// One JSON line per segment, appended to a file (`-` = stdout).
     Ndjson { name: Option<String>, path: PathBuf },
@@ -99,6 +117,20 @@ pub enum SinkConfig {
 
 fn default_timeout_ms() -> u64 {
     5000
+}
+
+/// TLS towards a sink: `tls = { ca_path = "…", cert_path = "…", key_path = "…" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkTls {
+    /// PEM CA bundle the sink's certificate is verified against; none = the public web CAs.
+    #[serde(default)]
+    pub ca_path: Option<PathBuf>,
+    /// PEM client certificate and key, for a sink that requires mutual TLS.
+    #[serde(default)]
+    pub cert_path: Option<PathBuf>,
+    #[serde(default)]
+    pub key_path: Option<PathBuf>,
 }
 
 impl SinkConfig {

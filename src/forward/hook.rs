@@ -13,6 +13,8 @@ use crate::stream::FinalOutput;
 /// What forwarding needs to know of a call besides its finals.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallContext {
+    /// The calling tenant's id; empty without tenants (and for local calls).
+    pub tenant: String,
     pub call_id: String,
     /// The adapter the call was accepted with (empty: none yet); a final decoded with an
     /// adapter names its own.
@@ -59,14 +61,17 @@ impl CallForwarding {
         } else {
             &f.dialect
         };
-        self.forwarder.submit(ForwardSegment::new(
-            call_id,
-            f.sequence,
-            &f.segment,
-            language.unwrap_or_default(),
-            dialect,
-            self.forwarder.call_started_at(call_id, estimate),
-        ));
+        self.forwarder.submit(
+            ForwardSegment::new(
+                call_id,
+                f.sequence,
+                &f.segment,
+                language.unwrap_or_default(),
+                dialect,
+                self.forwarder.call_started_at(call_id, estimate),
+            )
+            .with_tenant(&self.call.tenant),
+        );
     }
 }
 
@@ -111,6 +116,7 @@ mod tests {
         let fwd = Forwarder::start(config, ForwardMetrics::new()).unwrap();
         let call = |call_id: &str, started_at_unix_ms| {
             let context = CallContext {
+                tenant: "acme".into(),
                 call_id: call_id.into(),
                 dialect: "cantonese".into(),
                 started_at_unix_ms,
@@ -134,6 +140,8 @@ mod tests {
         assert_eq!(given["raw_text"], "你好。");
         assert_eq!(given["language"], "yue");
         assert_eq!(given["call_started_at_unix_ms"], 1_700_000_000_000i64);
+        // The tenant travels with every segment, for a knowledge service shared by tenants.
+        assert_eq!(given["tenant"], "acme");
         let estimated = &lines[1]["segment"];
         assert_eq!(estimated["dialect"], "putonghua");
         assert_eq!(estimated["language"], "");

@@ -17,6 +17,7 @@ pub mod config;
 pub mod hook;
 pub mod metrics;
 pub mod segment;
+pub mod sign;
 pub mod sink;
 pub mod spool;
 
@@ -566,6 +567,7 @@ mod tests {
             call_started_at_unix_ms: 0,
             confidence: 0.9,
             language: "en".into(),
+            tenant: String::new(),
         }
     }
 
@@ -619,6 +621,8 @@ mod tests {
             name: None,
             endpoint: "not a url".into(),
             timeout_ms: 100,
+            tls: None,
+            bearer_token_file: None,
         }];
         let Err(e) = Forwarder::start_for_calls(&config(&held, broken)) else {
             panic!("a sink that cannot be built starts nothing");

@@ -26,6 +26,11 @@ pub struct ForwardSegment {
     pub call_started_at_unix_ms: i64,
     pub confidence: f32,
     pub language: String,
+    /// The tenant whose call this is (empty: a server without tenants, or a local call), so
+    /// a knowledge service shared by tenants can keep them apart. Absent in segments spooled
+    /// before tenants existed.
+    #[serde(default)]
+    pub tenant: String,
 }
 
 impl ForwardSegment {
@@ -58,6 +63,15 @@ impl ForwardSegment {
             call_started_at_unix_ms,
             confidence: segment.confidence,
             language: language.to_owned(),
+            tenant: String::new(),
+        }
+    }
+
+    /// The segment as `tenant`'s.
+    pub fn with_tenant(self, tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            ..self
         }
     }
 }

@@ -4,9 +4,14 @@
 //!
 //! The gRPC sink is a client of a downstream `KnowledgeLookup` service, so it is a protobuf
 //! edge of its own: its requests are built here, from the spooled segment, and nowhere else.
+//!
+//! Both network sinks speak TLS to https:// endpoints (a custom CA, a client certificate),
+//! send a bearer token when configured, and the webhook signs each delivery
+//! ([`super::sign`]). Secrets (tokens, signing keys) are read from files at start.
 
-use super::config::SinkConfig;
+use super::config::{SinkConfig, SinkTls};
 use super::segment::{ForwardSegment, Spooled};
+use super::sign::{Signer, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::kb::{Hit, KnowledgeBase};
 use crate::proto::v1 as pb;
 use std::io::Write;
@@ -37,10 +42,15 @@ pub enum Sink {
     Grpc {
         client: pb::knowledge_lookup_client::KnowledgeLookupClient<tonic::transport::Channel>,
         timeout: Duration,
+        /// `Bearer <token>`, if the downstream wants one.
+        authorization: Option<tonic::metadata::AsciiMetadataValue>,
     },
     Webhook {
         agent: ureq::Agent,
         url: String,
+        /// `Bearer <token>`, if the downstream wants one.
+        authorization: Option<String>,
+        signer: Option<Signer>,
     },
     Ndjson {
         /// None = stdout.
@@ -76,30 +86,73 @@ impl Sink {
             SinkConfig::Grpc {
                 endpoint,
                 timeout_ms,
+                tls,
+                bearer_token_file,
                 ..
             } => {
-                let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+                let mut ep = tonic::transport::Endpoint::from_shared(endpoint.clone())
                     .map_err(|e| setup(format!("bad endpoint '{endpoint}': {e}")))?
                     .connect_timeout(Duration::from_millis(*timeout_ms))
-                    .timeout(Duration::from_millis(*timeout_ms))
-                    .connect_lazy();
+                    .timeout(Duration::from_millis(*timeout_ms));
+                if endpoint.starts_with("https://") {
+                    ep = ep
+                        .tls_config(grpc_tls(tls.as_ref()).map_err(setup)?)
+                        .map_err(|e| setup(format!("TLS: {e}")))?;
+                } else if tls.is_some() {
+                    return Err(setup("`tls` needs an https:// endpoint".into()));
+                }
+                let authorization = match bearer_token_file {
+                    Some(path) => Some(
+                        format!("Bearer {}", read_secret(path).map_err(setup)?)
+                            .parse()
+                            .map_err(|_| {
+                                setup(format!(
+                                    "{}: not a token a header can carry",
+                                    path.display()
+                                ))
+                            })?,
+                    ),
+                    None => None,
+                };
                 Sink::Grpc {
-                    client: pb::knowledge_lookup_client::KnowledgeLookupClient::new(channel),
+                    client: pb::knowledge_lookup_client::KnowledgeLookupClient::new(
+                        ep.connect_lazy(),
+                    ),
                     timeout: Duration::from_millis(*timeout_ms),
+                    authorization,
                 }
             }
             SinkConfig::Webhook {
-                url, timeout_ms, ..
+                url,
+                timeout_ms,
+                tls,
+                bearer_token_file,
+                signing_secret_file,
+                ..
             } => {
-                let agent = ureq::Agent::config_builder()
+                let mut config = ureq::Agent::config_builder()
                     .timeout_global(Some(Duration::from_millis(*timeout_ms)))
                     // 4xx/5xx are answers to classify, not transport errors.
-                    .http_status_as_error(false)
-                    .build()
-                    .new_agent();
+                    .http_status_as_error(false);
+                if let Some(tls) = tls {
+                    if !url.starts_with("https://") {
+                        return Err(setup("`tls` needs an https:// url".into()));
+                    }
+                    config = config.tls_config(webhook_tls(tls).map_err(setup)?);
+                }
+                let authorization = match bearer_token_file {
+                    Some(path) => Some(format!("Bearer {}", read_secret(path).map_err(setup)?)),
+                    None => None,
+                };
+                let signer = match signing_secret_file {
+                    Some(path) => Some(Signer::from_file(path).map_err(|e| setup(e.to_string()))?),
+                    None => None,
+                };
                 Sink::Webhook {
-                    agent,
+                    agent: config.build().new_agent(),
                     url: url.clone(),
+                    authorization,
+                    signer,
                 }
             }
             SinkConfig::Ndjson { path, .. } => Sink::Ndjson {
@@ -127,9 +180,16 @@ impl Sink {
                     .map_err(|e| DeliveryError::Transient(format!("kb query panicked: {e}")))?
                     .map_err(|e| DeliveryError::Transient(e.to_string()))
             }
-            Sink::Grpc { client, timeout } => {
+            Sink::Grpc {
+                client,
+                timeout,
+                authorization,
+            } => {
                 let mut req = tonic::Request::new(lookup_request(record));
                 req.set_timeout(*timeout);
+                if let Some(a) = authorization {
+                    req.metadata_mut().insert("authorization", a.clone());
+                }
                 match client.clone().lookup(req).await {
                     Ok(resp) => Ok(resp.into_inner().hits.into_iter().map(Into::into).collect()),
                     Err(s) if s.code() == tonic::Code::InvalidArgument => Err(
@@ -142,13 +202,28 @@ impl Sink {
                     ))),
                 }
             }
-            Sink::Webhook { agent, url } => {
-                let (agent, url) = (agent.clone(), url.clone());
+            Sink::Webhook {
+                agent,
+                url,
+                authorization,
+                signer,
+            } => {
                 let body = serde_json::to_string(record).expect("a record always serialises");
+                let mut post = agent
+                    .post(url.as_str())
+                    .header("content-type", "application/json");
+                if let Some(a) = authorization {
+                    post = post.header("authorization", a);
+                }
+                if let Some(signer) = signer {
+                    // Per attempt: a retry after an outage is signed with its own time.
+                    let now = super::segment::unix_ms_now() / 1000;
+                    post = post
+                        .header(TIMESTAMP_HEADER, now.to_string())
+                        .header(SIGNATURE_HEADER, signer.sign(now, body.as_bytes()));
+                }
                 tokio::task::spawn_blocking(move || {
-                    let resp = agent
-                        .post(&url)
-                        .header("content-type", "application/json")
+                    let resp = post
                         .send(body.as_bytes())
                         .map_err(|e| DeliveryError::Transient(e.to_string()))?;
                     let status = resp.status().as_u16();
@@ -187,6 +262,78 @@ impl Sink {
     }
 }
 
+/// A secret from its file, without surrounding whitespace.
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!("{}: empty", path.display()));
+    }
+    Ok(secret.to_owned())
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+/// A client certificate chain and its private key, as PEM.
+type PemPair = (Vec<u8>, Vec<u8>);
+
+/// The client certificate and key of `tls`, both or neither.
+fn client_pair(tls: &SinkTls) -> Result<Option<PemPair>, String> {
+    match (&tls.cert_path, &tls.key_path) {
+        (Some(c), Some(k)) => Ok(Some((read_file(c)?, read_file(k)?))),
+        (None, None) => Ok(None),
+        _ => Err("tls.cert_path and tls.key_path go together".into()),
+    }
+}
+
+fn grpc_tls(tls: Option<&SinkTls>) -> Result<tonic::transport::ClientTlsConfig, String> {
+    let mut config = tonic::transport::ClientTlsConfig::new();
+    let Some(tls) = tls else {
+        return Ok(config.with_webpki_roots());
+    };
+    config = match &tls.ca_path {
+        Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(read_file(ca)?)),
+        None => config.with_webpki_roots(),
+    };
+    if let Some((cert, key)) = client_pair(tls)? {
+        config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    Ok(config)
+}
+
+fn webhook_tls(tls: &SinkTls) -> Result<ureq::tls::TlsConfig, String> {
+    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts};
+    let certs = |path: &std::path::Path| -> Result<Vec<Certificate<'static>>, String> {
+        let pem = read_file(path)?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(format!("{}: {e}", path.display()))),
+            })
+            .collect::<Result<_, _>>()?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate", path.display()));
+        }
+        Ok(certs)
+    };
+    let mut config = ureq::tls::TlsConfig::builder();
+    if let Some(ca) = &tls.ca_path {
+        config = config.root_certs(RootCerts::new_with_certs(&certs(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
+        let key_pem = read_file(key)?;
+        let key = PrivateKey::from_pem(&key_pem).map_err(|e| format!("{}: {e}", key.display()))?;
+        config = config.client_cert(Some(ClientCert::new_with_certs(&certs(cert)?, key)));
+    } else if tls.cert_path.is_some() || tls.key_path.is_some() {
+        return Err("tls.cert_path and tls.key_path go together".into());
+    }
+    Ok(config.build())
+}
+
 fn transcript_segment(s: &ForwardSegment) -> pb::TranscriptSegment {
     pb::TranscriptSegment {
         call_id: s.call_id.clone(),
@@ -202,6 +349,7 @@ fn transcript_segment(s: &ForwardSegment) -> pb::TranscriptSegment {
         call_started_at_unix_ms: s.call_started_at_unix_ms,
         confidence: s.confidence,
         language: s.language.clone(),
+        tenant: s.tenant.clone(),
     }
 }
 

@@ -254,6 +254,8 @@ pub async fn run(
     let forwarding = shared.forwarder.as_ref().map(|f| {
         let id = call_id.clone();
         let context = CallContext {
+            // No tenants yet: every call is the deployment's own.
+            tenant: String::new(),
             call_id: call_id.clone(),
             dialect: setup.plan.adapter_id().to_owned(),
             started_at_unix_ms: setup.started_at_unix_ms,

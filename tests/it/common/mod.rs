@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod grpc;
+pub mod pki;
 
 use callscribe::engine::Engine;
 use callscribe::model::{self, Catalogue, ModelStore, NoProgress, Precision, Source};
