@@ -121,6 +121,7 @@ fn main() {
     );
 
     let settings = ServeSettings {
+        tenants: Default::default(),
         server: ServerConfig {
             listen: "127.0.0.1:0".into(),
             max_call_secs: 24 * 3600,

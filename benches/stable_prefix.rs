@@ -315,6 +315,7 @@ fn main() {
         cases.retain(|(_, c)| c.name.contains(only.as_str()));
     }
     let settings = ServeSettings {
+        tenants: Default::default(),
         server: ServerConfig {
             listen: "127.0.0.1:0".into(),
             interim_interval_ms: interim_ms,

@@ -247,6 +247,7 @@ fn main() {
     for &n in &a.streams {
         let engine = engine.clone();
         let settings = ServeSettings {
+            tenants: Default::default(),
             server: ServerConfig {
                 listen: "127.0.0.1:0".into(),
                 interim_interval_ms: 0,

@@ -10,6 +10,7 @@ use crate::dialect::DialectsConfig;
 use crate::engine::DecodeConfig;
 use crate::forward::ForwardConfig;
 use crate::segment::VadConfig;
+use crate::server::auth::{TenantConfig, Tenants};
 use crate::server::ServerConfig;
 use crate::transcript::format::Format;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub dialects: DialectsConfig,
     pub forward: ForwardConfig,
+    /// `[[tenants]]`: who may call a server, with which keys, how much. None = no key asked
+    /// for (a laptop, a trusted network); at least one = a key on every call.
+    pub tenants: Vec<TenantConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +117,11 @@ impl Config {
             .validate()
             .and_then(|()| cfg.server.validate())
             .and_then(|()| cfg.forward.validate())
+            .and_then(|()| {
+                Tenants::new(&cfg.tenants)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
             .and_then(|()| {
                 let p = cfg.dialects.detect_min_probability;
                 if (0.0..=1.0).contains(&p) {
@@ -242,6 +251,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("endpiont"), "{e}");
+    }
+
+    #[test]
+    fn tls_and_tenants_parse_and_a_bad_key_hash_names_its_tenant() {
+        let hash = crate::server::auth::key_hash("cs_test");
+        let cfg = Config::from_toml(
+            Path::new("c.toml"),
+            &format!(
+                "[server.tls]\ncert_path = \"s.pem\"\nkey_path = \"s.key\"\n\
+                 client_ca_path = \"ca.pem\"\nclient_auth = \"optional\"\n\n\
+                 [[tenants]]\nid = \"acme\"\nkey_hashes = [\"{hash}\"]\n\
+                 max_concurrent_calls = 2\nmodels = [\"base\"]\n"
+            ),
+        )
+        .unwrap();
+        let tls = cfg.server.tls.unwrap();
+        assert_eq!(tls.mutual(), Some(crate::server::tls::ClientAuth::Optional));
+        assert_eq!(tls.watch_interval_ms, 2000);
+        assert_eq!(cfg.tenants[0].id, "acme");
+        assert_eq!(
+            cfg.tenants[0].models.as_deref(),
+            Some(&["base".to_owned()][..])
+        );
+        let e = Config::from_toml(
+            Path::new("c.toml"),
+            "[[tenants]]\nid = \"acme\"\nkey_hashes = [\"abc\"]\nmax_concurrent_calls = 2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c.toml:") && e.contains("'acme'"), "{e}");
+        // A quota is not optional: a tenant without one is a typo, not unlimited.
+        let e = Config::from_toml(
+            Path::new("c.toml"),
+            &format!("[[tenants]]\nid = \"acme\"\nkey_hashes = [\"{hash}\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_concurrent_calls"), "{e}");
     }
 
     #[test]

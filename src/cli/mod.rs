@@ -8,6 +8,7 @@ mod client;
 mod dialects;
 mod flags;
 mod kb;
+mod keys;
 mod models;
 mod printer;
 mod serve;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Inspect and drain the forwarding spool.
     #[command(subcommand)]
     Spool(spool::SpoolCommand),
+    /// Make API keys for a server's tenants.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 impl Cli {
@@ -76,6 +80,7 @@ impl Cli {
             Command::Capture(args) => args.run(config),
             Command::Kb(cmd) => cmd.run(config),
             Command::Spool(cmd) => cmd.run(config),
+            Command::Keys(cmd) => cmd.run(config),
         }
     }
 }
@@ -84,16 +89,21 @@ impl Cli {
 pub fn init_logging(verbose: u8) {
     // symphonia logs what it skips and where a probe ended (a text file named .mp3 is an
     // ERROR there); audio::decode turns what matters into the file's one error line.
+    // The audit trail (one line per server call, `server::audit`) is kept at every level.
     let default = match verbose {
-        0 => "warn,symphonia=off",
+        0 => "warn,symphonia=off,audit=info",
         1 => "info,whisper_rs=warn,symphonia=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal only: a log file or journald (where the audit
+        // lines are read by tools) gets plain `key=value` text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -97,6 +97,10 @@ impl ServeArgs {
             threads,
             max_streams,
             dialects,
+            tenants: std::sync::Arc::new(
+                crate::server::auth::Tenants::new(&config.tenants)
+                    .context("the [[tenants]] tables")?,
+            ),
         };
         let loader: server::ModelLoader = Box::new(move || {
             models
@@ -115,7 +119,9 @@ impl ServeArgs {
             // Scripts and tests read the address from here: print it only once serving.
             println!("listening on {}", handle.addr);
             if let Some(m) = handle.metrics_addr {
-                println!("metrics on http://{m}/metrics");
+                let tls = config.server.tls.as_ref().is_some_and(|t| t.metrics);
+                let scheme = if tls { "https" } else { "http" };
+                println!("metrics on {scheme}://{m}/metrics");
             }
             use std::io::Write;
             std::io::stdout().flush().ok();
@@ -135,9 +141,11 @@ impl ServeArgs {
     }
 }
 
-/// SIGHUP re-reads the config file's `[dialects]` section and the adapter profiles and
-/// swaps them in; live calls keep the adapter they started with. A broken profile leaves the
-/// running set in place and is logged with its file and field.
+/// SIGHUP re-reads the config file's `[dialects]` section and the adapter profiles, its
+/// `[[tenants]]` (a key no longer listed is revoked) and the TLS files, and swaps in each
+/// that is valid; live calls keep the adapter they started with and run on. A broken part
+/// leaves its running set in place and is logged with its file and field; the other parts
+/// still reload. TLS file *paths* are read at start only.
 #[cfg(unix)]
 fn reload_on_sighup(
     handle: &server::ServerHandle,
@@ -154,15 +162,30 @@ fn reload_on_sighup(
     let reloader = handle.reloader();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            match reloader.reload_tls() {
+                Ok(crate::server::tls::Reloaded::Replaced) => eprintln!("reloaded TLS certificate"),
+                Ok(crate::server::tls::Reloaded::Unchanged) => {}
+                Err(e) => eprintln!("TLS reload failed, keeping the running certificate: {e}"),
+            }
             let fresh = match Config::load(config_path.as_deref()) {
-                Ok(c) => Config {
-                    dialects: c.dialects,
-                    ..running.clone()
-                },
+                Ok(c) => c,
                 Err(e) => {
-                    eprintln!("reload failed, keeping the running adapters: {e}");
+                    eprintln!("reload failed, keeping the running adapters and tenants: {e}");
                     continue;
                 }
+            };
+            // Validated by Config::load.
+            match crate::server::auth::Tenants::new(&fresh.tenants) {
+                Ok(t) => {
+                    let n = t.ids().count();
+                    reloader.reload_tenants(t);
+                    eprintln!("reloaded {n} tenants");
+                }
+                Err(e) => eprintln!("reload failed, keeping the running tenants: {e}"),
+            }
+            let fresh = Config {
+                dialects: fresh.dialects,
+                ..running.clone()
             };
             let result =
                 crate::dialect::Dialects::load(&fresh.dialects, &super::model_resolver(&fresh))

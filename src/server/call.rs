@@ -7,7 +7,11 @@
 //! than queueing work without bound. Every way a call ends except the client vanishing (end of
 //! input, bad audio, idle timeout, call too long, server shutdown) first finalises the audio
 //! already received and delivers those finals; then the summary; then the status if any.
+//! Then the call's audit line ([`super::audit`]), with its tenant and how it ended.
 
+use super::audit::{self, CallRecord};
+use super::auth::Caller;
+use super::service::Admission;
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
 use crate::forward::{CallContext, CallForwarding, Listener};
 use crate::plan::CallPlan;
@@ -17,9 +21,11 @@ use crate::segment::Vad;
 use crate::stream::{
     CallDriver, CallFormat, CallOutput, CallReport, Completed, DialectOutput, DriverSetup,
 };
+use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 pub type ResponseTx = mpsc::Sender<Result<pb::StreamingTranscribeResponse, Status>>;
@@ -37,6 +43,15 @@ pub struct CallSetup {
     pub interim: bool,
     /// The call's wall-clock start as the client gave it (forwarded with each final).
     pub started_at_unix_ms: Option<i64>,
+}
+
+/// A call past every check: its setup, who is calling, what the audit line will say of it,
+/// and its places in the tenant's quota and the server's capacity (held until it ends).
+pub struct Admitted {
+    pub setup: CallSetup,
+    pub caller: Caller,
+    pub record: CallRecord,
+    pub admission: Admission,
 }
 
 /// Checks a stream's first message against the server's models, adapters and limits.
@@ -135,6 +150,10 @@ struct Call<'a> {
     /// Where the call's finals go after they are sent; `None`: nowhere.
     forwarding: Option<CallForwarding>,
     outputs: Vec<CallOutput>,
+    /// The call's tenant's audio counter.
+    audio_seconds: Counter<f64, AtomicU64>,
+    /// The adapter the call ended with (identification may choose it mid-call).
+    adapter: String,
 }
 
 /// The client went away: nothing more can be delivered.
@@ -159,6 +178,7 @@ impl Call<'_> {
         let Some(d) = d else {
             return Ok(());
         };
+        d.selection.adapter.id().clone_into(&mut self.adapter);
         self.shared
             .metrics
             .dialect_calls
@@ -225,37 +245,71 @@ impl Call<'_> {
         self.driver
             .push_bytes(audio, &mut self.outputs)
             .map_err(invalid)?;
-        self.shared
-            .metrics
-            .audio_seconds
+        self.audio_seconds
             .inc_by(msg_ms as f64 / 1000.0 * channels as f64);
         Ok(())
     }
 }
 
-/// Runs an accepted call to its end. Holds `permit` (its admission slot) until then.
+/// Runs an admitted call to its end, then writes its audit line. Holds its admission (its
+/// tenant's and the server's slots) until then.
 pub async fn run(
     shared: Arc<Shared>,
-    setup: CallSetup,
+    admitted: Admitted,
     mut inbound: Streaming<pb::StreamingTranscribeRequest>,
     tx: ResponseTx,
-    permit: OwnedSemaphorePermit,
 ) {
-    let _permit = permit;
+    let Admitted {
+        setup,
+        caller,
+        mut record,
+        admission,
+    } = admitted;
+    let _admission = admission;
+    let ended = serve(&shared, setup, &caller, &mut inbound, tx).await;
+    if !ended.adapter.is_empty() {
+        record.adapter = ended.adapter;
+    }
+    audit::call(
+        &shared.metrics,
+        &caller,
+        &record,
+        &ended.outcome,
+        ended.audio_secs,
+    );
+}
+
+/// How a call ended, for its audit line.
+struct Ended {
+    /// `OK` or the status code; `Cancelled` when the client went away.
+    outcome: String,
+    /// The adapter the call ended with; empty if none was chosen.
+    adapter: String,
+    /// Audio received, channels summed (as `callscribe_audio_seconds_total` counts it).
+    audio_secs: f64,
+}
+
+/// The call from its acceptance to its last response.
+async fn serve(
+    shared: &Arc<Shared>,
+    setup: CallSetup,
+    caller: &Caller,
+    inbound: &mut Streaming<pb::StreamingTranscribeRequest>,
+    tx: ResponseTx,
+) -> Ended {
     let loaded = shared
         .loaded
         .get()
         .expect("calls start only after models load");
     let call_id = setup.call_id.clone();
     let span = tracing::info_span!("call", call_id = %call_id);
-    let _active = ActiveGuard::new(&shared);
+    let _active = ActiveGuard::new(shared);
     let channels = setup.format.roles.len();
     let accepted = setup.accepted.clone();
     let forwarding = shared.forwarder.as_ref().map(|f| {
         let id = call_id.clone();
         let context = CallContext {
-            // No tenants yet: every call is the deployment's own.
-            tenant: String::new(),
+            tenant: caller.tenant_id().to_owned(),
             call_id: call_id.clone(),
             dialect: setup.plan.adapter_id().to_owned(),
             started_at_unix_ms: setup.started_at_unix_ms,
@@ -266,20 +320,34 @@ pub async fn run(
         });
         CallForwarding::new(f, context, listener)
     });
-    let driver = match CallDriver::new(&loaded.pool, setup.driver_setup(&shared)) {
+    let driver = match CallDriver::new(&loaded.pool, setup.driver_setup(shared)) {
         Ok(d) => d,
         Err(e) => {
-            let _ = tx.send(Err(invalid(e))).await;
-            return;
+            let status = invalid(e);
+            let outcome = audit::outcome(Some(&status));
+            let _ = tx.send(Err(status)).await;
+            return Ended {
+                outcome,
+                adapter: String::new(),
+                audio_secs: 0.0,
+            };
         }
     };
     let mut call = Call {
-        shared: &shared,
+        shared,
         call_id: call_id.clone(),
         driver,
         tx,
         forwarding,
         outputs: Vec::new(),
+        audio_seconds: shared.metrics.audio_seconds(caller.tenant_id()),
+        adapter: String::new(),
+    };
+    let ended = |call: &Call, outcome: String| Ended {
+        outcome,
+        adapter: call.adapter.clone(),
+        audio_secs: call.driver.live().audio_ms() as f64 / 1000.0
+            * call.driver.live().channel_count() as f64,
     };
     let dialect = accepted.dialect.clone();
     // The config as the server applies it, echoed whole (the report has only what clients show).
@@ -290,21 +358,23 @@ pub async fn run(
         )),
     };
     if call.tx.send(Ok(echo)).await.is_err() {
-        return;
+        return ended(&call, "Cancelled".into());
     }
     tracing::info!(parent: &span, channels, %dialect, "call accepted");
     let selected = call.driver.take_dialect();
     if call.announce_dialect(selected).await.is_err() {
-        return;
+        return ended(&call, "Cancelled".into());
     }
-    let outcome = drive(&mut call, &mut inbound).await;
+    let outcome = drive(&mut call, inbound).await;
     match outcome {
         Err(Gone) => {
             tracing::info!(parent: &span, "client went away; call dropped");
+            ended(&call, "Cancelled".into())
         }
         Ok(status) => {
             let summary = call.driver.summary();
             tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
+            let outcome = audit::outcome(status.as_ref());
             if call.send(CallReport::Summary(summary)).await.is_ok() {
                 if let Some(status) = status {
                     tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
@@ -312,6 +382,7 @@ pub async fn run(
                     let _ = call.tx.send(Err(status)).await;
                 }
             }
+            ended(&call, outcome)
         }
     }
 }

@@ -22,6 +22,19 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// The tenant a series belongs to; empty on a server without tenants.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabel {
+    pub tenant: String,
+    /// `OK` or the gRPC status code the call ended with, e.g. `ResourceExhausted`.
+    pub outcome: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     /// `interim` or `final`.
@@ -33,7 +46,10 @@ pub struct KindLabel {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub active_streams: Gauge,
-    pub audio_seconds: Counter<f64, AtomicU64>,
+    /// Per tenant: what each tenant sends is what it is billed for.
+    audio_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
+    /// Calls per tenant and outcome (the audit log's lines, counted).
+    calls: Family<CallLabel, Counter>,
     pub inference_seconds: Counter<f64, AtomicU64>,
     pub finalisation_latency_seconds: Histogram,
     pub refused_streams: Counter,
@@ -66,11 +82,17 @@ impl Metrics {
             "Live calls and Transcribe requests being served",
             active_streams.clone(),
         );
-        let audio_seconds = Counter::<f64, AtomicU64>::default();
+        let audio_seconds = Family::<TenantLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "audio_seconds",
-            "Seconds of call audio received (per channel summed)",
+            "Seconds of call audio received (per channel summed), per tenant",
             audio_seconds.clone(),
+        );
+        let calls = Family::<CallLabel, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls ended or refused after their request was read, per tenant and outcome",
+            calls.clone(),
         );
         let inference_seconds = Counter::<f64, AtomicU64>::default();
         registry.register(
@@ -113,6 +135,7 @@ impl Metrics {
             registry: Arc::new(registry),
             active_streams,
             audio_seconds,
+            calls,
             inference_seconds,
             finalisation_latency_seconds,
             refused_streams,
@@ -126,6 +149,37 @@ impl Metrics {
         self.errors
             .get_or_create(&CodeLabel {
                 code: format!("{:?}", status.code()),
+            })
+            .inc();
+    }
+
+    /// Makes the per-tenant series exist from the start (at 0), so a dashboard sees every
+    /// tenant, and a server without tenants its one unlabelled-tenant series.
+    pub fn tenants<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut any = false;
+        for id in ids {
+            any = true;
+            self.audio_seconds(id);
+        }
+        if !any {
+            self.audio_seconds("");
+        }
+    }
+
+    /// The audio counter of `tenant` (empty: no tenants), to keep for a call.
+    pub fn audio_seconds(&self, tenant: &str) -> Counter<f64, AtomicU64> {
+        self.audio_seconds
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_owned(),
+            })
+            .clone()
+    }
+
+    pub fn call(&self, tenant: &str, outcome: &str) {
+        self.calls
+            .get_or_create(&CallLabel {
+                tenant: tenant.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }
@@ -154,10 +208,12 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `shutdown`.
+/// Serves `GET /metrics` on `addr` until `shutdown`; over `tls` (HTTP/1.1 inside, the gRPC
+/// listener's certificate and client policy) when given.
 pub async fn serve(
     addr: &str,
     metrics: Metrics,
+    tls: Option<Arc<super::tls::Tls>>,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, ServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -185,14 +241,35 @@ pub async fn serve(
             }
         }),
     );
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!("metrics endpoint failed: {e}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    match tls {
+        Some(tls) => {
+            let listener =
+                super::tls::listen(listener, tls, super::tls::Alpn::Http1, shutdown.clone())
+                    .map_err(|source| ServerError::Bind {
+                        addr: addr.to_owned(),
+                        source,
+                    })?;
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("metrics endpoint failed: {e}");
+                }
+            });
         }
-    });
-    tracing::info!(addr = %local, "metrics on /metrics");
+        None => {
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("metrics endpoint failed: {e}");
+                }
+            });
+        }
+    }
+    tracing::info!(addr = %local, scheme, "metrics on /metrics");
     Ok(local)
 }

@@ -6,13 +6,23 @@
 //! Admission control (a semaphore of `max_streams` permits) refuses calls beyond capacity with
 //! RESOURCE_EXHAUSTED instead of letting every call fall behind real time.
 //!
+//! Security is at the edge: [`tls`] terminates TLS (and mutual TLS) and reloads certificates
+//! while serving; [`auth`] authenticates every RPC but health against the tenants' API keys,
+//! checks each call against its tenant's allow-lists and quotas, and hands the call a
+//! [`Caller`](auth::Caller); [`audit`] writes one line per call. Without `[server.tls]` the
+//! listener is plaintext (a warning at start unless it is loopback); without `[[tenants]]`
+//! no key is asked for.
+//!
 //! The server binds and answers health checks (NOT_SERVING) while models load; RPCs meanwhile
 //! get UNAVAILABLE. Shutdown (SIGTERM / Ctrl-C in the CLI, [`ServerHandle::shutdown`] in the
 //! library) finalises every open utterance and delivers its final before the streams close.
 
+pub mod audit;
+pub mod auth;
 mod call;
 pub mod metrics;
 mod service;
+pub mod tls;
 
 use crate::dialect::Dialects;
 use crate::engine::{DecodeConfig, Engine, EngineError, Model, Pool};
@@ -67,6 +77,11 @@ pub struct ServerConfig {
     /// for streams): 3.5× less CPU per final with base at +0.5 WER points, which is what
     /// lets a 2-core machine keep up with real time at all (BENCHMARKS.md).
     pub fit_window: bool,
+    /// Serve gRPC server reflection (the API's schema, for grpcurl and the like). It needs
+    /// no key even with tenants: it describes the API and reaches no call or model.
+    pub reflection: bool,
+    /// `[server.tls]`: TLS (and mutual TLS) on the gRPC listener; none = plaintext.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +100,8 @@ impl Default for ServerConfig {
             keepalive_timeout_ms: 5_000,
             interim_interval_ms: 1000,
             fit_window: true,
+            reflection: true,
+            tls: None,
         }
     }
 }
@@ -103,6 +120,9 @@ impl ServerConfig {
         if self.keepalive_interval_ms != 0 && self.keepalive_timeout_ms < 100 {
             return Err("server.keepalive_timeout_ms must be at least 100".into());
         }
+        if let Some(t) = &self.tls {
+            t.validate()?;
+        }
         Ok(())
     }
 }
@@ -120,6 +140,8 @@ pub struct ServeSettings {
     pub max_streams: usize,
     /// The dialect adapters and routing table; replaced on reload (SIGHUP).
     pub dialects: Arc<Dialects>,
+    /// The tenants and their keys (none: no key required); replaced on reload (SIGHUP).
+    pub tenants: Arc<auth::Tenants>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +157,8 @@ pub enum ServerError {
     Engine(#[from] EngineError),
     #[error("gRPC server failed: {0}")]
     Transport(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What exists once the models are loaded.
@@ -168,11 +192,25 @@ pub(crate) struct Shared {
     /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
     /// finish with the adapter they began with.
     pub dialects: std::sync::RwLock<Arc<Dialects>>,
+    /// Swapped whole on reload: a removed key fails from the next request on; calls already
+    /// admitted run to their end.
+    pub tenants: std::sync::RwLock<Arc<auth::Tenants>>,
+    /// Each tenant's calls in flight and recent starts, kept across reloads.
+    pub quotas: Arc<auth::Quotas>,
+    /// The listener's TLS state (none: plaintext).
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 impl Shared {
     pub fn dialects(&self) -> Arc<Dialects> {
         self.dialects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn tenants(&self) -> Arc<auth::Tenants> {
+        self.tenants
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -218,7 +256,13 @@ impl ServerHandle {
         self.reloader().reload(dialects)
     }
 
-    /// A handle that reloads adapters from another task (the SIGHUP handler).
+    /// Calls `tenant` has open now (its concurrent-call quota's usage).
+    pub fn tenant_calls(&self, tenant: &str) -> usize {
+        self.shared.quotas.active(tenant)
+    }
+
+    /// A handle that reloads adapters, tenants and certificates from another task (the
+    /// SIGHUP handler).
     pub fn reloader(&self) -> Reloader {
         Reloader {
             shared: self.shared.clone(),
@@ -275,6 +319,39 @@ impl Reloader {
         tracing::info!(adapters = n, "dialect adapters reloaded");
         Ok(())
     }
+
+    /// Replaces the tenants and their keys: a key no longer listed is refused from the next
+    /// request on. Calls in flight keep running, and their quota usage is kept. A server
+    /// that required keys still requires them with no tenant left ([`auth::Tenants::keep_closed`]).
+    pub fn reload_tenants(&self, tenants: auth::Tenants) {
+        let tenants = tenants.keep_closed(&self.shared.tenants());
+        if tenants.enabled() && tenants.ids().next().is_none() {
+            tracing::warn!("no tenants left after the reload: every key is refused until a tenant is configured (restart without [[tenants]] to serve without keys)");
+        }
+        self.shared.metrics.tenants(tenants.ids());
+        let n = tenants.ids().count();
+        *self
+            .shared
+            .tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
+        tracing::info!(tenants = n, "tenants and API keys reloaded");
+    }
+
+    /// Re-reads the TLS certificate, key and client CA; new connections get them, open ones
+    /// keep theirs. `Unchanged` without TLS or when the files are as they were.
+    pub fn reload_tls(&self) -> Result<tls::Reloaded, tls::TlsError> {
+        match &self.shared.tls {
+            None => Ok(tls::Reloaded::Unchanged),
+            Some(t) => {
+                let r = t.reload()?;
+                if r == tls::Reloaded::Replaced {
+                    tracing::info!("TLS certificate reloaded; new connections use it");
+                }
+                Ok(r)
+            }
+        }
+    }
 }
 
 /// Binds the listeners and starts serving at once; models load in the background.
@@ -317,17 +394,33 @@ async fn start_any(
         addr: settings.server.listen.clone(),
         source,
     })?;
+    let tls = match &settings.server.tls {
+        Some(cfg) => Some(Arc::new(tls::Tls::load(cfg)?)),
+        None => None,
+    };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "serving gRPC in PLAINTEXT on a non-loopback address: call audio, transcripts and \
+             API keys cross the network unencrypted; configure [server.tls]"
+        );
+    }
     let metrics = metrics::Metrics::new();
+    metrics.tenants(settings.tenants.ids());
     if let Some(f) = &forwarder {
         metrics.attach_forward(f.metrics().clone());
     }
     let shutdown = CancellationToken::new();
+    let metrics_tls = tls.clone().filter(|t| t.config().metrics);
     let metrics_addr = match &settings.server.metrics_listen {
-        Some(a) => Some(metrics::serve(a, metrics.clone(), shutdown.clone()).await?),
+        Some(a) => Some(metrics::serve(a, metrics.clone(), metrics_tls, shutdown.clone()).await?),
         None => None,
     };
     let shared = Arc::new(Shared {
         dialects: std::sync::RwLock::new(settings.dialects.clone()),
+        tenants: std::sync::RwLock::new(settings.tenants.clone()),
+        quotas: Arc::default(),
+        tls: tls.clone(),
         admission: Arc::new(Semaphore::new(settings.max_streams.max(1))),
         settings,
         loaded: OnceCell::new(),
@@ -361,11 +454,17 @@ async fn start_any(
         });
     }
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Transport(e.to_string()))?;
+    let reflection = if shared.settings.server.reflection {
+        Some(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .map_err(|e| ServerError::Transport(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     // Whole recordings arrive in one message; live audio messages are checked against the
     // smaller per-stream limit by the call itself, with a message that names the limit.
     let decode_limit = shared
@@ -374,10 +473,12 @@ async fn start_any(
         .max_recording_bytes
         .max(shared.settings.server.max_message_bytes)
         + 1024;
-    let transcription =
+    // Every Transcription RPC passes the key check first (health and reflection do not).
+    let transcription = tonic::service::interceptor::InterceptedService::new(
         TranscriptionServer::new(service::TranscriptionService::new(shared.clone()))
-            .max_decoding_message_size(decode_limit);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            .max_decoding_message_size(decode_limit),
+        auth::interceptor(shared.clone()),
+    );
     let stop = shutdown.clone();
     let ms = std::time::Duration::from_millis;
     let keepalive = &shared.settings.server;
@@ -385,18 +486,47 @@ async fn start_any(
         (keepalive.keepalive_interval_ms > 0).then(|| ms(keepalive.keepalive_interval_ms)),
         ms(keepalive.keepalive_timeout_ms),
     );
+    if let Some(t) = &tls {
+        tls::watch(t.clone(), shutdown.clone());
+    }
     let serve = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(ping_every)
             .http2_keepalive_timeout(Some(ping_timeout))
             .add_service(health_service)
-            .add_service(reflection)
-            .add_service(transcription)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .map_err(|e| ServerError::Transport(e.to_string()))
+            .add_optional_service(reflection)
+            .add_service(transcription);
+        match tls {
+            Some(tls) => {
+                let incoming = tls::listen(listener, tls, tls::Alpn::H2, stop.clone())
+                    .map_err(|e| ServerError::Transport(e.to_string()))?
+                    .into_stream();
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                    .await
+            }
+        }
+        .map_err(|e| ServerError::Transport(e.to_string()))
     });
-    tracing::info!(%addr, "gRPC listening");
+    let mode = match shared
+        .settings
+        .server
+        .tls
+        .as_ref()
+        .map(tls::TlsConfig::mutual)
+    {
+        None => "plaintext",
+        Some(None) => "TLS",
+        Some(Some(tls::ClientAuth::Required)) => "mutual TLS",
+        Some(Some(tls::ClientAuth::Optional)) => "TLS, client certificates optional",
+    };
+    tracing::info!(%addr, mode, tenants = shared.tenants().ids().count(), "gRPC listening");
     Ok(ServerHandle {
         addr,
         metrics_addr,
@@ -460,6 +590,7 @@ mod tests {
             threads: 1,
             max_streams,
             dialects: Arc::new(Dialects::load(&Default::default(), &|_: &str| true).unwrap()),
+            tenants: Arc::default(),
         }
     }
 

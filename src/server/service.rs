@@ -1,6 +1,13 @@
 //! The `callscribe.v1.Transcription` service: admission, first-message validation, and the
 //! hand-off of each call to its own task ([`super::call`]).
+//!
+//! Every RPC arrives authenticated: [`super::auth::interceptor`] has put its [`Caller`] in
+//! the request. Here each call's plan is checked against the caller's tenant
+//! (PERMISSION_DENIED), then admitted by the tenant's quota and the server's capacity
+//! (RESOURCE_EXHAUSTED); every call that got this far is audited once, however it ends.
 
+use super::audit::{self, CallRecord};
+use super::auth::{Caller, TenantSlot};
 use super::call::{self, ResponseTx};
 use super::{Loaded, Shared};
 use crate::audio::codec;
@@ -24,6 +31,23 @@ pub struct TranscriptionService {
     shared: Arc<Shared>,
 }
 
+/// A call's places: one in its tenant's quota, one in the server's capacity; both are given
+/// back when the call ends.
+pub struct Admission {
+    _tenant: Option<TenantSlot>,
+    _server: OwnedSemaphorePermit,
+}
+
+/// The caller the edge authenticated. Only a request that bypassed the interceptor has
+/// none, and then there are no tenants to answer to.
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 impl TranscriptionService {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
@@ -36,106 +60,115 @@ impl TranscriptionService {
             .ok_or_else(|| Status::unavailable("models are still loading; retry shortly"))
     }
 
-    /// An admission slot, or RESOURCE_EXHAUSTED: a call beyond capacity is refused rather than
-    /// slowing every call below real time.
-    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+    /// A slot in the caller's tenant quota and one in the server's capacity, or
+    /// RESOURCE_EXHAUSTED naming the one that is full: a call beyond capacity is refused
+    /// rather than slowing every call below real time, and a tenant at its quota is refused
+    /// without taking capacity from the others.
+    fn admit(&self, caller: &Caller) -> Result<Admission, Status> {
         if self.shared.shutdown.is_cancelled() {
             return Err(Status::unavailable("the server is shutting down"));
         }
-        self.shared.admission.clone().try_acquire_owned().map_err(|_| {
-            self.shared.metrics.refused_streams.inc();
-            let s = Status::resource_exhausted(format!(
-                "at capacity: {} concurrent calls (server.max_streams); retry later or on another server",
-                self.shared.settings.max_streams
-            ));
-            self.shared.metrics.error(&s);
-            s
-        })
+        let tenant = match &caller.tenant {
+            Some(t) => Some(self.shared.quotas.admit(t, std::time::Instant::now())?),
+            None => None,
+        };
+        match self.shared.admission.clone().try_acquire_owned() {
+            Ok(server) => Ok(Admission {
+                _tenant: tenant,
+                _server: server,
+            }),
+            Err(_) => {
+                if let Some(t) = tenant {
+                    t.never_started();
+                }
+                self.shared.metrics.refused_streams.inc();
+                Err(Status::resource_exhausted(format!(
+                    "at capacity: {} concurrent calls (server.max_streams); retry later or on another server",
+                    self.shared.settings.max_streams
+                )))
+            }
+        }
     }
 
-    fn fail<T>(&self, s: Status) -> Result<T, Status> {
+    /// Counts and audits a call refused after the edge let it in.
+    fn refuse<T>(&self, caller: &Caller, record: &CallRecord, s: Status) -> Result<T, Status> {
         self.shared.metrics.error(&s);
+        audit::call(
+            &self.shared.metrics,
+            caller,
+            record,
+            &audit::outcome(Some(&s)),
+            0.0,
+        );
         Err(s)
     }
-}
 
-type ResponseStream =
-    Pin<Box<dyn futures::Stream<Item = Result<pb::StreamingTranscribeResponse, Status>> + Send>>;
-
-/// Responses buffered per stream towards a slow client.
-const RESPONSE_BUFFER: usize = super::RESPONSE_BUFFER;
-
-#[tonic::async_trait]
-impl Transcription for TranscriptionService {
-    type StreamingTranscribeStream = ResponseStream;
-
-    async fn streaming_transcribe(
+    /// A live call's first message read, checked and admitted: the call, ready to run.
+    async fn open_stream(
         &self,
-        request: Request<Streaming<pb::StreamingTranscribeRequest>>,
-    ) -> Result<Response<Self::StreamingTranscribeStream>, Status> {
+        caller: &Caller,
+        record: &mut CallRecord,
+        inbound: &mut Streaming<pb::StreamingTranscribeRequest>,
+    ) -> Result<(call::CallSetup, Admission), Status> {
         let loaded = self.loaded()?;
-        let mut inbound = request.into_inner();
-        let first = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                return self.fail(Status::invalid_argument(
-                    "the stream ended before its first message: send a config first",
-                ))
-            }
-            Err(s) => return self.fail(s),
-        };
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument(
+                "the stream ended before its first message: send a config first",
+            )
+        })?;
         let cfg = match first.request {
             Some(pb::streaming_transcribe_request::Request::Config(c)) => c,
             Some(pb::streaming_transcribe_request::Request::Audio(_)) => {
-                return self.fail(Status::invalid_argument(
+                return Err(Status::invalid_argument(
                     "audio before config: the first message must carry config",
                 ))
             }
             None => {
-                return self.fail(Status::invalid_argument(
+                return Err(Status::invalid_argument(
                     "empty first message: it must carry config",
                 ))
             }
         };
-        let setup = match call::setup(&self.shared, loaded, cfg) {
-            Ok(s) => s,
-            Err(s) => return self.fail(s),
-        };
-        let permit = self.admit()?;
-        let (tx, rx): (ResponseTx, _) = mpsc::channel(RESPONSE_BUFFER);
-        tokio::spawn(call::run(self.shared.clone(), setup, inbound, tx, permit));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        record.call_id = cfg.call_id.clone();
+        let setup = call::setup(&self.shared, loaded, cfg)?;
+        record.call_id = setup.call_id.clone();
+        record.model = setup.plan.model.name.clone();
+        record.adapter = setup.plan.adapter_id().to_owned();
+        caller.authorise(&setup.plan)?;
+        let admission = self.admit(caller)?;
+        Ok((setup, admission))
     }
 
-    async fn transcribe(
+    /// A whole recording, checked, admitted and transcribed; with its seconds of audio.
+    async fn transcribe_recording(
         &self,
-        request: Request<pb::TranscribeRequest>,
-    ) -> Result<Response<pb::TranscribeResponse>, Status> {
+        caller: &Caller,
+        record: &mut CallRecord,
+        req: pb::TranscribeRequest,
+    ) -> Result<(pb::TranscribeResponse, f64), Status> {
         let loaded = self.loaded()?;
-        let req = request.into_inner();
         let cfg = req.config.unwrap_or_default();
-        let (audio, roles) = match recording(&req.wav, &req.audio, &cfg) {
-            Ok(a) => a,
-            Err(s) => return self.fail(s),
-        };
+        record.call_id = cfg.call_id.clone();
+        let (audio, roles) = recording(&req.wav, &req.audio, &cfg)?;
         // A bad model, language or adapter is the client's mistake: say so before any work.
         let request = call_request(&cfg, false);
-        let plan = match CallPlan::resolve(
+        let plan = CallPlan::resolve(
             &request,
             &self.shared.settings.decode,
             Some(self.shared.dialects()),
             loaded.pool.models(),
-        ) {
-            Ok(p) => p,
-            Err(e) => return self.fail(invalid(e)),
-        };
-        let permit = self.admit()?;
-        let _permit = permit;
+        )
+        .map_err(invalid)?;
+        record.model = plan.model.name.clone();
+        record.adapter = plan.adapter_id().to_owned();
+        caller.authorise(&plan)?;
+        let _admission = self.admit(caller)?;
         let call_id = if cfg.call_id.is_empty() {
             "recording".to_owned()
         } else {
             cfg.call_id.clone()
         };
+        record.call_id = call_id.clone();
         let opts = RecordingOptions {
             channels: roles,
             vad: Some(self.shared.settings.vad.clone()),
@@ -158,15 +191,17 @@ impl Transcription for TranscriptionService {
         let transcript = match result {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
-                let status = match e {
+                return Err(match e {
                     PipelineError::Engine { .. } => Status::internal(e.to_string()),
                     _ => Status::invalid_argument(e.to_string()),
-                };
-                return self.fail(status);
+                })
             }
-            Err(_) => return self.fail(Status::internal("the recording's pipeline failed")),
+            Err(_) => return Err(Status::internal("the recording's pipeline failed")),
         };
-        self.shared.metrics.audio_seconds.inc_by(audio_secs);
+        self.shared
+            .metrics
+            .audio_seconds(caller.tenant_id())
+            .inc_by(audio_secs);
         self.shared
             .metrics
             .inference_seconds
@@ -176,6 +211,9 @@ impl Transcription for TranscriptionService {
             .as_ref()
             .map(|d| d.id.clone())
             .unwrap_or_default();
+        if !adapter_id.is_empty() {
+            record.adapter = adapter_id.clone();
+        }
         let results = transcript
             .numbered()
             .map(|(sequence, s)| {
@@ -195,49 +233,25 @@ impl Transcription for TranscriptionService {
                 &transcript.language,
             ))
         });
-        Ok(Response::new(pb::TranscribeResponse {
+        let response = pb::TranscribeResponse {
             call_id,
             results,
             duration_ms: transcript.duration_ms,
             language: transcript.language,
             model: transcript.model,
             dialect,
-        }))
+        };
+        Ok((response, audio_secs))
     }
 
-    async fn list_models(
-        &self,
-        _request: Request<pb::ListModelsRequest>,
-    ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        let loaded = self.loaded()?;
-        let models = loaded
-            .pool
-            .models()
-            .iter()
-            .enumerate()
-            .map(|(i, m)| pb::ModelInfo {
-                name: m.name.clone(),
-                multilingual: m.multilingual,
-                default: i == 0,
-            })
-            .collect();
-        Ok(Response::new(pb::ListModelsResponse { models }))
-    }
-
-    async fn list_dialects(
-        &self,
-        _request: Request<pb::ListDialectsRequest>,
-    ) -> Result<Response<pb::ListDialectsResponse>, Status> {
-        Ok(Response::new(self.list_dialects_now()))
-    }
-}
-
-impl TranscriptionService {
-    fn list_dialects_now(&self) -> pb::ListDialectsResponse {
+    /// The adapters and routes, as far as the caller's tenant may use them.
+    fn list_dialects_now(&self, caller: &Caller) -> pb::ListDialectsResponse {
         let d = self.shared.dialects();
+        let allowed = |id: &str| caller.tenant.as_ref().is_none_or(|t| t.allows_adapter(id));
         pb::ListDialectsResponse {
             dialects: d
                 .list()
+                .filter(|a| allowed(a.id()))
                 .map(|a| {
                     let p = &a.profile;
                     pb::DialectInfo {
@@ -258,12 +272,104 @@ impl TranscriptionService {
             routes: d
                 .routes()
                 .entries()
+                .filter(|&(_, adapter)| allowed(adapter))
                 .map(|(key, adapter)| pb::Route {
                     key: key.to_owned(),
                     adapter: adapter.to_owned(),
                 })
                 .collect(),
         }
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::StreamingTranscribeResponse, Status>> + Send>>;
+
+/// Responses buffered per stream towards a slow client.
+const RESPONSE_BUFFER: usize = super::RESPONSE_BUFFER;
+
+#[tonic::async_trait]
+impl Transcription for TranscriptionService {
+    type StreamingTranscribeStream = ResponseStream;
+
+    async fn streaming_transcribe(
+        &self,
+        request: Request<Streaming<pb::StreamingTranscribeRequest>>,
+    ) -> Result<Response<Self::StreamingTranscribeStream>, Status> {
+        let caller = caller_of(&request);
+        let mut record = CallRecord {
+            rpc: "StreamingTranscribe",
+            ..CallRecord::default()
+        };
+        let mut inbound = request.into_inner();
+        let (setup, admission) = match self.open_stream(&caller, &mut record, &mut inbound).await {
+            Ok(opened) => opened,
+            Err(s) => return self.refuse(&caller, &record, s),
+        };
+        let (tx, rx): (ResponseTx, _) = mpsc::channel(RESPONSE_BUFFER);
+        let admitted = call::Admitted {
+            setup,
+            caller,
+            record,
+            admission,
+        };
+        tokio::spawn(call::run(self.shared.clone(), admitted, inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn transcribe(
+        &self,
+        request: Request<pb::TranscribeRequest>,
+    ) -> Result<Response<pb::TranscribeResponse>, Status> {
+        let caller = caller_of(&request);
+        let mut record = CallRecord {
+            rpc: "Transcribe",
+            ..CallRecord::default()
+        };
+        match self
+            .transcribe_recording(&caller, &mut record, request.into_inner())
+            .await
+        {
+            Ok((response, audio_secs)) => {
+                audit::call(&self.shared.metrics, &caller, &record, "OK", audio_secs);
+                Ok(Response::new(response))
+            }
+            Err(s) => self.refuse(&caller, &record, s),
+        }
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let caller = caller_of(&request);
+        let loaded = self.loaded()?;
+        // A tenant sees the models it may use.
+        let models = loaded
+            .pool
+            .models()
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| {
+                caller
+                    .tenant
+                    .as_ref()
+                    .is_none_or(|t| t.allows_model(&m.name))
+            })
+            .map(|(i, m)| pb::ModelInfo {
+                name: m.name.clone(),
+                multilingual: m.multilingual,
+                default: i == 0,
+            })
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn list_dialects(
+        &self,
+        request: Request<pb::ListDialectsRequest>,
+    ) -> Result<Response<pb::ListDialectsResponse>, Status> {
+        Ok(Response::new(self.list_dialects_now(&caller_of(&request))))
     }
 }
 

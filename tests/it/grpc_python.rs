@@ -59,19 +59,17 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&["--also-load", "tiny.en"])
+    }
+
+    /// `callscribe serve` on base, with `extra` arguments.
+    fn start_with(extra: &[&str]) -> Server {
         let python = require_python();
         model_path("tiny.en");
         model_path("base");
         let mut child = callscribe()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--model",
-                "base",
-                "--also-load",
-                "tiny.en",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--model", "base"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -524,4 +522,182 @@ fn sigterm_during_a_live_call_delivers_its_open_utterance_then_unavailable() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(code.success(), "server exit {code:?}\n{}", server.stderr());
+}
+
+/// `callscribe keys new --tenant ID`: (the key, the TOML lines it printed).
+fn new_key(tenant: &str) -> (String, String) {
+    let out = callscribe()
+        .args(["keys", "new", "--tenant", tenant])
+        .output()
+        .expect("running `callscribe keys new`");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    let (key, toml) = stdout.split_once('\n').expect("the key, then the TOML");
+    assert!(key.starts_with("cs_") && key.len() >= 40, "{key:?}");
+    assert!(
+        !toml.contains(key),
+        "the key must not be in the config lines: {toml}"
+    );
+    (key.to_owned(), toml.to_owned())
+}
+
+/// Python's grpcio against the real `callscribe serve` under mutual TLS with an API key made
+/// by `callscribe keys new`: the call streams; a client without a certificate, or without the
+/// key, is refused; the key is revoked by editing the config and SIGHUP; every call leaves an
+/// audit line naming tenant, call, peer and certificate, and no line holds the key.
+#[test]
+fn python_over_mutual_tls_with_a_key_streams_a_call_and_sighup_revokes_the_key() {
+    use common::pki::{write, Ca, ServerFiles};
+    let ca = Ca::new("callscribe test CA");
+    let clients = Ca::new("clients CA");
+    let files = ServerFiles::new(&ca.server(), Some(&clients));
+    let dir = files.dir.path();
+    let client = clients.client("pbx-1.acme.example");
+    let (client_cert, client_key) = (
+        write(dir, "client.pem", &client.cert_pem),
+        write(dir, "client.key", &client.key_pem),
+    );
+    let ca_pem = write(dir, "ca.pem", &ca.pem());
+    let (key, acme) = new_key("acme");
+    let (_, other) = new_key("other");
+    let server_tls = format!(
+        "[server.tls]\ncert_path = {:?}\nkey_path = {:?}\nclient_ca_path = {:?}\n\n",
+        files.cert(),
+        files.key(),
+        files.client_ca()
+    );
+    let config = dir.join("callscribe.toml");
+    std::fs::write(&config, format!("{server_tls}{acme}\n{other}")).unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap(), "--workers", "1"]);
+    let tls = [
+        "--tls-ca",
+        ca_pem.to_str().unwrap(),
+        "--tls-cert",
+        client_cert.to_str().unwrap(),
+        "--tls-key",
+        client_key.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut args: Vec<&str> = tls.to_vec();
+        args.extend_from_slice(extra);
+        server.client(&args)
+    };
+
+    // Health over mutual TLS needs no key.
+    let out = with(&["--health", "--timeout", "30"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "SERVING",
+        "{}",
+        server.report(&out)
+    );
+    // A call with the key streams to its end.
+    let wav = fixture("calls/en_call_8k_mono.wav");
+    let out = with(&[
+        "--api-key",
+        &key,
+        "--wav",
+        wav.to_str().unwrap(),
+        "--call-id",
+        "py-tls-call",
+        "--language",
+        "en",
+        "--timeout",
+        "300",
+    ]);
+    let report = server.report(&out);
+    assert!(out.status.success(), "{report}");
+    let lines = json_lines(&server, &out);
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| l.get("final"))
+            .any(|f| string(f, "text").to_lowercase().contains("customer")),
+        "{report}"
+    );
+    assert!(lines.iter().any(|l| l.get("summary").is_some()), "{report}");
+
+    // Without the key: UNAUTHENTICATED; as x-api-key it works too.
+    let out = with(&["--list-models", "--timeout", "30"]);
+    let report = server.report(&out);
+    assert_eq!(
+        string(&json_lines(&server, &out)[0]["error"], "code"),
+        "UNAUTHENTICATED",
+        "{report}"
+    );
+    let out = with(&[
+        "--list-models",
+        "--api-key",
+        &key,
+        "--api-key-header",
+        "x-api-key",
+        "--timeout",
+        "30",
+    ]);
+    assert!(out.status.success(), "{}", server.report(&out));
+    // Without a client certificate the connection is refused.
+    let out = server.client(&[
+        "--tls-ca",
+        ca_pem.to_str().unwrap(),
+        "--api-key",
+        &key,
+        "--list-models",
+        "--timeout",
+        "30",
+    ]);
+    let report = server.report(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert_eq!(
+        string(&json_lines(&server, &out)[0]["error"], "code"),
+        "UNAVAILABLE",
+        "{report}"
+    );
+
+    // Revoke: acme's table leaves the config file, then SIGHUP.
+    std::fs::write(&config, format!("{server_tls}{other}")).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.stderr().contains("reloaded 1 tenants") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = with(&["--list-models", "--api-key", &key, "--timeout", "30"]);
+    let report = server.report(&out);
+    assert_eq!(
+        string(&json_lines(&server, &out)[0]["error"], "code"),
+        "UNAUTHENTICATED",
+        "{report}"
+    );
+
+    // The audit trail: the call's line, and no key anywhere in the log.
+    let log = server.stderr();
+    let call = log
+        .lines()
+        .find(|l| l.contains(" audit ") && l.contains("call_id=\"py-tls-call\""))
+        .unwrap_or_else(|| panic!("no audit line for the call:\n{log}"));
+    for field in [
+        "tenant=\"acme\"",
+        "peer=127.0.0.1:",
+        "client_cert=\"CN=pbx-1.acme.example SAN=dns:pbx-1.acme.example\"",
+        "rpc=\"StreamingTranscribe\"",
+        "model=\"base\"",
+        "outcome=\"OK\"",
+        "audio_secs=41.6",
+    ] {
+        assert!(call.contains(field), "{field} missing from {call}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" audit ") && l.contains("outcome=\"Unauthenticated\"")),
+        "refusals are audited too:\n{log}"
+    );
+    assert!(!log.contains(&key), "the key appears in the log:\n{log}");
+    assert!(
+        !log.to_lowercase().contains("thank you for calling"),
+        "transcript text in the log at INFO:\n{log}"
+    );
 }

@@ -19,6 +19,7 @@ mod long_recording;
 mod properties;
 mod quantize;
 mod reliability;
+mod security;
 mod segment;
 mod silero;
 mod transcribe;

@@ -10,6 +10,10 @@ nothing generated is committed.
     client.py --server HOST:PORT --list-models
     client.py --server HOST:PORT --health
 
+Secure servers: `--tls-ca CA.pem` speaks TLS trusting that CA, `--tls-cert/--tls-key` add a
+client certificate (mutual TLS), `--api-key KEY` sends `authorization: Bearer KEY` on the
+Transcription RPCs (`--api-key-header x-api-key` sends it as `x-api-key` instead).
+
 Output: one JSON object per line on stdout (each StreamingTranscribeResponse, or the
 ListModelsResponse); `--health` prints the status name (e.g. SERVING). An RPC error prints
 `{"error": {"code": "<StatusCode name>", "details": "..."}}` and exits 2; bad local input
@@ -206,9 +210,38 @@ def stream(args, pb2, stub):
             yield pb2.StreamingTranscribeRequest(audio=audio[offset : offset + chunk_bytes])
         # Returning half-closes the request stream.
 
-    for response in stub.StreamingTranscribe(requests(), timeout=args.timeout):
+    for response in stub.StreamingTranscribe(
+        requests(), timeout=args.timeout, metadata=call_metadata(args)
+    ):
         emit(to_dict(response))
     return 0
+
+
+def call_metadata(args):
+    """The API key as gRPC metadata, if one was given."""
+    if not args.api_key:
+        return None
+    if args.api_key_header == "x-api-key":
+        return [("x-api-key", args.api_key)]
+    return [("authorization", f"Bearer {args.api_key}")]
+
+
+def open_channel(args):
+    """A plaintext channel, or TLS (with a client certificate for mutual TLS)."""
+    import grpc
+
+    if not args.tls_ca:
+        return grpc.insecure_channel(args.server)
+    read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(args.tls_ca),
+        private_key=read(args.tls_key),
+        certificate_chain=read(args.tls_cert),
+    )
+    options = []
+    if args.tls_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_name))
+    return grpc.secure_channel(args.server, credentials, options=options)
 
 
 def main():
@@ -234,6 +267,12 @@ def main():
     )
     p.add_argument("--service", default="", help="service name for --health (default: server)")
     p.add_argument("--timeout", type=float, default=600.0, help="RPC deadline in seconds")
+    p.add_argument("--tls-ca", help="PEM CA bundle: speak TLS and trust these CAs")
+    p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-key", help="PEM key of --tls-cert")
+    p.add_argument("--tls-name", help="server name to verify instead of the --server host")
+    p.add_argument("--api-key", help="API key for the Transcription RPCs")
+    p.add_argument("--api-key-header", choices=["authorization", "x-api-key"], default="authorization")
     args = p.parse_args()
     if args.chunk_ms <= 0:
         p.error("--chunk-ms must be positive")
@@ -242,7 +281,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="callscribe-stubs-") as tmp:
         pb2, pb2_grpc = load_stubs(tmp)
-        with grpc.insecure_channel(args.server) as channel:
+        with open_channel(args) as channel:
             try:
                 if args.health:
                     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -254,7 +293,10 @@ def main():
                     return 0
                 stub = pb2_grpc.TranscriptionStub(channel)
                 if args.list_models:
-                    emit(to_dict(stub.ListModels(pb2.ListModelsRequest(), timeout=args.timeout)))
+                    reply = stub.ListModels(
+                        pb2.ListModelsRequest(), timeout=args.timeout, metadata=call_metadata(args)
+                    )
+                    emit(to_dict(reply))
                     return 0
                 return stream(args, pb2, stub)
             except grpc.RpcError as e:

@@ -50,6 +50,7 @@ pub fn settings(max_streams: usize) -> ServeSettings {
         threads: super::TEST_THREADS,
         max_streams,
         dialects: shipped_dialects(),
+        tenants: Default::default(),
     }
 }
 

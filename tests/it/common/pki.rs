@@ -2,6 +2,7 @@
 //! expired), written as PEM files for the server's `[server.tls]` and for clients.
 #![allow(dead_code)]
 
+use callscribe::server::tls::{ClientAuth, TlsConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -117,6 +118,17 @@ impl ServerFiles {
         put(self.cert(), &leaf.cert_pem);
         if let Some(ca) = client_ca {
             put(self.client_ca(), &ca.pem());
+        }
+    }
+
+    pub fn config(&self, mutual: Option<ClientAuth>, watch_interval_ms: u64) -> TlsConfig {
+        TlsConfig {
+            cert_path: self.cert(),
+            key_path: self.key(),
+            client_ca_path: mutual.map(|_| self.client_ca()),
+            client_auth: mutual,
+            watch_interval_ms,
+            metrics: true,
         }
     }
 }
