@@ -6,7 +6,7 @@
 //! between the device's ring and the call is the library's (`capture::session`).
 
 use super::client;
-use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
+use super::flags::{ConnectFlags, DialectFlags, LanguageFlags, ModelFlags};
 use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::Encoding;
 use crate::audio::Role;
@@ -57,6 +57,9 @@ pub struct CaptureArgs {
     /// Send the audio to a `callscribe serve` (host:port or URL) instead of transcribing here.
     #[arg(long)]
     pub server: Option<String>,
+    // With --server: TLS, mutual TLS and the API key for a secure server.
+    #[command(flatten)]
+    pub connect: ConnectFlags,
     #[command(flatten)]
     pub model: ModelFlags,
     #[command(flatten)]
@@ -103,7 +106,7 @@ impl CaptureArgs {
         let roles = self.roles()?;
         let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
         if let Some(server) = &self.server {
-            let server = client::server_url(server);
+            let server = client::Connection::new(server, &self.connect)?;
             // Nothing to load: start capturing at once.
             let capture = Capture::start(&name, &device, &request)?;
             let format = self.call_format(&capture, roles)?;
@@ -260,7 +263,7 @@ impl CaptureArgs {
         &self,
         mut capture: Capture,
         format: CallFormat,
-        server: String,
+        server: client::Connection,
     ) -> anyhow::Result<()> {
         let request = LiveRequest {
             call_id: Some(self.call_id(&capture)),

@@ -7,6 +7,7 @@ use crate::engine::Hotword;
 use crate::model::Precision;
 use crate::plan::CallRequest;
 use clap::Args;
+use std::path::PathBuf;
 
 /// Which model runs, and at what precision.
 #[derive(Debug, Clone, Default, Args)]
@@ -82,6 +83,37 @@ impl DialectFlags {
             region: self.region.clone(),
             ..CallRequest::default()
         }
+    }
+}
+
+/// How a client (`stream`, `capture --server`) reaches a secure server. `Debug` shows
+/// whether a key is set, never the key.
+#[derive(Clone, Default, Args)]
+pub struct ConnectFlags {
+    /// PEM CA bundle to verify the server's certificate with (default for https://: the
+    /// public web CAs). Implies TLS: a server address without a scheme becomes https://.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires mutual TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// API key for a server with tenants, sent as `authorization: Bearer`. Prefer the
+    /// environment variable: a flag is visible to every user in `ps`.
+    #[arg(long, env = "CALLSCRIBE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectFlags")
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 

@@ -2,7 +2,7 @@
 //! telephony system streams a live call and prints interim and final results as they arrive.
 
 use super::client;
-use super::flags::DialectFlags;
+use super::flags::{ConnectFlags, DialectFlags};
 use super::printer::{Printer, StreamFormat};
 use crate::audio::codec::{self, Encoding};
 use crate::audio::{read_audio, Role};
@@ -21,6 +21,9 @@ pub struct StreamArgs {
     /// Server address, e.g. http://127.0.0.1:50051 (http:// is assumed when missing).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    // TLS, mutual TLS and the API key for a secure server.
+    #[command(flatten)]
+    pub connect: ConnectFlags,
     /// Recording to send (any format `transcribe` reads; mono or two-channel agent/customer).
     pub file: PathBuf,
     /// Send at the pace of the audio, as a live call does (default: as fast as possible).
@@ -109,14 +112,14 @@ impl StreamArgs {
             endpoint_silence_ms: None,
             started_at_unix_ms: None,
         };
-        let server = client::server_url(&self.server);
+        let server = client::Connection::new(&self.server, &self.connect)?;
         let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
         runtime.block_on(self.session(server, request, bytes, chunk_bytes))
     }
 
     async fn session(
         &self,
-        server: String,
+        server: client::Connection,
         request: LiveRequest,
         bytes: Vec<u8>,
         chunk_bytes: usize,
