@@ -543,3 +543,73 @@ async fn a_certificate_rotated_during_a_call_lets_the_call_finish_and_new_connec
     assert_eq!(summary.final_results as usize, finals.len());
     assert!(summary.audio_ms > 41_000, "{summary:?}");
 }
+
+/// `callscribe stream` against a server with mutual TLS and tenants: with `--tls-ca`,
+/// `--tls-cert/--tls-key` and `$CALLSCRIBE_API_KEY` it streams; without the key it fails
+/// with the server's UNAUTHENTICATED, and the key never shows in its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_client_speaks_mutual_tls_and_sends_its_key_from_the_environment() {
+    use common::pki::write;
+    let ca = Ca::new("callscribe test CA");
+    let clients = Ca::new("clients CA");
+    let files = ServerFiles::new(&ca.server(), Some(&clients));
+    let mut s = one_worker(2);
+    s.server.tls = Some(files.config(Some(ClientAuth::Required), 0));
+    s.tenants = tenants(&[tenant("acme", "cs_stream_key", 1)]);
+    let server = start(s).await;
+    let dir = files.dir.path();
+    let client = clients.client("desk-7.acme.example");
+    let args: Vec<String> = vec![
+        "stream".into(),
+        "--server".into(),
+        server.addr.to_string(),
+        "--tls-ca".into(),
+        write(dir, "ca.pem", &ca.pem()).display().to_string(),
+        "--tls-cert".into(),
+        write(dir, "client.pem", &client.cert_pem)
+            .display()
+            .to_string(),
+        "--tls-key".into(),
+        write(dir, "client.key", &client.key_pem)
+            .display()
+            .to_string(),
+        "--model".into(),
+        "tiny.en".into(),
+        "--language".into(),
+        "en".into(),
+        "--format".into(),
+        "json".into(),
+        fixture("calls/en_half_44k_mono.wav").display().to_string(),
+    ];
+    let run = |key: Option<&'static str>| {
+        let args = args.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = common::callscribe();
+            cmd.args(&args).env_remove("CALLSCRIBE_API_KEY");
+            if let Some(k) = key {
+                cmd.env("CALLSCRIBE_API_KEY", k);
+            }
+            cmd.output().expect("running callscribe stream")
+        })
+    };
+    let out = run(Some("cs_stream_key")).await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"final\""), "{stdout}");
+    assert!(stdout.contains("\"summary\""), "{stdout}");
+
+    let out = run(None).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    let out = run(Some("cs_wrong_key")).await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    assert!(!stdout.contains("cs_wrong_key") && !stderr.contains("cs_wrong_key"));
+}
