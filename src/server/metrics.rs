@@ -242,6 +242,10 @@ pub async fn serve(
         }),
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !local.ip().is_loopback() {
+        // Per-tenant call and audio counts are business data too.
+        tracing::warn!(addr = %local, "serving /metrics in plaintext on a non-loopback address");
+    }
     match tls {
         Some(tls) => {
             let listener =

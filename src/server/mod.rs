@@ -80,7 +80,8 @@ pub struct ServerConfig {
     /// Serve gRPC server reflection (the API's schema, for grpcurl and the like). It needs
     /// no key even with tenants: it describes the API and reaches no call or model.
     pub reflection: bool,
-    /// `[server.tls]`: TLS (and mutual TLS) on the gRPC listener; none = plaintext.
+    /// `[server.tls]`: TLS (and mutual TLS) on the gRPC listener, and on `/metrics` unless
+    /// `server.tls.metrics = false`; none = plaintext.
     pub tls: Option<tls::TlsConfig>,
 }
 
