@@ -385,6 +385,23 @@ async fn a_model_or_adapter_outside_the_tenants_lists_is_permission_denied() {
     let e = accepted(call).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("'putonghua'"), "{e:?}");
+    // A whole recording is checked the same way, before any decoding.
+    let wav = std::fs::read(fixture("calls/en_call_8k_mono.wav")).unwrap();
+    let recording = |model: &str| pb::TranscribeRequest {
+        wav: wav.clone(),
+        config: Some(pb::StreamingConfig {
+            model: model.into(),
+            language: "en".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let e = TranscriptionClient::new(channel.clone())
+        .max_encoding_message_size(64 << 20)
+        .transcribe(with_key(recording("base"), key))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     // What it may use is accepted.
     let (mut config, _) = mono_call("allowed");
     config.model = "tiny.en".into();
