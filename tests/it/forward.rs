@@ -1011,3 +1011,83 @@ async fn grpc_sink_reaches_a_lookup_service_over_mutual_tls_with_a_bearer_token(
         .all(|s| s.tenant == "acme"));
     fwd.shutdown().await;
 }
+
+/// The webhook sink to an https:// receiver that requires a client certificate (served here
+/// with callscribe's own TLS listener): delivered with the certificate, not without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_sink_posts_over_mutual_tls_and_a_sink_without_its_certificate_cannot() {
+    use axum::http::StatusCode;
+    use callscribe::forward::config::SinkTls;
+    use callscribe::server::tls::{self, Alpn, ClientAuth, Tls};
+    use common::pki::{write, Ca, ServerFiles};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, clients) = (Ca::new("hook CA"), Ca::new("callscribe clients"));
+    let files = ServerFiles::new(&ca.server(), Some(&clients));
+    let receiver_tls =
+        Arc::new(Tls::load(&files.config(Some(ClientAuth::Required), 0)).expect("receiver TLS"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let listener = tls::listen(listener, receiver_tls, Alpn::Http1, stop.clone()).unwrap();
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let received = received.clone();
+                async move {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    received
+                        .lock()
+                        .unwrap()
+                        .push(v["segment"]["segment_id"].as_str().unwrap().to_owned());
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = clients.client("callscribe-1");
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem());
+    let sink = |with_certificate: bool| SinkConfig::Webhook {
+        name: Some(format!("hook-tls-{with_certificate}")),
+        url: format!("https://{addr}/hook"),
+        timeout_ms: 2000,
+        tls: Some(SinkTls {
+            ca_path: Some(ca_path.clone()),
+            cert_path: with_certificate.then(|| write(dir.path(), "client.pem", &client.cert_pem)),
+            key_path: with_certificate.then(|| write(dir.path(), "client.key", &client.key_pem)),
+        }),
+        bearer_token_file: None,
+        signing_secret_file: None,
+    };
+    let fwd = Forwarder::start(
+        config(&dir.path().join("spool.redb"), vec![sink(true)]),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    for seq in 0..2 {
+        fwd.submit(segment("call-h", seq, "my parcel"));
+    }
+    assert!(
+        fwd.flush(Duration::from_secs(30)).await,
+        "delivered over mutual TLS"
+    );
+    fwd.shutdown().await;
+    assert_eq!(*received.lock().unwrap(), ["call-h/1/0", "call-h/1/1"]);
+
+    let without = Forwarder::start(
+        config(&dir.path().join("spool-2.redb"), vec![sink(false)]),
+        ForwardMetrics::new(),
+    )
+    .unwrap();
+    without.submit(segment("call-n", 0, "my parcel"));
+    assert!(
+        !without.flush(Duration::from_secs(3)).await,
+        "delivered without a client certificate"
+    );
+    without.shutdown().await;
+    assert_eq!(received.lock().unwrap().len(), 2);
+    stop.cancel();
+}
