@@ -238,3 +238,65 @@ fn models_list_shows_installed_models_and_their_origin() {
     assert!(line.contains("installed"), "{text}");
     assert!(text.contains("base"), "{text}");
 }
+
+/// `keys new`: a key once, then a table that a config accepts and that authenticates exactly
+/// that key; for a tenant already configured, the hash to add to its table instead (a second
+/// table of the same id would be refused); a bad tenant id is one error line.
+#[test]
+fn keys_new_prints_a_key_once_and_config_that_accepts_only_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = callscribe()
+        .args([
+            "keys",
+            "new",
+            "--tenant",
+            "acme",
+            "--max-concurrent-calls",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (key, toml) = stdout.split_once('\n').unwrap();
+    let cfg_path = dir.path().join("c.toml");
+    std::fs::write(&cfg_path, toml).unwrap();
+    let cfg = callscribe::config::Config::load(Some(&cfg_path)).expect("the printed table loads");
+    assert_eq!(cfg.tenants.len(), 1);
+    assert_eq!(cfg.tenants[0].max_concurrent_calls, 3);
+    let tenants = callscribe::server::auth::Tenants::new(&cfg.tenants).unwrap();
+    assert_eq!(
+        tenants.by_key(key).expect("the key authenticates").id,
+        "acme"
+    );
+    assert!(tenants.by_key(&format!("{key}x")).is_none());
+    assert!(!toml.contains(key));
+
+    // Again for the configured tenant: a hash to add, not a second table.
+    let out = callscribe()
+        .args(["--config", cfg_path.to_str().unwrap()])
+        .args(["keys", "new", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (second, rest) = stdout.split_once('\n').unwrap();
+    assert_ne!(second, key);
+    assert!(
+        rest.contains("already configured") && !rest.contains("[[tenants]]"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains(&callscribe::server::auth::key_hash(second)),
+        "{rest}"
+    );
+
+    let out = callscribe()
+        .args(["keys", "new", "--tenant", "acme corp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let errors = stderr_errors(&out);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("--tenant"), "{errors:?}");
+    assert!(out.stdout.is_empty(), "no key for a bad tenant");
+}
