@@ -96,6 +96,9 @@ impl CaptureArgs {
         if self.server.is_some() && !self.language.hotwords.is_empty() {
             anyhow::bail!("--hotwords apply to a call transcribed here; a server uses its own");
         }
+        if self.server.is_none() && self.connect.tls_given() {
+            anyhow::bail!("--tls-ca, --tls-cert and --tls-key apply with --server");
+        }
         let (name, device) = capture::find_input(self.device.as_deref())?;
         let request = CaptureRequest {
             channels: self.channels,

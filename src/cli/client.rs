@@ -41,7 +41,7 @@ impl Connection {
     /// TLS flag is given; https:// verifies the server against `--tls-ca`, else the public
     /// web CAs.
     pub fn new(server: &str, flags: &ConnectFlags) -> anyhow::Result<Self> {
-        let wants_tls = flags.tls_ca.is_some() || flags.tls_cert.is_some();
+        let wants_tls = flags.tls_given();
         let url = if server.contains("://") {
             server.to_owned()
         } else if wants_tls {

@@ -106,6 +106,14 @@ pub struct ConnectFlags {
     pub api_key: Option<String>,
 }
 
+impl ConnectFlags {
+    /// Whether a TLS flag is given. (Not the key: `$CALLSCRIBE_API_KEY` may be set for
+    /// other commands.)
+    pub fn tls_given(&self) -> bool {
+        self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some()
+    }
+}
+
 impl std::fmt::Debug for ConnectFlags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectFlags")
