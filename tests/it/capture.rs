@@ -861,3 +861,81 @@ fn list_devices_shows_the_card_with_its_default_and_supported_formats() {
         );
     }
 }
+
+/// `capture --server` to a server with mutual TLS and a tenant key: `--tls-ca`,
+/// `--tls-cert/--tls-key` and `--api-key` carry the call; the server's finals come back.
+#[test]
+fn server_mode_speaks_mutual_tls_with_an_api_key() {
+    use common::pki::{write, Ca, ServerFiles};
+    let (ca, clients) = (Ca::new("callscribe test CA"), Ca::new("clients CA"));
+    let files = ServerFiles::new(&ca.server(), Some(&clients));
+    let dir = files.dir.path();
+    let client = clients.client("desk-7.acme.example");
+    let config = write(
+        dir,
+        "callscribe.toml",
+        &format!(
+            "[server.tls]\ncert_path = {:?}\nkey_path = {:?}\nclient_ca_path = {:?}\n\n\
+             [[tenants]]\nid = \"acme\"\nkey_hashes = [{:?}]\nmax_concurrent_calls = 1\n",
+            files.cert(),
+            files.key(),
+            files.client_ca(),
+            callscribe::server::auth::key_hash("cs_desk_key"),
+        ),
+    );
+    let mut serve = callscribe()
+        .args(["--config", config.to_str().unwrap()])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(["--model", "tiny.en", "--language", "en"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve prints its address")
+            .expect("stdout reads");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_owned();
+        }
+    };
+    let (ca_pem, cert, key) = (
+        write(dir, "ca.pem", &ca.pem()),
+        write(dir, "client.pem", &client.cert_pem),
+        write(dir, "client.key", &client.key_pem),
+    );
+    let (_fx, out, _card) = capture_call(
+        "calls/en_half_44k_mono.wav",
+        Format::F32,
+        None,
+        &[
+            "--server",
+            &addr,
+            "--tls-ca",
+            ca_pem.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--api-key",
+            "cs_desk_key",
+            "--format",
+            "json",
+            "--call-id",
+            "desk-7-tls",
+        ],
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    let events = json_lines(&out.stdout);
+    let finals = json_finals(&events);
+    assert!(!finals.is_empty(), "{}", out.stdout);
+    assert!(
+        events.iter().any(|e| e.get("summary").is_some()),
+        "{}",
+        out.stdout
+    );
+}
