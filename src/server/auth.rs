@@ -349,21 +349,30 @@ impl Tenants {
 }
 
 /// The key a request carries: `authorization: Bearer <key>` (what Google-style clients send),
-/// else `x-api-key: <key>` (Riva-style).
+/// else `x-api-key: <key>` (Riva-style). An `authorization` of another scheme (a gateway's
+/// Basic credentials) does not hide an `x-api-key`; alone, it is malformed.
 fn presented_key(metadata: &tonic::metadata::MetadataMap) -> Result<&str, AuthError> {
-    if let Some(v) = metadata.get("authorization") {
+    let bearer = metadata.get("authorization").map(|v| {
         let v = v.to_str().map_err(|_| AuthError::Malformed)?.trim();
-        let (scheme, key) = v.split_once(' ').ok_or(AuthError::Malformed)?;
-        let key = key.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
-            return Err(AuthError::Malformed);
+        match v.split_once(' ') {
+            Some((scheme, key))
+                if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() =>
+            {
+                Ok(key.trim())
+            }
+            _ => Err(AuthError::Malformed),
         }
+    });
+    if let Some(Ok(key)) = bearer {
         return Ok(key);
     }
     match metadata.get("x-api-key").map(|v| v.to_str()) {
         Some(Ok(k)) if !k.trim().is_empty() => Ok(k.trim()),
         Some(_) => Err(AuthError::Malformed),
-        None => Err(AuthError::MissingKey),
+        None => match bearer {
+            Some(Err(e)) => Err(e),
+            _ => Err(AuthError::MissingKey),
+        },
     }
 }
 
@@ -620,6 +629,10 @@ mod tests {
             who(&metadata("authorization", "Basic k1")).unwrap_err(),
             AuthError::Malformed
         );
+        // A gateway's Basic credentials beside the key do not hide it.
+        let mut both = metadata("authorization", "Basic dXNlcjpwdw==");
+        both.insert("x-api-key", "k1".parse().unwrap());
+        assert_eq!(who(&both).unwrap(), "acme");
         let e = who(&metadata("x-api-key", "k3")).unwrap_err();
         assert_eq!(e, AuthError::UnknownKey);
         assert_eq!(e.code(), Code::Unauthenticated);
