@@ -266,7 +266,7 @@ pub async fn run(
         admission,
     } = admitted;
     let _admission = admission;
-    let ended = serve(&shared, setup, &caller, &mut inbound, tx).await;
+    let ended = run_to_end(&shared, setup, &caller, &mut inbound, tx).await;
     if !ended.adapter.is_empty() {
         record.adapter = ended.adapter;
     }
@@ -290,7 +290,7 @@ struct Ended {
 }
 
 /// The call from its acceptance to its last response.
-async fn serve(
+async fn run_to_end(
     shared: &Arc<Shared>,
     setup: CallSetup,
     caller: &Caller,
