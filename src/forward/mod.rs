@@ -36,8 +36,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Segments waiting for the intake thread. A final is a few hundred bytes and calls produce
-/// one every few seconds, so 4096 is minutes of a busy server's output: only a stalled disk
-/// fills it, and then `submit` writes to the spool itself rather than drop anything.
+/// one every few seconds, so 4096 is minutes of a busy server's output: only a spool that
+/// cannot be written (its disk full or failing) fills it. Then new segments are dropped from
+/// forwarding, counted and logged, rather than held without bound or left to stall the call
+/// that produced them: a call's finals always reach its client.
 pub const SUBMIT_QUEUE: usize = 4096;
 /// Most segments the intake thread commits in one transaction.
 const INTAKE_BATCH: usize = 256;
@@ -213,11 +215,15 @@ impl Forwarder {
                 self.inner.metrics.queue_depth.inc();
             }
             Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) => {
-                // The disk is behind by SUBMIT_QUEUE segments: write this one ourselves (after
-                // those queued, to keep the order) rather than drop it.
-                tracing::warn!("forward queue full; spooling on the caller's thread");
-                if let Err(e) = spool_queued(&self.inner, Some(r)) {
-                    tracing::error!("{e}");
+                let dropped = self.inner.metrics.dropped.inc() + 1;
+                if dropped == 1 || dropped.is_multiple_of(100) {
+                    tracing::error!(
+                        call_id = %r.segment.call_id,
+                        segment_id = %r.segment.segment_id,
+                        dropped,
+                        "the spool has not taken a segment for {SUBMIT_QUEUE} segments \
+                         (see the spool errors above); this one is not forwarded"
+                    );
                 }
             }
         }
@@ -325,19 +331,22 @@ impl Forwarder {
         }
         // Whatever the intake thread had not written yet.
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || spool_queued(&inner, None)).await;
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool_queued(&inner)).await {
+            tracing::error!("{e}; segments still queued are lost");
+        }
     }
 }
 
-/// Writes everything queued (and `extra` after it) to the spool in one commit, holding the
-/// queue so no other writer can slip in between: sequence numbers follow submission order.
-fn spool_queued(inner: &Inner, extra: Option<Spooled>) -> Result<usize, SpoolError> {
+/// Writes everything queued to the spool in one commit (at shutdown: the intake thread has
+/// stopped, and what it had not written goes now).
+fn spool_queued(inner: &Inner) -> Result<usize, SpoolError> {
     let queue = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-    // All of it (at most SUBMIT_QUEUE): `extra` must come after every queued segment.
-    let mut batch: Vec<Spooled> = queue.try_iter().collect();
-    let from_queue = batch.len();
-    batch.extend(extra);
-    write_batch(inner, &batch, from_queue)
+    let batch: Vec<Spooled> = queue.try_iter().collect();
+    let n = batch.len();
+    write_batch(inner, &batch, n).inspect_err(|_| {
+        inner.metrics.queue_depth.dec_by(n as i64);
+        inner.metrics.dropped.inc_by(n as u64);
+    })
 }
 
 fn write_batch(inner: &Inner, batch: &[Spooled], from_queue: usize) -> Result<usize, SpoolError> {
@@ -367,10 +376,19 @@ fn intake_loop(inner: &Inner) {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter().take(INTAKE_BATCH - 1));
                     let n = batch.len();
-                    // Retried until it works: the segments are only in memory.
+                    // Retried until it works (the segments are only in memory) or the
+                    // forwarder stops. Meanwhile the queue fills and `submit` drops what
+                    // does not fit; the calls themselves are not held up.
                     let mut delay = Duration::from_millis(100);
                     while let Err(e) = write_batch(inner, &batch, n) {
-                        tracing::error!("{e}; retrying in {delay:?}");
+                        inner.metrics.spool_errors.inc();
+                        if inner.shutdown.is_cancelled() {
+                            tracing::error!("{e}; stopping: {n} segments are not forwarded");
+                            inner.metrics.queue_depth.dec_by(n as i64);
+                            inner.metrics.dropped.inc_by(n as u64);
+                            break;
+                        }
+                        tracing::error!("{e}; {n} segments wait in memory, retrying in {delay:?}");
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }

@@ -19,10 +19,69 @@ use crate::stream::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tonic::{Status, Streaming};
 
-pub type ResponseTx = mpsc::Sender<Result<pb::StreamingTranscribeResponse, Status>>;
+type ResponseItem = Result<pb::StreamingTranscribeResponse, Status>;
+
+/// The call task's side of its response stream.
+pub struct ResponseTx {
+    tx: mpsc::Sender<ResponseItem>,
+    /// Ends the stream with a status ahead of the responses still queued: how a call ends
+    /// whose client stopped reading, as nothing queued behind them would ever reach it.
+    abort: Option<oneshot::Sender<Status>>,
+}
+
+/// The stream tonic sends to the client: the call's responses, or its abort status first.
+pub struct Responses {
+    rx: mpsc::Receiver<ResponseItem>,
+    abort: Option<oneshot::Receiver<Status>>,
+    ended: bool,
+}
+
+/// A call's response channel, `buffer` responses deep.
+pub fn responses(buffer: usize) -> (ResponseTx, Responses) {
+    let (tx, rx) = mpsc::channel(buffer);
+    let (abort_tx, abort_rx) = oneshot::channel();
+    (
+        ResponseTx {
+            tx,
+            abort: Some(abort_tx),
+        },
+        Responses {
+            rx,
+            abort: Some(abort_rx),
+            ended: false,
+        },
+    )
+}
+
+impl futures::Stream for Responses {
+    type Item = ResponseItem;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ResponseItem>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(abort) = self.abort.as_mut() {
+            match std::pin::Pin::new(abort).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                // The call ended without aborting: its responses, to the last.
+                Poll::Ready(Err(_)) => self.abort = None,
+                Poll::Pending => {}
+            }
+        }
+        self.rx.poll_recv(cx)
+    }
+}
 
 /// A validated call, ready to run.
 pub struct CallSetup {
@@ -137,13 +196,26 @@ struct Call<'a> {
     outputs: Vec<CallOutput>,
 }
 
-/// The client went away: nothing more can be delivered.
-struct Gone;
+/// Nothing more can be delivered to the client.
+enum Gone {
+    /// It went away.
+    Vanished,
+    /// It stopped reading: a response waited `server.send_timeout_ms` for room.
+    Stalled,
+}
 
 impl Call<'_> {
     async fn send(&mut self, report: CallReport) -> Result<(), Gone> {
         let msg = report_to_proto(&self.call_id, report);
-        self.tx.send(Ok(msg)).await.map_err(|_| Gone)
+        self.send_item(Ok(msg)).await
+    }
+
+    async fn send_item(&mut self, item: ResponseItem) -> Result<(), Gone> {
+        let limit = Duration::from_millis(self.shared.settings.server.send_timeout_ms);
+        match tokio::time::timeout(limit, self.tx.tx.send(item)).await {
+            Ok(sent) => sent.map_err(|_| Gone::Vanished),
+            Err(_) => Err(Gone::Stalled),
+        }
     }
 
     /// Sends the speech events the audio path produced.
@@ -259,7 +331,7 @@ pub async fn run(
             started_at_unix_ms: setup.started_at_unix_ms,
         };
         // Suggestions go to the client as responses of their own, beside the finals.
-        let listener = Listener::channel(&tx, move |s| {
+        let listener = Listener::channel(&tx.tx, move |s| {
             Ok(report_to_proto(&id, CallReport::Suggestion(s.clone())))
         });
         CallForwarding::new(f, context, listener)
@@ -267,7 +339,7 @@ pub async fn run(
     let driver = match CallDriver::new(&loaded.pool, setup.driver_setup(&shared)) {
         Ok(d) => d,
         Err(e) => {
-            let _ = tx.send(Err(invalid(e))).await;
+            let _ = tx.tx.send(Err(invalid(e))).await;
             return;
         }
     };
@@ -287,7 +359,7 @@ pub async fn run(
             accepted,
         )),
     };
-    if call.tx.send(Ok(echo)).await.is_err() {
+    if call.send_item(Ok(echo)).await.is_err() {
         return;
     }
     tracing::info!(parent: &span, channels, %dialect, "call accepted");
@@ -297,19 +369,40 @@ pub async fn run(
     }
     let outcome = drive(&mut call, &mut inbound).await;
     match outcome {
-        Err(Gone) => {
+        Err(Gone::Vanished) => {
             tracing::info!(parent: &span, "client went away; call dropped");
         }
+        Err(Gone::Stalled) => call.stalled(&span),
         Ok(status) => {
             let summary = call.driver.summary();
             tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
-            if call.send(CallReport::Summary(summary)).await.is_ok() {
-                if let Some(status) = status {
-                    tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
-                    shared.metrics.error(&status);
-                    let _ = call.tx.send(Err(status)).await;
-                }
+            let mut sent = call.send(CallReport::Summary(summary)).await;
+            if let (Ok(()), Some(status)) = (&sent, status) {
+                tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
+                shared.metrics.error(&status);
+                sent = call.send_item(Err(status)).await;
             }
+            if let Err(Gone::Stalled) = sent {
+                call.stalled(&span);
+            }
+        }
+    }
+}
+
+impl Call<'_> {
+    /// Ends the call of a client that stopped reading: the status goes ahead of the
+    /// responses it never took, and the call's slot is freed as this task ends.
+    fn stalled(&mut self, span: &tracing::Span) {
+        let status = Status::resource_exhausted(format!(
+            "the client read no response for {} ms (server.send_timeout_ms) while {} \
+             responses waited; the call was ended",
+            self.shared.settings.server.send_timeout_ms,
+            super::RESPONSE_BUFFER
+        ));
+        tracing::warn!(parent: span, "{}", status.message());
+        self.shared.metrics.error(&status);
+        if let Some(abort) = self.tx.abort.take() {
+            let _ = abort.send(status);
         }
     }
 }
@@ -342,7 +435,7 @@ async fn drive(
         let mut stop: Option<Ending> = None;
         tokio::select! {
             biased;
-            () = call.tx.closed() => return Err(Gone),
+            () = call.tx.tx.closed() => return Err(Gone::Vanished),
             Some(done) = call.driver.next() => call.completed(done).await?,
             () = shutdown.cancelled(), if ending.is_none() => {
                 stop = Some(Ending::Fail(Status::unavailable(
@@ -354,7 +447,7 @@ async fn drive(
                 match msg {
                     Ok(None) => stop = Some(Ending::Complete),
                     // A reset stream or broken connection: nobody is left to answer.
-                    Err(s) if is_disconnect(&s) => return Err(Gone),
+                    Err(s) if is_disconnect(&s) => return Err(Gone::Vanished),
                     Err(s) => stop = Some(Ending::Fail(s)),
                     Ok(Some(req)) => match req.request {
                         Some(pb::streaming_transcribe_request::Request::Audio(audio)) => {

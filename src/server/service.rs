@@ -1,7 +1,7 @@
 //! The `callscribe.v1.Transcription` service: admission, first-message validation, and the
 //! hand-off of each call to its own task ([`super::call`]).
 
-use super::call::{self, ResponseTx};
+use super::call;
 use super::{Loaded, Shared};
 use crate::audio::codec;
 use crate::audio::decode::decode_bytes;
@@ -16,8 +16,7 @@ use crate::proto::v1::transcription_server::Transcription;
 use crate::stream::FinalReport;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct TranscriptionService {
@@ -102,9 +101,9 @@ impl Transcription for TranscriptionService {
             Err(s) => return self.fail(s),
         };
         let permit = self.admit()?;
-        let (tx, rx): (ResponseTx, _) = mpsc::channel(RESPONSE_BUFFER);
+        let (tx, responses) = call::responses(RESPONSE_BUFFER);
         tokio::spawn(call::run(self.shared.clone(), setup, inbound, tx, permit));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn transcribe(
