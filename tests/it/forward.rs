@@ -188,17 +188,34 @@ fn grpc_sink(addr: SocketAddr) -> SinkConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_downstream_stopped_mid_stream_and_restarted_gets_every_segment_in_order() {
-    let dir = tempfile::tempdir().unwrap();
+/// A lookup service on a free loopback port (its address, and its stop and join handles),
+/// and a forwarder with its spool in `dir` delivering to it.
+async fn forwarding_to_a_lookup_service(
+    dir: &Path,
+) -> (
+    Downstream,
+    SocketAddr,
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    Forwarder,
+) {
     let addr = free_addr();
     let downstream = Downstream::new();
-    let (stop, server) = serve(downstream.clone(), addr).await;
+    let server = serve(downstream.clone(), addr).await;
     let fwd = Forwarder::start(
-        config(&dir.path().join("spool.redb"), vec![grpc_sink(addr)]),
+        config(&dir.join("spool.redb"), vec![grpc_sink(addr)]),
         ForwardMetrics::new(),
     )
     .unwrap();
+    (downstream, addr, server, fwd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_downstream_stopped_mid_stream_and_restarted_gets_every_segment_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (downstream, addr, (stop, server), fwd) = forwarding_to_a_lookup_service(dir.path()).await;
     for seq in 0..10 {
         fwd.submit(segment("call-a", seq, "parcel late"));
         fwd.submit(segment("call-b", seq, "charged twice"));
@@ -241,14 +258,7 @@ async fn grpc_downstream_stopped_mid_stream_and_restarted_gets_every_segment_in_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_the_downstream_calls_invalid_is_dead_lettered_and_the_rest_flow() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let downstream = Downstream::new();
-    let (stop, server) = serve(downstream.clone(), addr).await;
-    let fwd = Forwarder::start(
-        config(&dir.path().join("spool.redb"), vec![grpc_sink(addr)]),
-        ForwardMetrics::new(),
-    )
-    .unwrap();
+    let (downstream, _, (stop, server), fwd) = forwarding_to_a_lookup_service(dir.path()).await;
     for seq in 0..5 {
         let text = if seq == 2 { "INVALID text" } else { "fine" };
         fwd.submit(segment("call-x", seq, text));
@@ -889,7 +899,7 @@ async fn serve_killed_mid_call_delivers_every_final_the_client_got_after_restart
     downstream.unavailable.store(true, Ordering::SeqCst);
     let (stop, server) = serve(downstream.clone(), lookup).await;
 
-    let (mut child, addr, log) = start_serve(&cfg, false);
+    let (mut child, addr, _) = start_serve(&cfg, false);
     let (config, chunks) = call_audio(
         &common::fixture("calls/en_call_16k.wav"),
         "killed",
