@@ -83,6 +83,10 @@ impl futures::Stream for Responses {
     }
 }
 
+/// Longest a final waits for the spool before going to the client anyway (a commit takes
+/// milliseconds; a disk that stalls must not hold finals back).
+const SPOOL_WAIT: Duration = Duration::from_secs(1);
+
 /// A validated call, ready to run.
 pub struct CallSetup {
     pub call_id: String,
@@ -191,7 +195,7 @@ struct Call<'a> {
     call_id: String,
     driver: CallDriver<'a>,
     tx: ResponseTx,
-    /// Where the call's finals go after they are sent; `None`: nowhere.
+    /// Where the call's finals go (spooled before each is sent); `None`: nowhere.
     forwarding: Option<CallForwarding>,
     outputs: Vec<CallOutput>,
 }
@@ -253,11 +257,15 @@ impl Call<'_> {
         let Some(output) = done.output else {
             return Ok(());
         };
+        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, &output) {
+            // On disk before the client has it: a final the client got survives a crash.
+            forwarding
+                .forward_final(self.driver.language(), f)
+                .written(SPOOL_WAIT)
+                .await;
+        }
         self.send(CallReport::output(&self.call_id, &output))
             .await?;
-        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, &output) {
-            forwarding.final_delivered(self.driver.language(), f);
-        }
         match &output {
             CallOutput::Final(f) => {
                 self.shared.metrics.result("final");

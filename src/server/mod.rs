@@ -173,7 +173,7 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
-    /// Where finals go after they are sent (knowledge lookup); none = nowhere.
+    /// Where finals go (knowledge lookup; each spooled before its client gets it); none = nowhere.
     pub forwarder: Option<crate::forward::Forwarder>,
     /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
     /// finish with the adapter they began with.
