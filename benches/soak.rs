@@ -241,13 +241,18 @@ fn main() {
         if let (Some(f), Some(l)) = (after.first(), after.last()) {
             let xs: Vec<f64> = after.iter().map(|s| s.0 / 3600.0).collect();
             let ys: Vec<f64> = after.iter().map(|s| s.1).collect();
+            let half = xs.len() / 2;
             println!(
-                "after warm-up ({} samples): RSS {:.1} → {:.1} MiB (max {:.1}), slope {:+.2} MiB/hour; fds {} → {}; threads {} → {}",
+                "after warm-up ({} samples): RSS {:.1} → {:.1} MiB (max {:.1}), slope {:+.2} MiB/hour; \
+                 second half {:.1} → {:.1} MiB, slope {:+.2} MiB/hour; fds {} → {}; threads {} → {}",
                 after.len(),
                 f.1,
                 l.1,
                 ys.iter().copied().fold(f64::MIN, f64::max),
                 slope(&xs, &ys),
+                ys[half],
+                l.1,
+                slope(&xs[half..], &ys[half..]),
                 f.2,
                 l.2,
                 f.3,
@@ -271,23 +276,51 @@ fn report(finals: &[(u32, u64, u64)], copies: usize, copy_ms: u64) {
     };
     // The second copy, not the first: the first starts from a fresh detector, every later one
     // follows the same recording's end, so from the second on each copy should segment alike.
-    let (first, last) = (in_copy(1.min(copies - 2)), in_copy(copies - 1));
-    let mut worst = 0u64;
-    let mut matched = 0;
-    for f in &last {
-        if let Some(g) = first
-            .iter()
-            .filter(|g| g.0 == f.0)
-            .min_by_key(|g| g.1.abs_diff(f.1))
-        {
-            matched += 1;
-            worst = worst.max(g.1.abs_diff(f.1)).max(g.2.abs_diff(f.2));
+    let reference = in_copy(1.min(copies - 2));
+    // Per later copy: how far its finals lie from the reference's (signed, ms), start and end.
+    let mut drift: Vec<(f64, f64)> = Vec::new();
+    let mut worst = (0u64, 0u64);
+    let mut last_copy = (0usize, 0u64, 0u64);
+    for k in 2..copies {
+        let copy = in_copy(k);
+        let (mut starts, mut ends) = (Vec::new(), Vec::new());
+        for f in &copy {
+            if let Some(g) = reference
+                .iter()
+                .filter(|g| g.0 == f.0)
+                .min_by_key(|g| g.1.abs_diff(f.1))
+            {
+                starts.push(f.1 as i64 - g.1 as i64);
+                ends.push(f.2 as i64 - g.2 as i64);
+            }
         }
+        if starts.is_empty() {
+            continue;
+        }
+        let max_start = starts.iter().map(|d| d.unsigned_abs()).max().unwrap_or(0);
+        let max_end = ends.iter().map(|d| d.unsigned_abs()).max().unwrap_or(0);
+        worst = (worst.0.max(max_start), worst.1.max(max_end));
+        starts.sort_unstable();
+        drift.push((
+            (k as u64 * copy_ms) as f64 / 3_600_000.0,
+            starts[starts.len() / 2] as f64,
+        ));
+        last_copy = (starts.len(), max_start, max_end);
     }
+    let (xs, ys): (Vec<f64>, Vec<f64>) = drift.iter().copied().unzip();
     println!(
-        "finals: {} in all; second copy {}, last copy {}, matched {matched}; largest start/end difference, last copy vs the second: {worst} ms",
+        "finals: {} in all, {} in the reference (second) copy; last copy: {} matched, largest difference start {} ms, end {} ms; \
+         over all {} later copies: largest start {} ms, end {} ms; median start offset per copy: trend {:+.1} ms/hour, range {:.0}..{:.0} ms",
         finals.len(),
-        first.len(),
-        last.len()
+        reference.len(),
+        last_copy.0,
+        last_copy.1,
+        last_copy.2,
+        drift.len(),
+        worst.0,
+        worst.1,
+        if xs.len() > 1 { slope(&xs, &ys) } else { 0.0 },
+        ys.iter().copied().fold(f64::MAX, f64::min),
+        ys.iter().copied().fold(f64::MIN, f64::max),
     );
 }

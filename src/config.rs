@@ -117,6 +117,10 @@ impl Config {
             .validate()
             .and_then(|()| cfg.server.validate())
             .and_then(|()| cfg.forward.validate())
+            .and_then(|()| cfg.decode.validate())
+            .and_then(|()| {
+                crate::engine::check_hotwords("dialects.hotwords", &cfg.dialects.hotwords)
+            })
             .and_then(|()| {
                 Tenants::new(&cfg.tenants)
                     .map(drop)
@@ -251,6 +255,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("endpiont"), "{e}");
+    }
+
+    /// The prompt and hotwords go to whisper.cpp as C strings: whisper-rs panics on a NUL.
+    #[test]
+    fn a_nul_in_the_prompt_or_a_hotword_is_an_error_naming_the_setting() {
+        for (toml, setting) in [
+            (
+                "[decode]\ninitial_prompt = \"a\\u0000b\"\n",
+                "decode.initial_prompt",
+            ),
+            (
+                "[[decode.hotwords]]\nterm = \"ok\"\n[[decode.hotwords]]\nterm = \"x\\u0000\"\n",
+                "decode.hotwords[1].term",
+            ),
+            (
+                "[[dialects.hotwords]]\nterm = \"\\u0000\"\n",
+                "dialects.hotwords[0].term",
+            ),
+        ] {
+            let e = Config::from_toml(Path::new("c.toml"), toml)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(setting) && e.contains("NUL"), "{toml}: {e}");
+        }
     }
 
     #[test]

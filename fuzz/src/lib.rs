@@ -17,12 +17,10 @@ use callscribe::dialect::{Dialects, DialectsConfig, Normaliser, Profile};
 use callscribe::engine::{DecodeConfig, ModelInfo};
 use callscribe::model::ct2::Ct2Model;
 use callscribe::model::ggml;
-use callscribe::model::silero::{
-    ConvWeights, SileroWeights, BINS, ENCODER, FFT, GATES, HIDDEN, TAPS,
-};
 use callscribe::plan::CallPlan;
 use callscribe::proto::convert;
 use callscribe::proto::v1 as pb;
+use callscribe::segment::silero::synthetic_weights;
 use callscribe::segment::{SileroModel, Vad, VadConfig};
 use callscribe::stream::{CallEvent, CallFormat, LiveCall, StreamError};
 use prost::Message;
@@ -60,35 +58,11 @@ pub fn wav(data: &[u8]) -> Outcome {
     Ok(())
 }
 
-/// Weights with Silero's shapes and small pseudo-random values: the segmenter's code runs as
-/// with the real network, whatever it makes of the audio.
+/// The segmenter on [`synthetic_weights`]: its code runs as with the real network.
 fn synthetic_vad() -> &'static Vad {
     static VAD: OnceLock<Vad> = OnceLock::new();
     VAD.get_or_init(|| {
-        let mut seed = 0x9e37_79b9u32;
-        let mut values = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.2
-                })
-                .collect()
-        };
-        let basis = values(2 * BINS * FFT);
-        let encoder = ENCODER.each_ref().map(|spec| ConvWeights {
-            weight: values(spec.outputs * spec.inputs * TAPS),
-            bias: values(spec.outputs),
-        });
-        let weights = SileroWeights {
-            basis,
-            encoder,
-            weight_ih: values(GATES * HIDDEN),
-            weight_hh: values(GATES * HIDDEN),
-            bias_ih: values(GATES),
-            bias_hh: values(GATES),
-            decoder_weight: values(HIDDEN),
-            decoder_bias: values(1)[0],
-        };
+        let weights = synthetic_weights();
         // A low threshold so that the synthetic network's scores open utterances.
         let config = VadConfig {
             threshold: 0.3,

@@ -135,7 +135,8 @@ impl<F: FnMut(&CallReport) -> std::io::Result<()>> Reports<'_, F> {
     fn output(&mut self, o: &CallOutput) -> std::io::Result<()> {
         (self.report)(&CallReport::output(&self.call_id, o))?;
         if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, o) {
-            forwarding.final_delivered(self.language.as_deref(), f);
+            // Printed here already; nobody else holds the final for a crash to strand.
+            drop(forwarding.forward_final(self.language.as_deref(), f));
         }
         Ok(())
     }

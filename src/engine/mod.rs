@@ -91,6 +91,13 @@ impl Default for DecodeConfig {
 }
 
 impl DecodeConfig {
+    /// Checks the text that reaches whisper.cpp as C strings (the prompt and the hotwords,
+    /// which the prompt may carry): a NUL byte cannot go there.
+    pub fn validate(&self) -> Result<(), String> {
+        check_c_text("decode.initial_prompt", self.initial_prompt.as_deref())?;
+        check_hotwords("decode.hotwords", &self.hotwords)
+    }
+
     /// The settings of an interim re-decode: speed over polish (no temperature fallback, no
     /// word times, a fitted window); the final decode of the utterance follows anyway.
     pub fn for_interim(&self) -> Self {
@@ -150,6 +157,24 @@ pub fn resolve_language(model: &ModelInfo, language: &str) -> Result<Option<Stri
         return Err(EngineError::UnknownLanguage(lang));
     }
     Ok(Some(lang))
+}
+
+/// `text` (the setting `name`) can go to whisper.cpp as a C string.
+pub fn check_c_text(name: &str, text: Option<&str>) -> Result<(), String> {
+    match text {
+        Some(t) if t.contains('\0') => Err(format!(
+            "{name} contains a NUL character (whisper takes it as a C string)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Each hotword's term can go to whisper.cpp (see [`check_c_text`]).
+pub fn check_hotwords(name: &str, hotwords: &[Hotword]) -> Result<(), String> {
+    hotwords
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, h)| check_c_text(&format!("{name}[{i}].term"), Some(&h.term)))
 }
 
 /// Whether whisper has a language token `code`. A code with a NUL byte (a request's

@@ -7,7 +7,7 @@
 //! response, a printed line) in the [`Listener`] it passes.
 
 use super::segment::{unix_ms_now, ForwardSegment};
-use super::{Forwarder, Listener};
+use super::{Forwarder, Listener, Spooling};
 use crate::stream::FinalOutput;
 
 /// What forwarding needs to know of a call besides its finals.
@@ -49,8 +49,10 @@ impl CallForwarding {
         }
     }
 
-    /// Forwards a final the call has delivered; `language` is the call's as last decoded.
-    pub fn final_delivered(&self, language: Option<&str>, f: &FinalOutput) {
+    /// Forwards a final of the call, in order; `language` is the call's as last decoded. A
+    /// front door that promises its client's finals survive a crash waits on the returned
+    /// [`Spooling`] before sending the final.
+    pub fn forward_final(&self, language: Option<&str>, f: &FinalOutput) -> Spooling {
         let call_id = &self.call.call_id;
         let estimate = self
             .call
@@ -71,7 +73,7 @@ impl CallForwarding {
                 self.forwarder.call_started_at(call_id, estimate),
             )
             .with_tenant(&self.call.tenant),
-        );
+        )
     }
 }
 
@@ -123,8 +125,12 @@ mod tests {
             };
             CallForwarding::new(&fwd, context, Listener::new(|_| true))
         };
-        call("given", Some(1_700_000_000_000)).final_delivered(Some("yue"), &final_output(""));
-        call("estimated", None).final_delivered(None, &final_output("putonghua"));
+        let given =
+            call("given", Some(1_700_000_000_000)).forward_final(Some("yue"), &final_output(""));
+        // Told once the final is on disk, which is when a live call sends it to its client.
+        assert!(given.written(Duration::from_secs(10)).await);
+        assert_eq!(fwd.metrics().spooled.get(), 1);
+        call("estimated", None).forward_final(None, &final_output("putonghua"));
         assert!(fwd.flush(Duration::from_secs(10)).await);
         fwd.shutdown().await;
         let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)

@@ -24,6 +24,10 @@ pub struct ForwardMetrics {
     pub delivered: Family<SinkLabel, Counter>,
     pub retried: Family<SinkLabel, Counter>,
     pub dead_lettered: Family<SinkLabel, Counter>,
+    /// Segments never spooled: the queue was full because the spool could not be written.
+    pub dropped: Counter,
+    /// Spool writes that failed (disk full, unwritable, I/O errors); each is retried.
+    pub spool_errors: Counter,
 }
 
 impl Default for ForwardMetrics {
@@ -71,8 +75,23 @@ impl ForwardMetrics {
             "Segments a downstream rejected as invalid, parked in the dead-letter table",
             dead_lettered.clone(),
         );
+        let dropped = Counter::default();
+        r.register(
+            "dropped",
+            "Final segments not forwarded because the spool could not take them in time \
+             (its disk full or failing while the in-memory queue filled)",
+            dropped.clone(),
+        );
+        let spool_errors = Counter::default();
+        r.register(
+            "spool_errors",
+            "Spool writes that failed (disk full, unwritable); the segments stay queued and are retried",
+            spool_errors.clone(),
+        );
         Self {
             registry: Arc::new(r),
+            dropped,
+            spool_errors,
             queue_depth,
             spooled,
             pending,

@@ -37,8 +37,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Segments waiting for the intake thread. A final is a few hundred bytes and calls produce
-/// one every few seconds, so 4096 is minutes of a busy server's output: only a stalled disk
-/// fills it, and then `submit` writes to the spool itself rather than drop anything.
+/// one every few seconds, so 4096 is minutes of a busy server's output: only a spool that
+/// cannot be written (its disk full or failing) fills it. Then new segments are dropped from
+/// forwarding, counted and logged, rather than held without bound or left to stall the call
+/// that produced them: a call's finals always reach its client.
 pub const SUBMIT_QUEUE: usize = 4096;
 /// Most segments the intake thread commits in one transaction.
 const INTAKE_BATCH: usize = 256;
@@ -102,8 +104,10 @@ impl Listener {
 
 struct Inner {
     config: ForwardConfig,
-    intake: SyncSender<Spooled>,
-    queue: Mutex<Receiver<Spooled>>,
+    intake: SyncSender<Queued>,
+    queue: Mutex<Receiver<Queued>>,
+    /// Set while spool writes fail: callers stop waiting for them (see [`Spooling`]).
+    spool_failing: std::sync::atomic::AtomicBool,
     spool: Arc<Spool>,
     sink_names: Vec<String>,
     wake: Vec<Arc<Notify>>,
@@ -111,6 +115,38 @@ struct Inner {
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
     calls: Mutex<CallMemory>,
     shutdown: CancellationToken,
+}
+
+/// A segment on its way to the intake thread, with whom to tell once it is on disk.
+struct Queued {
+    record: Spooled,
+    written: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A submitted segment on its way to the spool. A live call waits for it before sending the
+/// final to its client, so that a final the client has is one the spool has: a crash after
+/// the send loses nothing. The wait is bounded, and skipped while the spool is failing: a
+/// full or broken disk never holds a final back from its client for long.
+pub struct Spooling {
+    on_disk: Option<tokio::sync::oneshot::Receiver<()>>,
+    inner: Arc<Inner>,
+}
+
+impl Spooling {
+    /// Waits until the segment is on disk, at most `limit`; whether it is.
+    pub async fn written(self, limit: Duration) -> bool {
+        let Some(on_disk) = self.on_disk else {
+            return false;
+        };
+        if self
+            .inner
+            .spool_failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return false;
+        }
+        matches!(tokio::time::timeout(limit, on_disk).await, Ok(Ok(())))
+    }
 }
 
 /// The forwarding stage. Cheap to clone.
@@ -147,6 +183,7 @@ impl Forwarder {
             config,
             intake,
             queue: Mutex::new(queue),
+            spool_failing: std::sync::atomic::AtomicBool::new(false),
             spool,
             sink_names,
             metrics,
@@ -200,25 +237,42 @@ impl Forwarder {
     }
 
     /// Queues a final segment for every sink. Never waits on a downstream; the previous
-    /// segments of the same call go along as context.
-    pub fn submit(&self, segment: ForwardSegment) {
+    /// segments of the same call go along as context. The returned [`Spooling`] says when the
+    /// segment is on disk.
+    pub fn submit(&self, segment: ForwardSegment) -> Spooling {
         let context = self
             .inner
             .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remember(&segment, self.inner.config.context_segments);
-        let record = Spooled { segment, context };
-        match self.inner.intake.try_send(record) {
+        let (written, on_disk) = tokio::sync::oneshot::channel();
+        let queued = Queued {
+            record: Spooled { segment, context },
+            written: Some(written),
+        };
+        match self.inner.intake.try_send(queued) {
             Ok(()) => {
                 self.inner.metrics.queue_depth.inc();
+                Spooling {
+                    on_disk: Some(on_disk),
+                    inner: self.inner.clone(),
+                }
             }
-            Err(TrySendError::Full(r) | TrySendError::Disconnected(r)) => {
-                // The disk is behind by SUBMIT_QUEUE segments: write this one ourselves (after
-                // those queued, to keep the order) rather than drop it.
-                tracing::warn!("forward queue full; spooling on the caller's thread");
-                if let Err(e) = spool_queued(&self.inner, Some(r)) {
-                    tracing::error!("{e}");
+            Err(TrySendError::Full(q) | TrySendError::Disconnected(q)) => {
+                let dropped = self.inner.metrics.dropped.inc() + 1;
+                if dropped == 1 || dropped.is_multiple_of(100) {
+                    tracing::error!(
+                        call_id = %q.record.segment.call_id,
+                        segment_id = %q.record.segment.segment_id,
+                        dropped,
+                        "the spool has not taken a segment for {SUBMIT_QUEUE} segments \
+                         (see the spool errors above); this one is not forwarded"
+                    );
+                }
+                Spooling {
+                    on_disk: None,
+                    inner: self.inner.clone(),
                 }
             }
         }
@@ -326,28 +380,41 @@ impl Forwarder {
         }
         // Whatever the intake thread had not written yet.
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || spool_queued(&inner, None)).await;
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool_queued(&inner)).await {
+            tracing::error!("{e}; segments still queued are lost");
+        }
     }
 }
 
-/// Writes everything queued (and `extra` after it) to the spool in one commit, holding the
-/// queue so no other writer can slip in between: sequence numbers follow submission order.
-fn spool_queued(inner: &Inner, extra: Option<Spooled>) -> Result<usize, SpoolError> {
+/// Writes everything queued to the spool in one commit (at shutdown: the intake thread has
+/// stopped, and what it had not written goes now).
+fn spool_queued(inner: &Inner) -> Result<usize, SpoolError> {
     let queue = inner.queue.lock().unwrap_or_else(|e| e.into_inner());
-    // All of it (at most SUBMIT_QUEUE): `extra` must come after every queued segment.
-    let mut batch: Vec<Spooled> = queue.try_iter().collect();
-    let from_queue = batch.len();
-    batch.extend(extra);
-    write_batch(inner, &batch, from_queue)
+    let mut batch: Vec<Queued> = queue.try_iter().collect();
+    let n = batch.len();
+    write_batch(inner, &mut batch).inspect_err(|_| {
+        inner.metrics.queue_depth.dec_by(n as i64);
+        inner.metrics.dropped.inc_by(n as u64);
+    })
 }
 
-fn write_batch(inner: &Inner, batch: &[Spooled], from_queue: usize) -> Result<usize, SpoolError> {
+/// Writes `batch` to the spool in one commit; then tells each segment's submitter.
+fn write_batch(inner: &Inner, batch: &mut [Queued]) -> Result<usize, SpoolError> {
     if batch.is_empty() {
         return Ok(0);
     }
-    inner.spool.append(batch, &inner.sink_names)?;
-    inner.metrics.queue_depth.dec_by(from_queue as i64);
+    let records: Vec<Spooled> = batch.iter().map(|q| q.record.clone()).collect();
+    inner.spool.append(&records, &inner.sink_names)?;
+    inner
+        .spool_failing
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    inner.metrics.queue_depth.dec_by(batch.len() as i64);
     inner.metrics.spooled.inc_by(batch.len() as u64);
+    for q in batch.iter_mut() {
+        if let Some(w) = q.written.take() {
+            let _ = w.send(());
+        }
+    }
     for (name, wake) in inner.sink_names.iter().zip(&inner.wake) {
         inner
             .metrics
@@ -368,10 +435,22 @@ fn intake_loop(inner: &Inner) {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter().take(INTAKE_BATCH - 1));
                     let n = batch.len();
-                    // Retried until it works: the segments are only in memory.
+                    // Retried until it works (the segments are only in memory) or the
+                    // forwarder stops. Meanwhile the queue fills and `submit` drops what
+                    // does not fit; the calls themselves are not held up.
                     let mut delay = Duration::from_millis(100);
-                    while let Err(e) = write_batch(inner, &batch, n) {
-                        tracing::error!("{e}; retrying in {delay:?}");
+                    while let Err(e) = write_batch(inner, &mut batch) {
+                        inner.metrics.spool_errors.inc();
+                        inner
+                            .spool_failing
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        if inner.shutdown.is_cancelled() {
+                            tracing::error!("{e}; stopping: {n} segments are not forwarded");
+                            inner.metrics.queue_depth.dec_by(n as i64);
+                            inner.metrics.dropped.inc_by(n as u64);
+                            break;
+                        }
+                        tracing::error!("{e}; {n} segments wait in memory, retrying in {delay:?}");
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }

@@ -20,6 +20,7 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 const SEGMENTS: TableDefinition<u64, &str> = TableDefinition::new("segments");
 const PENDING: TableDefinition<(&str, u64), ()> = TableDefinition::new("pending");
@@ -56,7 +57,8 @@ pub struct SpoolStatus {
 }
 
 pub struct Spool {
-    db: Database,
+    /// `None` after an I/O error closed it and reopening has not worked yet.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
 }
 
@@ -76,6 +78,15 @@ pub fn decode_dead_entry(json: &str) -> Result<(String, i64), serde_json::Error>
     ))
 }
 
+/// Closes a database handle. After a failed write redb's `Drop` writes too, and in redb 2.6
+/// can panic on the state the failure left: contained, as the handle is being discarded
+/// anyway and the next open repairs the file.
+fn close(db: Option<Database>) {
+    if let Err(panic) = crate::runtime::contain(move || drop(db)) {
+        tracing::debug!("closing the spool after an I/O error: {panic}");
+    }
+}
+
 impl Spool {
     /// Opens (or creates) the spool file; after a crash redb repairs it here.
     pub fn open(path: &Path) -> Result<Self, SpoolError> {
@@ -85,14 +96,11 @@ impl Spool {
                 message: e.to_string(),
             })?;
         }
-        let db = Database::create(path).map_err(|e| SpoolError {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
         let spool = Spool {
-            db,
+            db: RwLock::new(None),
             path: path.to_owned(),
         };
+        spool.reopen()?;
         // Create the tables so that readers never meet a missing one.
         spool.write(Durability::Immediate, |txn| {
             txn.open_table(SEGMENTS)?;
@@ -116,16 +124,75 @@ impl Spool {
         }
     }
 
+    /// (Re)opens the database file. redb refuses every transaction after a failed write
+    /// ("previous I/O error") until the database is closed and opened again, which is also
+    /// when it repairs the file: a full or failing disk that recovers is used again without a
+    /// restart.
+    fn reopen(&self) -> Result<(), SpoolError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // The old handle must be closed first: redb allows one open handle per file.
+        close(db.take());
+        // Opening repairs the file after a failed write, which writes too: on a disk still
+        // full it fails (or, in redb 2.6, can panic on a page it never wrote); contained,
+        // it is tried again at the next use.
+        let opened = crate::runtime::contain(|| Database::create(&self.path))
+            .map_err(|panic| self.err(format!("reopening after an I/O error failed: {panic}")))?;
+        *db = Some(opened.map_err(|e| self.err(e))?);
+        Ok(())
+    }
+
+    /// The open database, reopening it first if an I/O error closed it.
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, SpoolError> {
+        {
+            let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+            if db.is_some() {
+                return Ok(db);
+            }
+        }
+        self.reopen()?;
+        Ok(self.db.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on the database; an I/O error closes it, so that the next call reopens it.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, SpoolError> {
+        let result = {
+            let guard = self.db()?;
+            let db = guard.as_ref().ok_or_else(|| self.err("not open"))?;
+            // redb 2.6 can panic inside a transaction that follows a failed write (an
+            // `unwrap` in its table tree): contained, and handled as the I/O error it is.
+            crate::runtime::contain(|| f(db))
+        };
+        let failed = |message: String| {
+            close(self.db.write().unwrap_or_else(|e| e.into_inner()).take());
+            self.err(message)
+        };
+        match result {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e @ (redb::Error::Io(_) | redb::Error::PreviousIo))) => {
+                Err(failed(e.to_string()))
+            }
+            Ok(Err(e)) => Err(self.err(e)),
+            Err(panic) => Err(failed(format!(
+                "the database failed after an I/O error: {panic}"
+            ))),
+        }
+    }
+
     fn write<T>(
         &self,
         durability: Durability,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, SpoolError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        txn.set_durability(durability);
-        let out = f(&txn).map_err(|e| self.err(e))?;
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(out)
+        self.with_db(|db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability);
+            let out = f(&txn)?;
+            txn.commit()?;
+            Ok(out)
+        })
     }
 
     /// Appends records pending for every one of `sinks`, in one durable commit (one fsync
@@ -158,25 +225,26 @@ impl Spool {
 
     /// The oldest `limit` records pending for `sink`, in sequence order.
     pub fn pending(&self, sink: &str, limit: usize) -> Result<Vec<(u64, Spooled)>, SpoolError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let pending = txn.open_table(PENDING).map_err(|e| self.err(e))?;
-        let segments = txn.open_table(SEGMENTS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in pending
-            .range((sink, 0)..=(sink, u64::MAX))
-            .map_err(|e| self.err(e))?
-            .take(limit)
-        {
-            let (key, _) = item.map_err(|e| self.err(e))?;
-            let seq = key.value().1;
-            let Some(json) = segments.get(seq).map_err(|e| self.err(e))? else {
-                continue;
-            };
-            let record =
-                decode_record(json.value()).map_err(|e| self.err(format!("record {seq}: {e}")))?;
-            out.push((seq, record));
-        }
-        Ok(out)
+        let rows = self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let pending = txn.open_table(PENDING)?;
+            let segments = txn.open_table(SEGMENTS)?;
+            let mut rows = Vec::new();
+            for item in pending.range((sink, 0)..=(sink, u64::MAX))?.take(limit) {
+                let seq = item?.0.value().1;
+                if let Some(json) = segments.get(seq)? {
+                    rows.push((seq, json.value().to_owned()));
+                }
+            }
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(seq, json)| {
+                decode_record(&json)
+                    .map(|r| (seq, r))
+                    .map_err(|e| self.err(format!("record {seq}: {e}")))
+            })
+            .collect()
     }
 
     /// `sink` has `seq`. Not fsynced: a lost acknowledgement only means one more delivery,
@@ -218,50 +286,58 @@ impl Spool {
     }
 
     pub fn status(&self) -> Result<SpoolStatus, SpoolError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let mut status = SpoolStatus {
-            segments: txn
-                .open_table(SEGMENTS)
-                .and_then(|t| Ok(t.len()?))
-                .map_err(|e| self.err(e))?,
-            ..Default::default()
-        };
-        let pending = txn.open_table(PENDING).map_err(|e| self.err(e))?;
-        for item in pending.iter().map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            *status.pending.entry(k.value().0.to_owned()).or_default() += 1;
-        }
-        let dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
-        for item in dead.iter().map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            *status
-                .dead_letters
-                .entry(k.value().0.to_owned())
-                .or_default() += 1;
-        }
-        Ok(status)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let mut status = SpoolStatus {
+                segments: txn.open_table(SEGMENTS)?.len()?,
+                ..Default::default()
+            };
+            for item in txn.open_table(PENDING)?.iter()? {
+                let (k, _) = item?;
+                *status.pending.entry(k.value().0.to_owned()).or_default() += 1;
+            }
+            for item in txn.open_table(DEAD)?.iter()? {
+                let (k, _) = item?;
+                *status
+                    .dead_letters
+                    .entry(k.value().0.to_owned())
+                    .or_default() += 1;
+            }
+            Ok(status)
+        })
     }
 
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let dead = txn.open_table(DEAD).map_err(|e| self.err(e))?;
-        let segments = txn.open_table(SEGMENTS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in dead.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (sink, seq) = k.value();
-            let (reason, at_unix_ms) = decode_dead_entry(v.value()).map_err(|e| self.err(e))?;
-            let Some(json) = segments.get(seq).map_err(|e| self.err(e))? else {
-                continue;
-            };
-            out.push(DeadLetter {
-                sink: sink.to_owned(),
-                seq,
-                reason,
-                at_unix_ms,
-                record: decode_record(json.value()).map_err(|e| self.err(e))?,
-            });
-        }
-        Ok(out)
+        let rows = self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let dead = txn.open_table(DEAD)?;
+            let segments = txn.open_table(SEGMENTS)?;
+            let mut rows = Vec::new();
+            for item in dead.iter()? {
+                let (k, v) = item?;
+                let (sink, seq) = k.value();
+                if let Some(json) = segments.get(seq)? {
+                    rows.push((
+                        sink.to_owned(),
+                        seq,
+                        v.value().to_owned(),
+                        json.value().to_owned(),
+                    ));
+                }
+            }
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(sink, seq, entry, json)| {
+                let (reason, at_unix_ms) = decode_dead_entry(&entry).map_err(|e| self.err(e))?;
+                Ok(DeadLetter {
+                    sink,
+                    seq,
+                    reason,
+                    at_unix_ms,
+                    record: decode_record(&json).map_err(|e| self.err(e))?,
+                })
+            })
+            .collect()
     }
 }

@@ -290,39 +290,41 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Weights with Silero's shapes and small pseudo-random values (always the same): the
+/// segmenter's code runs as with the real network, whatever it makes of the audio. For tests
+/// and fuzzing, which need no model download.
+pub fn synthetic_weights() -> SileroWeights {
+    let mut seed = 0x9e37_79b9u32;
+    let mut values = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.2
+            })
+            .collect()
+    };
+    let basis = values(2 * BINS * FFT);
+    let encoder = ENCODER
+        .each_ref()
+        .map(|spec| crate::model::silero::ConvWeights {
+            weight: values(spec.outputs * spec.inputs * TAPS),
+            bias: values(spec.outputs),
+        });
+    SileroWeights {
+        basis,
+        encoder,
+        weight_ih: values(GATES * HIDDEN),
+        weight_hh: values(GATES * HIDDEN),
+        bias_ih: values(GATES),
+        bias_hh: values(GATES),
+        decoder_weight: values(HIDDEN),
+        decoder_bias: values(1)[0],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Weights with the right shapes and small pseudo-random values.
-    fn synthetic_weights() -> SileroWeights {
-        let mut seed = 0x9e37_79b9u32;
-        let mut values = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.2
-                })
-                .collect()
-        };
-        let basis = values(2 * BINS * FFT);
-        let encoder = ENCODER
-            .each_ref()
-            .map(|spec| crate::model::silero::ConvWeights {
-                weight: values(spec.outputs * spec.inputs * TAPS),
-                bias: values(spec.outputs),
-            });
-        SileroWeights {
-            basis,
-            encoder,
-            weight_ih: values(GATES * HIDDEN),
-            weight_hh: values(GATES * HIDDEN),
-            bias_ih: values(GATES),
-            bias_hh: values(GATES),
-            decoder_weight: values(HIDDEN),
-            decoder_bias: values(1)[0],
-        }
-    }
 
     fn speechy(n: usize) -> Vec<f32> {
         let mut seed = 7u32;

@@ -25,10 +25,73 @@ use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Status, Streaming};
 
-pub type ResponseTx = mpsc::Sender<Result<pb::StreamingTranscribeResponse, Status>>;
+type ResponseItem = Result<pb::StreamingTranscribeResponse, Status>;
+
+/// The call task's side of its response stream.
+pub struct ResponseTx {
+    tx: mpsc::Sender<ResponseItem>,
+    /// Ends the stream with a status ahead of the responses still queued: how a call ends
+    /// whose client stopped reading, as nothing queued behind them would ever reach it.
+    abort: Option<oneshot::Sender<Status>>,
+}
+
+/// The stream tonic sends to the client: the call's responses, or its abort status first.
+pub struct Responses {
+    rx: mpsc::Receiver<ResponseItem>,
+    abort: Option<oneshot::Receiver<Status>>,
+    ended: bool,
+}
+
+/// A call's response channel, `buffer` responses deep.
+pub fn responses(buffer: usize) -> (ResponseTx, Responses) {
+    let (tx, rx) = mpsc::channel(buffer);
+    let (abort_tx, abort_rx) = oneshot::channel();
+    (
+        ResponseTx {
+            tx,
+            abort: Some(abort_tx),
+        },
+        Responses {
+            rx,
+            abort: Some(abort_rx),
+            ended: false,
+        },
+    )
+}
+
+impl futures::Stream for Responses {
+    type Item = ResponseItem;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ResponseItem>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(abort) = self.abort.as_mut() {
+            match std::pin::Pin::new(abort).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                // The call ended without aborting: its responses, to the last.
+                Poll::Ready(Err(_)) => self.abort = None,
+                Poll::Pending => {}
+            }
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Longest a final waits for the spool before going to the client anyway (a commit takes
+/// milliseconds; a disk that stalls must not hold finals back).
+const SPOOL_WAIT: Duration = Duration::from_secs(1);
 
 /// A validated call, ready to run.
 pub struct CallSetup {
@@ -147,7 +210,7 @@ struct Call<'a> {
     call_id: String,
     driver: CallDriver<'a>,
     tx: ResponseTx,
-    /// Where the call's finals go after they are sent; `None`: nowhere.
+    /// Where the call's finals go (spooled before each is sent); `None`: nowhere.
     forwarding: Option<CallForwarding>,
     outputs: Vec<CallOutput>,
     /// The call's tenant's audio counter.
@@ -156,13 +219,26 @@ struct Call<'a> {
     adapter: String,
 }
 
-/// The client went away: nothing more can be delivered.
-struct Gone;
+/// Nothing more can be delivered to the client.
+enum Gone {
+    /// It went away.
+    Vanished,
+    /// It stopped reading: a response waited `server.send_timeout_ms` for room.
+    Stalled,
+}
 
 impl Call<'_> {
     async fn send(&mut self, report: CallReport) -> Result<(), Gone> {
         let msg = report_to_proto(&self.call_id, report);
-        self.tx.send(Ok(msg)).await.map_err(|_| Gone)
+        self.send_item(Ok(msg)).await
+    }
+
+    async fn send_item(&mut self, item: ResponseItem) -> Result<(), Gone> {
+        let limit = Duration::from_millis(self.shared.settings.server.send_timeout_ms);
+        match tokio::time::timeout(limit, self.tx.tx.send(item)).await {
+            Ok(sent) => sent.map_err(|_| Gone::Vanished),
+            Err(_) => Err(Gone::Stalled),
+        }
     }
 
     /// Sends the speech events the audio path produced.
@@ -201,11 +277,15 @@ impl Call<'_> {
         let Some(output) = done.output else {
             return Ok(());
         };
+        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, &output) {
+            // On disk before the client has it: a final the client got survives a crash.
+            forwarding
+                .forward_final(self.driver.language(), f)
+                .written(SPOOL_WAIT)
+                .await;
+        }
         self.send(CallReport::output(&self.call_id, &output))
             .await?;
-        if let (Some(forwarding), CallOutput::Final(f)) = (&self.forwarding, &output) {
-            forwarding.final_delivered(self.driver.language(), f);
-        }
         match &output {
             CallOutput::Final(f) => {
                 self.shared.metrics.result("final");
@@ -315,7 +395,7 @@ async fn run_to_end(
             started_at_unix_ms: setup.started_at_unix_ms,
         };
         // Suggestions go to the client as responses of their own, beside the finals.
-        let listener = Listener::channel(&tx, move |s| {
+        let listener = Listener::channel(&tx.tx, move |s| {
             Ok(report_to_proto(&id, CallReport::Suggestion(s.clone())))
         });
         CallForwarding::new(f, context, listener)
@@ -325,7 +405,7 @@ async fn run_to_end(
         Err(e) => {
             let status = invalid(e);
             let outcome = audit::outcome(Some(&status));
-            let _ = tx.send(Err(status)).await;
+            let _ = tx.tx.send(Err(status)).await;
             return Ended {
                 outcome,
                 adapter: String::new(),
@@ -357,7 +437,7 @@ async fn run_to_end(
             accepted,
         )),
     };
-    if call.tx.send(Ok(echo)).await.is_err() {
+    if call.send_item(Ok(echo)).await.is_err() {
         return ended(&call, "Cancelled".into());
     }
     tracing::info!(parent: &span, channels, %dialect, "call accepted");
@@ -367,23 +447,48 @@ async fn run_to_end(
     }
     let outcome = drive(&mut call, inbound).await;
     match outcome {
-        Err(Gone) => {
+        Err(Gone::Vanished) => {
             tracing::info!(parent: &span, "client went away; call dropped");
             ended(&call, "Cancelled".into())
+        }
+        Err(Gone::Stalled) => {
+            let status = call.stalled(&span);
+            ended(&call, audit::outcome(Some(&status)))
         }
         Ok(status) => {
             let summary = call.driver.summary();
             tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
             let outcome = audit::outcome(status.as_ref());
-            if call.send(CallReport::Summary(summary)).await.is_ok() {
-                if let Some(status) = status {
-                    tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
-                    shared.metrics.error(&status);
-                    let _ = call.tx.send(Err(status)).await;
-                }
+            let mut sent = call.send(CallReport::Summary(summary)).await;
+            if let (Ok(()), Some(status)) = (&sent, status) {
+                tracing::warn!(parent: &span, code = ?status.code(), "call ended with error: {}", status.message());
+                shared.metrics.error(&status);
+                sent = call.send_item(Err(status)).await;
+            }
+            if let Err(Gone::Stalled) = sent {
+                return ended(&call, audit::outcome(Some(&call.stalled(&span))));
             }
             ended(&call, outcome)
         }
+    }
+}
+
+impl Call<'_> {
+    /// Ends the call of a client that stopped reading: the status goes ahead of the
+    /// responses it never took, and the call's slot is freed as this task ends.
+    fn stalled(&mut self, span: &tracing::Span) -> Status {
+        let status = Status::resource_exhausted(format!(
+            "the client read no response for {} ms (server.send_timeout_ms) while {} \
+             responses waited; the call was ended",
+            self.shared.settings.server.send_timeout_ms,
+            super::RESPONSE_BUFFER
+        ));
+        tracing::warn!(parent: span, "{}", status.message());
+        self.shared.metrics.error(&status);
+        if let Some(abort) = self.tx.abort.take() {
+            let _ = abort.send(status.clone());
+        }
+        status
     }
 }
 
@@ -415,7 +520,7 @@ async fn drive(
         let mut stop: Option<Ending> = None;
         tokio::select! {
             biased;
-            () = call.tx.closed() => return Err(Gone),
+            () = call.tx.tx.closed() => return Err(Gone::Vanished),
             Some(done) = call.driver.next() => call.completed(done).await?,
             () = shutdown.cancelled(), if ending.is_none() => {
                 stop = Some(Ending::Fail(Status::unavailable(
@@ -427,7 +532,7 @@ async fn drive(
                 match msg {
                     Ok(None) => stop = Some(Ending::Complete),
                     // A reset stream or broken connection: nobody is left to answer.
-                    Err(s) if is_disconnect(&s) => return Err(Gone),
+                    Err(s) if is_disconnect(&s) => return Err(Gone::Vanished),
                     Err(s) => stop = Some(Ending::Fail(s)),
                     Ok(Some(req)) => match req.request {
                         Some(pb::streaming_transcribe_request::Request::Audio(audio)) => {

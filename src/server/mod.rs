@@ -38,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 /// back-pressure that keeps a fast sender from queueing unbounded inference work. Eight
 /// utterances is minutes of speech at real-time pace, so it never throttles a live call.
 pub const MAX_PENDING_FINALS: usize = 8;
-/// Responses buffered per stream towards a slow client before the stream waits for it.
+/// Responses buffered per stream towards a slow client before the stream waits for it
+/// (at most `server.send_timeout_ms`).
 const RESPONSE_BUFFER: usize = 64;
 
 /// `[server]` section of the configuration.
@@ -71,6 +72,11 @@ pub struct ServerConfig {
     /// call's admission slot until then, not until the idle timeout or TCP's hours.
     pub keepalive_interval_ms: u64,
     pub keepalive_timeout_ms: u64,
+    /// A client that accepts no response for this long while responses wait (it stopped
+    /// reading but keeps the connection open) has its call ended with RESOURCE_EXHAUSTED and
+    /// its admission slot freed. What waits for it meanwhile is bounded: the HTTP/2 stream
+    /// window plus 64 responses.
+    pub send_timeout_ms: u64,
     /// How much an utterance must grow before the next interim re-decode.
     pub interim_interval_ms: u32,
     /// Fit whisper's encoder window to each utterance for live calls (`decode.fit_window`
@@ -99,6 +105,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 30_000,
             keepalive_interval_ms: 10_000,
             keepalive_timeout_ms: 5_000,
+            send_timeout_ms: 30_000,
             interim_interval_ms: 1000,
             fit_window: true,
             reflection: true,
@@ -117,6 +124,9 @@ impl ServerConfig {
         }
         if self.idle_timeout_ms < 1000 {
             return Err("server.idle_timeout_ms must be at least 1000".into());
+        }
+        if self.send_timeout_ms < 100 {
+            return Err("server.send_timeout_ms must be at least 100".into());
         }
         if self.keepalive_interval_ms != 0 && self.keepalive_timeout_ms < 100 {
             return Err("server.keepalive_timeout_ms must be at least 100".into());
@@ -188,7 +198,7 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
-    /// Where finals go after they are sent (knowledge lookup); none = nowhere.
+    /// Where finals go (knowledge lookup; each spooled before its client gets it); none = nowhere.
     pub forwarder: Option<crate::forward::Forwarder>,
     /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
     /// finish with the adapter they began with.
@@ -817,6 +827,64 @@ mod tests {
         }
         // The client neither closed nor stopped sending: only the keepalive can have done it.
         drop((tx, responses));
+        handle.shutdown();
+    }
+
+    /// A client that stops reading responses but keeps its connection (and its HTTP/2
+    /// window closed) has its call ended once a response has waited `send_timeout_ms`: the
+    /// slot comes back, and when the client reads again it gets the status after what the
+    /// window had let through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_has_its_call_ended_and_its_slot_freed() {
+        let mut s = settings(1);
+        s.server.send_timeout_ms = 300;
+        // Finals of 2 KB each: the client's 4 KB window is full after two.
+        let text = "word ".repeat(400);
+        let handle = serve_with(
+            vec![Scripted::new("fake", "en", move |s, _| Ok(whole(&text, s)))],
+            s,
+        )
+        .await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", handle.addr))
+            .unwrap()
+            .initial_stream_window_size(Some(4096))
+            .connect()
+            .await
+            .unwrap();
+        let mut client = pb::transcription_client::TranscriptionClient::new(channel);
+        // The fixture eight times over: far more responses than the window and the buffer hold.
+        let messages = call(pb::StreamingConfig::default());
+        let audio = messages[1..].to_vec();
+        let all =
+            std::iter::once(messages[0].clone()).chain((0..8).flat_map(move |_| audio.clone()));
+        let mut responses = client
+            .streaming_transcribe(futures::stream::iter(all))
+            .await
+            .unwrap()
+            .into_inner();
+        // The client reads nothing from here on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while handle.shared.admission.available_permits() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the call of a client that reads nothing still holds its slot"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut read = 0;
+        let status = loop {
+            match responses.message().await {
+                Ok(Some(_)) => read += 1,
+                Ok(None) => panic!("the stream ended without a status after {read} responses"),
+                Err(s) => break s,
+            }
+        };
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("send_timeout_ms"), "{status:?}");
+        assert!(
+            read < 40,
+            "{read} responses: the window, not the whole call"
+        );
         handle.shutdown();
     }
 

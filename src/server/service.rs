@@ -8,7 +8,7 @@
 
 use super::audit::{self, CallRecord};
 use super::auth::{Caller, TenantSlot};
-use super::call::{self, ResponseTx};
+use super::call;
 use super::{Loaded, Shared};
 use crate::audio::codec;
 use crate::audio::decode::decode_bytes;
@@ -23,8 +23,7 @@ use crate::proto::v1::transcription_server::Transcription;
 use crate::stream::FinalReport;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct TranscriptionService {
@@ -306,7 +305,7 @@ impl Transcription for TranscriptionService {
             Ok(opened) => opened,
             Err(s) => return self.refuse(&caller, &record, s),
         };
-        let (tx, rx): (ResponseTx, _) = mpsc::channel(RESPONSE_BUFFER);
+        let (tx, responses) = call::responses(RESPONSE_BUFFER);
         let admitted = call::Admitted {
             setup,
             caller,
@@ -314,7 +313,7 @@ impl Transcription for TranscriptionService {
             admission,
         };
         tokio::spawn(call::run(self.shared.clone(), admitted, inbound, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn transcribe(
