@@ -108,7 +108,11 @@ fn main() {
     }
     let mut copy = Vec::new();
     codec::encode(Encoding::Mulaw, &once, &mut copy);
-    let copy_ms = audio.frames() as u64 * 1000 / u64::from(audio.sample_rate_hz);
+    // Kept in samples: the recording is 41,651.875 ms, and whole milliseconds per copy would
+    // put 0.875 ms of false drift into every copy's offsets (76 ms an hour).
+    let copy_frames = audio.frames() as u64;
+    let rate = u64::from(audio.sample_rate_hz);
+    let copy_ms = copy_frames * 1000 / rate;
     let copies = ((a.minutes * 60_000.0) / copy_ms as f64).ceil().max(2.0) as usize;
     let chunk_bytes = 800 * 2; // 100 ms of two-channel 8 kHz μ-law
     println!(
@@ -259,13 +263,15 @@ fn main() {
                 l.3
             );
         }
-        report(&finals, copies, copy_ms);
+        report(&finals, copies, copy_frames, rate);
     });
 }
 
-fn report(finals: &[(u32, u64, u64)], copies: usize, copy_ms: u64) {
+fn report(finals: &[(u32, u64, u64)], copies: usize, copy_frames: u64, rate: u64) {
+    // Copy k starts at exactly k × copy_frames samples, rounded to a millisecond once.
+    let start_ms = |k: u64| k * copy_frames * 1000 / rate;
     let in_copy = |k: usize| -> Vec<(u32, u64, u64)> {
-        let (from, to) = (k as u64 * copy_ms, (k as u64 + 1) * copy_ms);
+        let (from, to) = (start_ms(k as u64), start_ms(k as u64 + 1));
         let mut v: Vec<_> = finals
             .iter()
             .filter(|f| f.1 >= from && f.1 < to)
@@ -302,7 +308,7 @@ fn report(finals: &[(u32, u64, u64)], copies: usize, copy_ms: u64) {
         worst = (worst.0.max(max_start), worst.1.max(max_end));
         starts.sort_unstable();
         drift.push((
-            (k as u64 * copy_ms) as f64 / 3_600_000.0,
+            start_ms(k as u64) as f64 / 3_600_000.0,
             starts[starts.len() / 2] as f64,
         ));
         last_copy = (starts.len(), max_start, max_end);

@@ -750,21 +750,23 @@ fn ctrl_c_mid_utterance_delivers_its_final_closes_the_wav_and_exits_0() {
 
 #[test]
 fn server_mode_streams_the_card_to_a_callscribe_serve_and_prints_its_results() {
-    let mut serve = callscribe()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--model",
-            "tiny.en",
-            "--language",
-            "en",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut serve = crate::common::Serving(
+        callscribe()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--model",
+                "tiny.en",
+                "--language",
+                "en",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts"),
+    );
+    let mut lines = BufReader::new(serve.0.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines
             .next()
@@ -781,8 +783,7 @@ fn server_mode_streams_the_card_to_a_callscribe_serve_and_prints_its_results() {
         None,
         &["--server", &addr, "--format", "json", "--call-id", "desk-7"],
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
+    serve.kill();
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let events = json_lines(&out.stdout);
     assert!(

@@ -732,7 +732,7 @@ impl Log {
 
 /// `callscribe serve` with `cfg` on a free loopback port (tiny.en, English), and its log.
 /// With `fillable`, [`set_file_size_limit`] can fill its disk.
-fn start_serve(cfg: &Path, fillable: bool) -> (std::process::Child, String, Log) {
+fn start_serve(cfg: &Path, fillable: bool) -> (common::Serving, String, Log) {
     use std::io::{BufRead, Read};
     use std::os::unix::process::CommandExt;
     let mut cmd = common::callscribe();
@@ -775,7 +775,7 @@ fn start_serve(cfg: &Path, fillable: bool) -> (std::process::Child, String, Log)
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("first line: {line:?}; log: {}", log.text()))
         .to_owned();
-    (child, addr, log)
+    (common::Serving(child), addr, log)
 }
 
 /// Limits the files `pid` writes to `bytes` (RLIMIT_FSIZE): writes beyond it fail, to that
@@ -934,8 +934,7 @@ async fn serve_killed_mid_call_delivers_every_final_the_client_got_after_restart
             other => panic!("the call ended before 3 finals: {other:?} after {got:?}"),
         }
     }
-    child.kill().unwrap(); // SIGKILL, the call open, its finals spooled and undelivered
-    child.wait().unwrap();
+    child.kill(); // the call open, its finals spooled and undelivered
     assert!(
         downstream.ids().is_empty(),
         "the lookup service was down: nothing can have been delivered"
@@ -944,8 +943,7 @@ async fn serve_killed_mid_call_delivers_every_final_the_client_got_after_restart
     downstream.unavailable.store(false, Ordering::SeqCst);
     let (mut child, _, log) = start_serve(&cfg, false);
     wait_for_delivery(&downstream, &got, Duration::from_secs(60), &log).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     stop.send(()).unwrap();
     server.await.unwrap();
     let firsts = firsts_in_order(&downstream.ids());
@@ -984,8 +982,7 @@ async fn a_full_spool_disk_holds_up_no_final_and_loses_nothing_once_it_has_room(
     // The disk has room again.
     set_file_size_limit(child.id(), libc::RLIM_INFINITY);
     wait_for_delivery(&downstream, &got, Duration::from_secs(60), &log).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     stop.send(()).unwrap();
     server.await.unwrap();
     assert_eq!(firsts_in_order(&downstream.ids()), got);
@@ -1013,8 +1010,7 @@ async fn a_lookup_service_down_for_a_minute_gets_every_final_afterwards_in_order
     let (stop, server) = serve(downstream.clone(), lookup).await;
     let want: Vec<String> = a.iter().chain(&b).cloned().collect();
     wait_for_delivery(&downstream, &want, Duration::from_secs(45), &log).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     stop.send(()).unwrap();
     server.await.unwrap();
     let firsts = firsts_in_order(&downstream.ids());

@@ -160,6 +160,27 @@ pub const TEST_THREADS: usize = 1;
 /// The real binary, with the same model store as the tests and a data directory of its own
 /// (the default forwarding spool lives there and admits one process at a time; a user's own
 /// spool is none of a test's business).
+/// A child process (a `serve`) that a failing test does not leave behind: killed on drop.
+pub struct Serving(pub std::process::Child);
+
+impl Serving {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 pub fn callscribe() -> std::process::Command {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
