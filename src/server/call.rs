@@ -466,7 +466,8 @@ async fn run_to_end(
                 sent = call.send_item(Err(status)).await;
             }
             if let Err(Gone::Stalled) = sent {
-                return ended(&call, audit::outcome(Some(&call.stalled(&span))));
+                let status = call.stalled(&span);
+                return ended(&call, audit::outcome(Some(&status)));
             }
             ended(&call, outcome)
         }
