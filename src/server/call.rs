@@ -382,6 +382,10 @@ pub async fn run(
         }
         Err(Gone::Stalled) => call.stalled(&span),
         Ok(status) => {
+            // The summary is the call's last response: no suggestion may come after it.
+            if let Some(forwarding) = &call.forwarding {
+                forwarding.close();
+            }
             let summary = call.driver.summary();
             tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
             let mut sent = call.send(CallReport::Summary(summary)).await;
