@@ -9,6 +9,7 @@
 use super::segment::{unix_ms_now, ForwardSegment};
 use super::{Forwarder, Listener, Spooling};
 use crate::stream::FinalOutput;
+use std::sync::{Arc, Mutex};
 
 /// What forwarding needs to know of a call besides its finals.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,9 @@ pub struct CallContext {
 pub struct CallForwarding {
     forwarder: Forwarder,
     call: CallContext,
+    /// Whether the call still takes suggestions; locked around each delivery, so that once
+    /// [`close`](Self::close) returns no suggestion can follow what the call sends next.
+    open: Arc<Mutex<bool>>,
 }
 
 impl CallForwarding {
@@ -36,17 +40,30 @@ impl CallForwarding {
     /// (an empty answer is nothing to show a live call).
     pub fn new(forwarder: &Forwarder, call: CallContext, listener: Listener) -> Self {
         let Listener { deliver, alive } = listener;
+        let open = Arc::new(Mutex::new(true));
+        let gate = open.clone();
         forwarder.listen(
             &call.call_id,
             Listener {
-                deliver: Box::new(move |s| s.hits.is_empty() || deliver(s)),
+                deliver: Box::new(move |s| {
+                    let open = gate.lock().unwrap_or_else(|e| e.into_inner());
+                    *open && (s.hits.is_empty() || deliver(s))
+                }),
                 alive,
             },
         );
         Self {
             forwarder: forwarder.clone(),
             call,
+            open,
         }
+    }
+
+    /// Stops the call's suggestions: none reaches the listener once this returns. A call
+    /// closes before its last response (the summary), which nothing may follow.
+    pub fn close(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.forwarder.unlisten(&self.call.call_id);
     }
 
     /// Forwards a final of the call, in order; `language` is the call's as last decoded. A
@@ -101,6 +118,56 @@ mod tests {
             dialect: dialect.into(),
             latency: Duration::ZERO,
         }
+    }
+
+    /// A call that has closed (it is about to send its summary) gets no more suggestions;
+    /// one still open beside it does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_closed_call_gets_no_suggestion_after_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ForwardConfig {
+            spool: Some(dir.path().join("spool.redb")),
+            sinks: vec![SinkConfig::Kb { dir: None }],
+            ..Default::default()
+        };
+        let fwd = Forwarder::start(config, ForwardMetrics::new()).unwrap();
+        let listen = |call_id: &str| {
+            let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = got.clone();
+            let context = CallContext {
+                call_id: call_id.into(),
+                dialect: String::new(),
+                started_at_unix_ms: None,
+            };
+            let listener = Listener::new(move |_| {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                true
+            });
+            (CallForwarding::new(&fwd, context, listener), got)
+        };
+        let (open, open_got) = listen("open");
+        let (closed, closed_got) = listen("closed");
+        closed.close();
+        let mut f = final_output("");
+        f.segment.text = "I was charged twice for my order, I want a refund".into();
+        for call in [&open, &closed] {
+            assert!(
+                call.forward_final(Some("en"), &f)
+                    .written(Duration::from_secs(10))
+                    .await
+            );
+        }
+        assert!(fwd.flush(Duration::from_secs(10)).await);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while open_got.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the open call got no suggestion"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(closed_got.load(std::sync::atomic::Ordering::SeqCst), 0);
+        fwd.shutdown().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

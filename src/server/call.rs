@@ -456,6 +456,10 @@ async fn run_to_end(
             ended(&call, audit::outcome(Some(&status)))
         }
         Ok(status) => {
+            // The summary is the call's last response: no suggestion may come after it.
+            if let Some(forwarding) = &call.forwarding {
+                forwarding.close();
+            }
             let summary = call.driver.summary();
             tracing::info!(parent: &span, audio_ms = summary.audio_ms, finals = summary.final_count, rtf = summary.real_time_factor, "call ended");
             let outcome = audit::outcome(status.as_ref());
