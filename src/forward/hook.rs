@@ -135,6 +135,7 @@ mod tests {
             let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let count = got.clone();
             let context = CallContext {
+                tenant: String::new(),
                 call_id: call_id.into(),
                 dialect: String::new(),
                 started_at_unix_ms: None,
