@@ -10,7 +10,8 @@
 //! while serving; [`auth`] authenticates every RPC but health against the tenants' API keys,
 //! checks each call against its tenant's allow-lists and quotas, and hands the call a
 //! [`Caller`](auth::Caller); [`audit`] writes one line per call. Without `[server.tls]` the
-//! listener is plaintext (a warning at start unless it is loopback); without `[[tenants]]`
+//! listener is plaintext (on a non-loopback address only with `server.plaintext = true`,
+//! and a warning); without `[[tenants]]`
 //! no key is asked for.
 //!
 //! The server binds and answers health checks (NOT_SERVING) while models load; RPCs meanwhile
@@ -89,6 +90,10 @@ pub struct ServerConfig {
     /// `[server.tls]`: TLS (and mutual TLS) on the gRPC listener, and on `/metrics` unless
     /// `server.tls.metrics = false`; none = plaintext.
     pub tls: Option<tls::TlsConfig>,
+    /// Serve without TLS on an address other than loopback. Call audio and API keys would
+    /// cross the network in the clear, so that takes this explicit `true` (a TLS-terminating
+    /// proxy in front, a private network); without it such a server refuses to start.
+    pub plaintext: bool,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +115,7 @@ impl Default for ServerConfig {
             fit_window: true,
             reflection: true,
             tls: None,
+            plaintext: false,
         }
     }
 }
@@ -170,6 +176,27 @@ pub enum ServerError {
     Transport(String),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error(
+        "refusing to serve plaintext on {0}, which is not a loopback address: configure \
+         [server.tls], or set server.plaintext = true if something in front encrypts the traffic"
+    )]
+    Plaintext(std::net::SocketAddr),
+}
+
+/// Plaintext on a non-loopback address only when the configuration says so.
+fn check_plaintext(server: &ServerConfig, addr: std::net::SocketAddr) -> Result<(), ServerError> {
+    if server.tls.is_some() || addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if !server.plaintext {
+        return Err(ServerError::Plaintext(addr));
+    }
+    tracing::warn!(
+        %addr,
+        "serving gRPC in PLAINTEXT on a non-loopback address (server.plaintext = true): call \
+         audio, transcripts and API keys cross the network unencrypted"
+    );
+    Ok(())
 }
 
 /// What exists once the models are loaded.
@@ -405,17 +432,11 @@ async fn start_any(
         addr: settings.server.listen.clone(),
         source,
     })?;
+    check_plaintext(&settings.server, addr)?;
     let tls = match &settings.server.tls {
         Some(cfg) => Some(Arc::new(tls::Tls::load(cfg)?)),
         None => None,
     };
-    if tls.is_none() && !addr.ip().is_loopback() {
-        tracing::warn!(
-            %addr,
-            "serving gRPC in PLAINTEXT on a non-loopback address: call audio, transcripts and \
-             API keys cross the network unencrypted; configure [server.tls]"
-        );
-    }
     let metrics = metrics::Metrics::new();
     metrics.tenants(settings.tenants.ids());
     if let Some(f) = &forwarder {
@@ -828,6 +849,23 @@ mod tests {
         // The client neither closed nor stopped sending: only the keepalive can have done it.
         drop((tx, responses));
         handle.shutdown();
+    }
+
+    /// Plaintext is fine on loopback, refused elsewhere unless the config says so; with TLS
+    /// any address is fine. (Checked without binding: tests listen on loopback only.)
+    #[test]
+    fn plaintext_on_a_non_loopback_address_must_be_explicit() {
+        let public: std::net::SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let mut server = ServerConfig::default();
+        assert!(check_plaintext(&server, local).is_ok());
+        let e = check_plaintext(&server, public).unwrap_err().to_string();
+        assert!(
+            e.contains("0.0.0.0:50051") && e.contains("server.plaintext = true"),
+            "{e}"
+        );
+        server.plaintext = true;
+        assert!(check_plaintext(&server, public).is_ok());
     }
 
     /// A client that stops reading responses but keeps its connection (and its HTTP/2
