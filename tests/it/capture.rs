@@ -14,7 +14,7 @@ use crate::common;
 use callscribe::wer::word_error_rate;
 use common::{callscribe, fixture, Reference};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -750,32 +750,15 @@ fn ctrl_c_mid_utterance_delivers_its_final_closes_the_wav_and_exits_0() {
 
 #[test]
 fn server_mode_streams_the_card_to_a_callscribe_serve_and_prints_its_results() {
-    let mut serve = crate::common::Serving(
-        callscribe()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--model",
-                "tiny.en",
-                "--language",
-                "en",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve starts"),
-    );
-    let mut lines = BufReader::new(serve.0.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve prints its address")
-            .expect("stdout reads");
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.to_owned();
-        }
-    };
+    let (mut serve, addr) = crate::common::serve(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--model",
+        "tiny.en",
+        "--language",
+        "en",
+    ]);
     let rel = "calls/en_half_44k_mono.wav";
     let (fx, out, _card) = capture_call(
         rel,
@@ -884,24 +867,19 @@ fn server_mode_speaks_mutual_tls_with_an_api_key() {
             callscribe::server::auth::key_hash("cs_desk_key"),
         ),
     );
-    let mut serve = callscribe()
-        .args(["--config", config.to_str().unwrap()])
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-        .args(["--model", "tiny.en", "--language", "en"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve prints its address")
-            .expect("stdout reads");
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.to_owned();
-        }
-    };
+    let (mut serve, addr) = crate::common::serve(&[
+        "--config",
+        config.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--model",
+        "tiny.en",
+        "--language",
+        "en",
+    ]);
     let (ca_pem, cert, key) = (
         write(dir, "ca.pem", &ca.pem()),
         write(dir, "client.pem", &client.cert_pem),
@@ -928,8 +906,7 @@ fn server_mode_speaks_mutual_tls_with_an_api_key() {
             "desk-7-tls",
         ],
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
+    serve.kill();
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     let events = json_lines(&out.stdout);
     let finals = json_finals(&events);

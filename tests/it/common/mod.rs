@@ -181,6 +181,31 @@ impl Drop for Serving {
     }
 }
 
+/// `callscribe serve` with `args` (it must listen on a free loopback port), once it has
+/// printed the address it listens on: the process and that address.
+pub fn serve(args: &[&str]) -> (Serving, String) {
+    use std::io::BufRead;
+    let mut serve = Serving(
+        callscribe()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve starts"),
+    );
+    let mut lines = std::io::BufReader::new(serve.0.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve prints its address")
+            .expect("stdout reads");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_owned();
+        }
+    };
+    (serve, addr)
+}
+
 pub fn callscribe() -> std::process::Command {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
