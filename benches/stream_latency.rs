@@ -14,6 +14,9 @@
 //! cargo bench --bench stream_latency -- --model base --streams 4 --stagger 10.4
 //! cargo bench --bench stream_latency -- --model base --streams 4,8 --max-streams 4 --stagger 5.2
 //! ```
+//! `--tls` serves the calls over TLS (a CA and a server certificate made for the run, as in
+//! `[server.tls]`), `--mtls` over mutual TLS with a client certificate too: the cost of
+//! securing a deployment (issue #18), to compare with the same command without the flag.
 //! `--max-streams N` admits at most N calls (default: every call offered); the calls beyond it
 //! are refused, and the row says how long the slowest refusal took and the process's peak RSS,
 //! which is the overload check of issue #17: offered twice the capacity, the admitted calls
@@ -33,11 +36,13 @@ use callscribe::model::{Catalogue, ModelStore, NoProgress, Precision};
 use callscribe::proto::v1 as pb;
 use callscribe::proto::v1::transcription_client::TranscriptionClient;
 use callscribe::segment::{Vad, VadConfig};
+use callscribe::server::tls::TlsConfig;
 use callscribe::server::{self, ServeSettings, ServerConfig};
 use pb::streaming_transcribe_request::Request as Req;
 use pb::streaming_transcribe_response::Response as Resp;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 const CHUNK: Duration = Duration::from_millis(100);
 
@@ -52,6 +57,15 @@ struct Args {
     stagger: f64,
     /// Calls admitted at once; 0 = as many as offered.
     max_streams: usize,
+    tls: Security,
+}
+
+/// How the bench's calls reach the server.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Security {
+    Plaintext,
+    Tls,
+    MutualTls,
 }
 
 fn args() -> Args {
@@ -64,6 +78,7 @@ fn args() -> Args {
         threads: 2,
         stagger: 0.0,
         max_streams: 0,
+        tls: Security::Plaintext,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +112,8 @@ fn args() -> Args {
                     .and_then(|v| v.parse().ok())
                     .expect("--max-streams N")
             }
+            "--tls" => a.tls = Security::Tls,
+            "--mtls" => a.tls = Security::MutualTls,
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown argument {other}"),
         }
@@ -128,7 +145,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// One real-time call; returns each final's latency in seconds, or the refusal and how long
 /// it took from the call's start.
 async fn one_call(
-    addr: std::net::SocketAddr,
+    target: Target,
     id: usize,
     bytes: std::sync::Arc<Vec<u8>>,
     chunk_bytes: usize,
@@ -136,20 +153,22 @@ async fn one_call(
 ) -> Result<Vec<f64>, (tonic::Status, f64)> {
     tokio::time::sleep(delay).await;
     let began = Instant::now();
-    stream_one(addr, id, bytes, chunk_bytes)
+    stream_one(target, id, bytes, chunk_bytes)
         .await
         .map_err(|s| (s, began.elapsed().as_secs_f64()))
 }
 
 async fn stream_one(
-    addr: std::net::SocketAddr,
+    target: Target,
     id: usize,
     bytes: std::sync::Arc<Vec<u8>>,
     chunk_bytes: usize,
 ) -> Result<Vec<f64>, tonic::Status> {
-    let mut client = TranscriptionClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
+    let mut endpoint = tonic::transport::Endpoint::from_shared(target.url).expect("a URL");
+    if let Some(tls) = target.tls {
+        endpoint = endpoint.tls_config(tls).expect("the client's TLS settings");
+    }
+    let mut client = TranscriptionClient::new(endpoint.connect().await.expect("connect"));
     let config = pb::StreamingConfig {
         call_id: format!("bench-{id}"),
         encoding: pb::AudioEncoding::Mulaw as i32,
@@ -173,6 +192,64 @@ async fn stream_one(
         }
     }
     Ok(latencies)
+}
+
+/// Where a call connects, and how.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    tls: Option<ClientTlsConfig>,
+}
+
+/// Certificates made for the run with rcgen: a CA, the server's certificate for `localhost`
+/// (and, for mutual TLS, the CA verifies a client certificate too).
+struct Pki {
+    _dir: tempfile::TempDir,
+    server: TlsConfig,
+    client: ClientTlsConfig,
+}
+
+fn pki(mutual: bool) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("the CA");
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .expect("leaf params")
+            .signed_by(&key, &ca)
+            .expect("a leaf");
+        (cert.pem(), key.serialize_pem())
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write a PEM file");
+        path
+    };
+    let (cert, key) = leaf("localhost");
+    let server = TlsConfig {
+        cert_path: write("server.pem", &cert),
+        key_path: write("server.key", &key),
+        client_ca_path: mutual.then(|| write("ca.pem", &ca.pem())),
+        client_auth: None,
+        watch_interval_ms: 0,
+        metrics: false,
+    };
+    let mut client = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.pem()))
+        .domain_name("localhost");
+    if mutual {
+        let (cert, key) = leaf("bench-client");
+        client = client.identity(Identity::from_pem(cert, key));
+    }
+    Pki {
+        _dir: dir,
+        server,
+        client,
+    }
 }
 
 fn async_stream_requests(
@@ -227,10 +304,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let pki = (a.tls != Security::Plaintext).then(|| pki(a.tls == Security::MutualTls));
     println!(
-        "model {} ({}) · fit_window {} · workers {} × threads {} · calls start {} s apart · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
+        "model {} ({}) · {:?} · fit_window {} · workers {} × threads {} · calls start {} s apart · call {:.1} s two-channel 8 kHz μ-law, real-time pace",
         a.model,
         a.weights,
+        a.tls,
         a.fit_window,
         a.workers,
         a.threads,
@@ -251,6 +330,7 @@ fn main() {
             server: ServerConfig {
                 listen: "127.0.0.1:0".into(),
                 interim_interval_ms: 0,
+                tls: pki.as_ref().map(|p| p.server.clone()),
                 ..ServerConfig::default()
             },
             vad: vad.clone(),
@@ -272,10 +352,18 @@ fn main() {
                 .await
                 .expect("server");
             handle.ready().await.expect("ready");
+            let target = Target {
+                url: format!(
+                    "{}://{}",
+                    if pki.is_some() { "https" } else { "http" },
+                    handle.addr
+                ),
+                tls: pki.as_ref().map(|p| p.client.clone()),
+            };
             let calls: Vec<_> = (0..n)
                 .map(|i| {
                     let delay = Duration::from_secs_f64(a.stagger * i as f64);
-                    tokio::spawn(one_call(handle.addr, i, bytes.clone(), chunk_bytes, delay))
+                    tokio::spawn(one_call(target.clone(), i, bytes.clone(), chunk_bytes, delay))
                 })
                 .collect();
             let mut all = Vec::new();

@@ -254,26 +254,26 @@ pub async fn serve(
                         addr: addr.to_owned(),
                         source,
                     })?;
-            tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!("metrics endpoint failed: {e}");
-                }
-            });
+            spawn(listener, app, shutdown);
         }
-        None => {
-            tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!("metrics endpoint failed: {e}");
-                }
-            });
-        }
+        None => spawn(listener, app, shutdown),
     }
     tracing::info!(addr = %local, scheme, "metrics on /metrics");
     Ok(local)
+}
+
+/// Serves `app` on `listener`, a TLS or a plain one, until `shutdown`.
+fn spawn<L>(listener: L, app: axum::Router, shutdown: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!("metrics endpoint failed: {e}");
+        }
+    });
 }
