@@ -115,6 +115,22 @@ impl Connection {
         Ok(TranscriptionClient::with_interceptor(channel, with_key)
             .max_decoding_message_size(64 << 20))
     }
+
+    /// A refusal as one line. A plaintext client talking to a TLS server gets only "Unknown:
+    /// transport error" from HTTP/2 (the server's TLS alert is not HTTP/2), so that case also
+    /// says what is probably wrong.
+    fn describe(&self, s: &tonic::Status) -> String {
+        let line = format!("{:?}: {}", s.code(), s.message());
+        if self.tls.is_none() && s.code() == tonic::Code::Unknown {
+            format!(
+                "{line} (from {}: if the server serves TLS, give an https:// address and \
+                 --tls-ca CA.pem)",
+                self.url
+            )
+        } else {
+            line
+        }
+    }
 }
 
 /// Streams one call: `request` first, then each audio chunk as a message, then half-close
@@ -139,7 +155,7 @@ pub async fn stream_call(
     let mut responses = client
         .streaming_transcribe(requests)
         .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .map_err(|s| anyhow::anyhow!("{}", server.describe(&s)))?
         .into_inner();
     loop {
         match responses.message().await {

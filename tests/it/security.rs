@@ -629,4 +629,32 @@ async fn the_stream_client_speaks_mutual_tls_and_sends_its_key_from_the_environm
     );
     assert!(stderr.contains("Unauthenticated"), "{stderr}");
     assert!(!stdout.contains("cs_wrong_key") && !stderr.contains("cs_wrong_key"));
+
+    // Without the TLS flags the client speaks plaintext HTTP/2 to a TLS server: one error
+    // line that says what is probably wrong, not just "transport error".
+    let plain: Vec<String> = vec![
+        "stream".into(),
+        "--server".into(),
+        server.addr.to_string(),
+        "--model".into(),
+        "tiny.en".into(),
+        fixture("calls/en_half_44k_mono.wav").display().to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        common::callscribe()
+            .args(&plain)
+            .env("CALLSCRIBE_API_KEY", "cs_stream_key")
+            .output()
+            .expect("running callscribe stream")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("--tls-ca"), "{stderr}");
 }
