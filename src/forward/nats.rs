@@ -276,9 +276,11 @@ pub fn cloud_event(
             format!("{base}.segments"),
             SEGMENT_EVENT_TYPE,
             // When the segment ended, on the wall clock: the same on every replay.
-            (s.call_started_at_unix_ms > 0)
-                .then(|| s.call_started_at_unix_ms + s.end_ms as i64)
-                .unwrap_or_else(super::segment::unix_ms_now),
+            if s.call_started_at_unix_ms > 0 {
+                s.call_started_at_unix_ms + s.end_ms as i64
+            } else {
+                super::segment::unix_ms_now()
+            },
             serde_json::to_value(s).expect("a segment always serialises"),
         ),
         Some(event) => {

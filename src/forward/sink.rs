@@ -57,7 +57,8 @@ pub enum Sink {
         /// None = stdout.
         path: Option<PathBuf>,
     },
-    Nats(super::nats::NatsSink),
+    /// Boxed: its connection state is several times the size of the other sinks.
+    Nats(Box<super::nats::NatsSink>),
 }
 
 impl Sink {
@@ -160,7 +161,9 @@ impl Sink {
             SinkConfig::Ndjson { path, .. } => Sink::Ndjson {
                 path: (path.as_os_str() != "-").then(|| path.clone()),
             },
-            SinkConfig::Nats(c) => Sink::Nats(super::nats::NatsSink::new(c).map_err(setup)?),
+            SinkConfig::Nats(c) => {
+                Sink::Nats(Box::new(super::nats::NatsSink::new(c).map_err(setup)?))
+            }
         })
     }
 
