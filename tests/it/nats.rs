@@ -303,3 +303,85 @@ async fn serve_killed_mid_call_publishes_every_final_once_after_restart() {
     assert_eq!(fin.event["data"]["call_id"], "whole");
     assert!(!fin.event["data"]["text"].as_str().unwrap().is_empty());
 }
+
+/// A NATS server that requires mutual TLS and a token: the sink with the CA, its client
+/// certificate and the token file publishes; one without the certificate, or with a wrong
+/// token, publishes nothing and keeps its segments spooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_sink_speaks_mutual_tls_with_a_token_and_without_them_delivers_nothing() {
+    use common::pki::{write, Ca};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("nats test CA");
+    let server = ca.server();
+    let client = ca.client("callscribe");
+    let p = |name: &str, text: &str| write(dir.path(), name, text).display().to_string();
+    let (ca_pem, cert, key) = (
+        p("ca.pem", &ca.pem()),
+        p("server.pem", &server.cert_pem),
+        p("server.key", &server.key_pem),
+    );
+    let (client_cert, client_key) = (
+        p("client.pem", &client.cert_pem),
+        p("client.key", &client.key_pem),
+    );
+    let (token, wrong) = (p("token", "s3cret-token\n"), p("wrong", "not-it"));
+    let nats = NatsServer::start_with(
+        dir.path(),
+        &[
+            "--tls",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "--tlscacert",
+            &ca_pem,
+            "--tlsverify",
+            "--auth",
+            "s3cret-token",
+        ],
+    );
+    let tls = |with_cert: bool| {
+        if with_cert {
+            format!("tls = {{ ca_path = {ca_pem:?}, cert_path = {client_cert:?}, key_path = {client_key:?} }}\n")
+        } else {
+            format!("tls = {{ ca_path = {ca_pem:?} }}\n")
+        }
+    };
+    let run = |name: &'static str, extra: String| {
+        let spool = dir.path().join(format!("{name}.redb"));
+        let sink = nats_sink(&[nats.url()], &extra);
+        async move {
+            let fwd = Forwarder::start(config(&spool, sink), ForwardMetrics::new()).unwrap();
+            for seq in 0..3 {
+                fwd.submit(segment(name, seq));
+            }
+            let flushed = fwd
+                .flush(Duration::from_secs(if name == "good" { 60 } else { 5 }))
+                .await;
+            let pending = fwd
+                .spool()
+                .status()
+                .unwrap()
+                .pending
+                .get("nats")
+                .copied()
+                .unwrap_or(0);
+            fwd.shutdown().await;
+            (flushed, pending)
+        }
+    };
+    let good = run("good", format!("{}token_file = {token:?}\n", tls(true))).await;
+    assert_eq!(good, (true, 0), "{}", nats.log_text());
+    let no_cert = run("nocert", format!("{}token_file = {token:?}\n", tls(false))).await;
+    assert_eq!(
+        no_cert,
+        (false, 3),
+        "without a client certificate nothing is delivered"
+    );
+    let bad_token = run("badtoken", format!("{}token_file = {wrong:?}\n", tls(true))).await;
+    assert_eq!(
+        bad_token,
+        (false, 3),
+        "with a wrong token nothing is delivered"
+    );
+}

@@ -30,6 +30,11 @@ impl NatsServer {
         Self::spawn(dir, "solo", Vec::new())
     }
 
+    /// [`start`](Self::start) with more `nats-server` flags (TLS, authentication).
+    pub fn start_with(dir: &Path, flags: &[&str]) -> Self {
+        Self::spawn(dir, "solo", flags.iter().map(|f| (*f).to_owned()).collect())
+    }
+
     /// A JetStream cluster of `n` servers on loopback, each storing under its own folder of
     /// `dir`. Returned once every server accepts clients (the cluster may still be electing
     /// its JetStream leader; publishers retry until it has one).
@@ -167,7 +172,7 @@ pub async fn read_stream(
         }
     };
     let js = async_nats::jetstream::new(client);
-    let (mut handle, count) = loop {
+    let (handle, count) = loop {
         let found = match js.get_stream(stream).await {
             Ok(mut s) => match s.info().await {
                 Ok(info) => Some(info.state.messages as usize),
@@ -188,15 +193,23 @@ pub async fn read_stream(
             }
         }
     };
-    let _ = handle.info().await;
-    let consumer = handle
-        .create_consumer(pull::Config {
-            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("a consumer");
+    // Retried: a cluster that just lost a node may still be electing its leaders.
+    let consumer = loop {
+        match handle
+            .create_consumer(pull::Config {
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no consumer on {stream}: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     let mut messages = consumer.messages().await.expect("messages");
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
