@@ -150,7 +150,8 @@ async fn nats_killed_and_restarted_loses_no_segment_and_duplicates_none() {
 }
 
 /// A 3-node JetStream cluster with an R3 stream: one node killed mid-run, publishing goes on
-/// through the other two, and a consumer on a surviving node reads every segment once.
+/// through the other two; the node restarted, publishing still goes on; consumers on a
+/// surviving node and on the restarted one read every segment once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_r3_stream_keeps_taking_segments_with_a_cluster_node_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,9 +183,22 @@ async fn an_r3_stream_keeps_taking_segments_with_a_cluster_node_killed() {
         "publishing stopped with one node of three down: {}",
         nodes[1].log_text()
     );
+    // The node comes back (same storage) and catches up; publishing goes on.
+    nodes[0].restart();
+    for seq in 20..30 {
+        fwd.submit(segment("cluster", seq));
+    }
+    assert!(
+        fwd.flush(Duration::from_secs(120)).await,
+        "{}",
+        nodes[0].log_text()
+    );
     fwd.shutdown().await;
-    let got = read_stream(&nodes[1].url(), STREAM, 20, Duration::from_secs(60)).await;
-    assert_eq!(ids_once(&got), expected("cluster", 20));
+    let got = read_stream(&nodes[1].url(), STREAM, 30, Duration::from_secs(60)).await;
+    assert_eq!(ids_once(&got), expected("cluster", 30));
+    // The restarted node serves the whole stream too.
+    let got = read_stream(&nodes[0].url(), STREAM, 30, Duration::from_secs(60)).await;
+    assert_eq!(ids_once(&got), expected("cluster", 30));
     // The stream really is replicated three ways.
     let client = async_nats::connect(nodes[2].url()).await.unwrap();
     let mut stream = async_nats::jetstream::new(client)
