@@ -149,6 +149,33 @@ async fn nats_killed_and_restarted_loses_no_segment_and_duplicates_none() {
     assert_eq!(ids_once(&got), expected("outage", 12));
 }
 
+/// NATS down when forwarding starts (the sink has never connected): the segments wait in the
+/// spool, and once NATS is up the stream is created and holds each of them once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_at_start_gets_every_segment_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsServer::start(dir.path());
+    nats.kill();
+    let fwd = Forwarder::start(
+        config(&dir.path().join("spool.redb"), nats_sink(&[nats.url()], "")),
+        ForwardMetrics::new(),
+    )
+    .expect("a NATS that is down is no reason not to start");
+    for seq in 0..5 {
+        fwd.submit(segment("late", seq));
+    }
+    assert!(!fwd.flush(Duration::from_secs(2)).await);
+    nats.restart();
+    assert!(
+        fwd.flush(Duration::from_secs(60)).await,
+        "{}",
+        nats.log_text()
+    );
+    fwd.shutdown().await;
+    let got = read_stream(&nats.url(), STREAM, 5, Duration::from_secs(30)).await;
+    assert_eq!(ids_once(&got), expected("late", 5));
+}
+
 /// A 3-node JetStream cluster with an R3 stream: one node killed mid-run, publishing goes on
 /// through the other two; the node restarted, publishing still goes on; consumers on a
 /// surviving node and on the restarted one read every segment once.
