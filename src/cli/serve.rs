@@ -127,7 +127,22 @@ impl ServeArgs {
             std::io::stdout().flush().ok();
             #[cfg(unix)]
             reload_on_sighup(&handle, config_path, config.clone());
-            runtime::shutdown_signal().await;
+            let mut stop = runtime::StopRequests::listen();
+            stop.recv().await;
+            let drain = std::time::Duration::from_secs(config.server.drain_timeout_secs);
+            if !drain.is_zero() {
+                handle.drain();
+                eprintln!(
+                    "draining: no new calls; waiting up to {}s for {} in flight (signal again to stop now)",
+                    drain.as_secs(),
+                    handle.calls_in_flight()
+                );
+                tokio::select! {
+                    () = handle.drained() => {}
+                    () = tokio::time::sleep(drain) => {}
+                    () = stop.recv() => {}
+                }
+            }
             eprintln!("shutting down: finalising open calls");
             handle.shutdown();
             handle.stopped().await?;

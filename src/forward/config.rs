@@ -113,6 +113,89 @@ pub enum SinkConfig {
     },
     /// One JSON line per segment, appended to a file (`-` = stdout).
     Ndjson { name: Option<String>, path: PathBuf },
+    /// NATS JetStream: each final, and each call's start and end, as a CloudEvents 1.0 JSON
+    /// event, de-duplicated by `Nats-Msg-Id` (`forward::nats`).
+    Nats(NatsSinkConfig),
+}
+
+/// `kind = "nats"`: where and how finals and call events are published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    pub name: Option<String>,
+    /// Server URLs, `nats://host:4222` (`tls://` for TLS); several for a cluster, of which
+    /// the client learns the rest from the first it reaches.
+    pub servers: Vec<String>,
+    /// First subject tokens: finals go to `<prefix>.<tenant>.calls.<call_id>.segments`, call
+    /// events to `<prefix>.<tenant>.calls.<call_id>.events`.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// The JetStream stream holding `<prefix>.>`; created when missing. An existing stream is
+    /// used as it is (its settings are the operator's).
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    #[serde(default)]
+    pub retention: NatsRetention,
+    /// Copies of the stream in a cluster (1, 3 or 5; at most the cluster's size).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long JetStream remembers a `Nats-Msg-Id`: a replay within it is dropped. It must
+    /// cover the longest outage after which the spool replays (a NATS or callscribe restart).
+    #[serde(default = "default_duplicate_window_ms")]
+    pub duplicate_window_ms: u64,
+    /// Oldest message the stream keeps, in seconds; 0 = no limit.
+    #[serde(default)]
+    pub max_age_secs: u64,
+    /// CloudEvents `source` of every event: which callscribe deployment published it.
+    #[serde(default = "default_event_source")]
+    pub source: String,
+    /// Connecting, and waiting for JetStream's publish acknowledgement.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The CA to trust and a client certificate for mutual TLS (as for the other sinks);
+    /// setting it requires TLS of the server.
+    #[serde(default)]
+    pub tls: Option<SinkTls>,
+    /// A file holding the server's authentication token (NATS `authorization { token }`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// A NATS `.creds` file (user JWT and NKey seed) for decentralised authentication.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+}
+
+/// When JetStream removes a message (its `RetentionPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatsRetention {
+    /// At the stream's limits (`max_age_secs`): every consumer reads everything.
+    #[default]
+    Limits,
+    /// Once every consumer has acknowledged it.
+    Interest,
+    /// Once one consumer has acknowledged it.
+    Workqueue,
+}
+
+fn default_subject_prefix() -> String {
+    "callscribe".into()
+}
+
+fn default_stream() -> String {
+    "CALLSCRIBE".into()
+}
+
+fn default_replicas() -> usize {
+    1
+}
+
+fn default_duplicate_window_ms() -> u64 {
+    // JetStream's own default.
+    120_000
+}
+
+fn default_event_source() -> String {
+    "/callscribe".into()
 }
 
 fn default_timeout_ms() -> u64 {
@@ -146,6 +229,10 @@ impl SinkConfig {
             SinkConfig::Ndjson { name, path } => name
                 .clone()
                 .unwrap_or_else(|| format!("ndjson:{}", path.display())),
+            SinkConfig::Nats(c) => c
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("nats:{}", c.stream)),
         }
     }
 }

@@ -5,8 +5,12 @@
 //! one call per final and knows nothing of sinks, spools or suggestions. It works on the
 //! pipeline's own types; each front door turns suggestions into what its user sees (a gRPC
 //! response, a printed line) in the [`Listener`] it passes.
+//!
+//! A call's forwarding also marks its life for the sinks that publish call events: `started`
+//! when it is made, `ended` when it is dropped (however the call ended: a summary, an error,
+//! a client gone), so a loop cannot forget either.
 
-use super::segment::{unix_ms_now, ForwardSegment};
+use super::segment::{unix_ms_now, CallEvent, CallEventKind, ForwardSegment};
 use super::{Forwarder, Listener, Spooling};
 use crate::stream::FinalOutput;
 use std::sync::{Arc, Mutex};
@@ -33,6 +37,8 @@ pub struct CallForwarding {
     /// Whether the call still takes suggestions; locked around each delivery, so that once
     /// [`close`](Self::close) returns no suggestion can follow what the call sends next.
     open: Arc<Mutex<bool>>,
+    /// Finals forwarded, for the `ended` event.
+    finals: std::sync::atomic::AtomicU64,
 }
 
 impl CallForwarding {
@@ -52,11 +58,52 @@ impl CallForwarding {
                 alive,
             },
         );
-        Self {
+        let this = Self {
             forwarder: forwarder.clone(),
             call,
             open,
+            finals: std::sync::atomic::AtomicU64::new(0),
+        };
+        this.call_event(CallEventKind::Started, 0);
+        this
+    }
+
+    fn call_event(&self, kind: CallEventKind, finals: u64) {
+        // Without such a sink nothing is recorded, not even the call's start estimate.
+        if !self.forwarder.takes_call_events() {
+            return;
         }
+        let now = unix_ms_now();
+        let started_at = self.forwarder.call_started_at(
+            &self.call.call_id,
+            self.call.started_at_unix_ms.unwrap_or(now),
+        );
+        let event = CallEvent {
+            kind,
+            at_unix_ms: if kind == CallEventKind::Started {
+                started_at
+            } else {
+                now
+            },
+            finals,
+        };
+        let call = ForwardSegment {
+            call_id: self.call.call_id.clone(),
+            segment_id: event.id(&self.call.call_id),
+            sequence: 0,
+            channel: 0,
+            role: String::new(),
+            dialect: self.call.dialect.clone(),
+            raw_text: String::new(),
+            text: String::new(),
+            start_ms: 0,
+            end_ms: 0,
+            call_started_at_unix_ms: started_at,
+            confidence: 0.0,
+            language: String::new(),
+            tenant: self.call.tenant.clone(),
+        };
+        self.forwarder.submit_call_event(call, event);
     }
 
     /// Stops the call's suggestions: none reaches the listener once this returns. A call
@@ -70,6 +117,8 @@ impl CallForwarding {
     /// front door that promises its client's finals survive a crash waits on the returned
     /// [`Spooling`] before sending the final.
     pub fn forward_final(&self, language: Option<&str>, f: &FinalOutput) -> Spooling {
+        self.finals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let call_id = &self.call.call_id;
         let estimate = self
             .call
@@ -91,6 +140,13 @@ impl CallForwarding {
             )
             .with_tenant(&self.call.tenant),
         )
+    }
+}
+
+impl Drop for CallForwarding {
+    fn drop(&mut self) {
+        let finals = self.finals.load(std::sync::atomic::Ordering::Relaxed);
+        self.call_event(CallEventKind::Ended, finals);
     }
 }
 

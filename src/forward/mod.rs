@@ -16,6 +16,7 @@
 pub mod config;
 pub mod hook;
 pub mod metrics;
+pub mod nats;
 pub mod segment;
 pub mod sign;
 pub mod sink;
@@ -24,7 +25,7 @@ pub mod spool;
 pub use config::{ForwardConfig, SinkConfig};
 pub use hook::{CallContext, CallForwarding};
 pub use metrics::ForwardMetrics;
-pub use segment::{ForwardSegment, Spooled};
+pub use segment::{CallEvent, CallEventKind, ForwardSegment, Spooled};
 pub use sink::{DeliveryError, Sink};
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolStatus};
 
@@ -110,6 +111,8 @@ struct Inner {
     spool_failing: std::sync::atomic::AtomicBool,
     spool: Arc<Spool>,
     sink_names: Vec<String>,
+    /// The sinks that take call events (started / ended) besides finals.
+    event_sinks: Vec<String>,
     wake: Vec<Arc<Notify>>,
     metrics: ForwardMetrics,
     listeners: Mutex<HashMap<String, Arc<Listener>>>,
@@ -170,6 +173,12 @@ impl Forwarder {
             .collect::<Result<Vec<_>, _>>()?;
         let spool = Arc::new(Spool::open(&config.spool_path())?);
         let sink_names: Vec<String> = config.sinks.iter().map(SinkConfig::name).collect();
+        let event_sinks = sink_names
+            .iter()
+            .zip(&sinks)
+            .filter(|(_, s)| s.takes_call_events())
+            .map(|(n, _)| n.clone())
+            .collect();
         let status = spool.status()?;
         for name in &sink_names {
             metrics
@@ -186,6 +195,7 @@ impl Forwarder {
             spool_failing: std::sync::atomic::AtomicBool::new(false),
             spool,
             sink_names,
+            event_sinks,
             metrics,
             listeners: Mutex::new(HashMap::new()),
             calls: Mutex::new(CallMemory::default()),
@@ -246,9 +256,32 @@ impl Forwarder {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remember(&segment, self.inner.config.context_segments);
+        self.enqueue(Spooled::final_segment(segment, context))
+    }
+
+    /// Queues a call event for the sinks that take them (none: nothing is queued). It goes
+    /// through the same queue as the call's finals, so it keeps its place among them.
+    /// `call` names the call as [`CallEvent::id`] says.
+    pub fn submit_call_event(&self, call: ForwardSegment, event: CallEvent) {
+        if !self.takes_call_events() {
+            return;
+        }
+        drop(self.enqueue(Spooled {
+            segment: call,
+            context: Vec::new(),
+            call_event: Some(event),
+        }));
+    }
+
+    /// Whether a sink publishes call events.
+    pub fn takes_call_events(&self) -> bool {
+        !self.inner.event_sinks.is_empty()
+    }
+
+    fn enqueue(&self, record: Spooled) -> Spooling {
         let (written, on_disk) = tokio::sync::oneshot::channel();
         let queued = Queued {
-            record: Spooled { segment, context },
+            record,
             written: Some(written),
         };
         match self.inner.intake.try_send(queued) {
@@ -404,7 +437,14 @@ fn write_batch(inner: &Inner, batch: &mut [Queued]) -> Result<usize, SpoolError>
         return Ok(0);
     }
     let records: Vec<Spooled> = batch.iter().map(|q| q.record.clone()).collect();
-    inner.spool.append(&records, &inner.sink_names)?;
+    let route = |r: &Spooled| -> &[String] {
+        if r.call_event.is_some() {
+            &inner.event_sinks
+        } else {
+            &inner.sink_names
+        }
+    };
+    inner.spool.append_routed(&records, route)?;
     inner
         .spool_failing
         .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -416,11 +456,12 @@ fn write_batch(inner: &Inner, batch: &mut [Queued]) -> Result<usize, SpoolError>
         }
     }
     for (name, wake) in inner.sink_names.iter().zip(&inner.wake) {
+        let added = records.iter().filter(|r| route(r).contains(name)).count();
         inner
             .metrics
             .pending
             .get_or_create(&ForwardMetrics::sink(name))
-            .inc_by(batch.len() as i64);
+            .inc_by(added as i64);
         wake.notify_one();
     }
     Ok(batch.len())
@@ -741,10 +782,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(&dir.path().join("s.redb")).unwrap();
         let sinks = vec!["kb".to_string(), "hook".to_string()];
-        let rec = Spooled {
-            segment: seg("a", 0),
-            context: vec![],
-        };
+        let rec = Spooled::final_segment(seg("a", 0), vec![]);
         let seqs = spool.append(&[rec.clone(), rec], &sinks).unwrap();
         assert_eq!(seqs, vec![0, 1]);
         spool.ack("kb", 0).unwrap();
@@ -763,13 +801,7 @@ mod tests {
         // Sequence numbers continue after a reopen: order survives restarts.
         let spool = Spool::open(&dir.path().join("s.redb")).unwrap();
         let seqs = spool
-            .append(
-                &[Spooled {
-                    segment: seg("a", 1),
-                    context: vec![],
-                }],
-                &sinks,
-            )
+            .append(&[Spooled::final_segment(seg("a", 1), vec![])], &sinks)
             .unwrap();
         assert_eq!(seqs, vec![2]);
     }

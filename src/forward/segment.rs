@@ -76,12 +76,59 @@ impl ForwardSegment {
     }
 }
 
-/// What the spool holds: the segment and the context it had when it was submitted.
+/// What the spool holds: the segment and the context it had when it was submitted, or a
+/// call event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spooled {
     pub segment: ForwardSegment,
     /// The call's previous segments, oldest first.
     pub context: Vec<ForwardSegment>,
+    /// Set when the record is a call event, not a final: then `segment` names the call only
+    /// (its id, tenant, dialect, start; `segment_id` is [`CallEvent::id`]). Call events go
+    /// only to the sinks that publish them ([`super::Sink::takes_call_events`]), in the same
+    /// sequence as the call's finals, so a call's `started` precedes its finals and `ended`
+    /// follows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_event: Option<CallEvent>,
+}
+
+impl Spooled {
+    /// A final segment and its context.
+    pub fn final_segment(segment: ForwardSegment, context: Vec<ForwardSegment>) -> Self {
+        Self {
+            segment,
+            context,
+            call_event: None,
+        }
+    }
+}
+
+/// A call starting or ending, as the forwarding sinks that publish events see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallEvent {
+    pub kind: CallEventKind,
+    /// When it happened, Unix ms.
+    pub at_unix_ms: i64,
+    /// Finals the call forwarded (0 for `started`).
+    pub finals: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEventKind {
+    Started,
+    Ended,
+}
+
+impl CallEvent {
+    /// The event's idempotency key: `{call_id}/started` or `{call_id}/ended` (a segment id is
+    /// `{call_id}/{channel}/{sequence}`, so the two never meet).
+    pub fn id(&self, call_id: &str) -> String {
+        match self.kind {
+            CallEventKind::Started => format!("{call_id}/started"),
+            CallEventKind::Ended => format!("{call_id}/ended"),
+        }
+    }
 }
 
 pub fn unix_ms_now() -> i64 {

@@ -5,9 +5,10 @@
 //! The gRPC sink is a client of a downstream `KnowledgeLookup` service, so it is a protobuf
 //! edge of its own: its requests are built here, from the spooled segment, and nowhere else.
 //!
-//! Both network sinks speak TLS to https:// endpoints (a custom CA, a client certificate),
-//! send a bearer token when configured, and the webhook signs each delivery
-//! ([`super::sign`]). Secrets (tokens, signing keys) are read from files at start.
+//! The network sinks speak TLS (a custom CA, a client certificate) and send a token when
+//! configured, and the webhook signs each delivery ([`super::sign`]). Secrets (tokens,
+//! signing keys, NATS creds) are read from files at start. The `nats` sink ([`super::nats`])
+//! is the one that also takes call events.
 
 use super::config::{SinkConfig, SinkTls};
 use super::segment::{ForwardSegment, Spooled};
@@ -56,6 +57,8 @@ pub enum Sink {
         /// None = stdout.
         path: Option<PathBuf>,
     },
+    /// Boxed: its connection state is several times the size of the other sinks.
+    Nats(Box<super::nats::NatsSink>),
 }
 
 impl Sink {
@@ -158,12 +161,20 @@ impl Sink {
             SinkConfig::Ndjson { path, .. } => Sink::Ndjson {
                 path: (path.as_os_str() != "-").then(|| path.clone()),
             },
+            SinkConfig::Nats(c) => {
+                Sink::Nats(Box::new(super::nats::NatsSink::new(c).map_err(setup)?))
+            }
         })
     }
 
     /// Whether this sink's answers are suggestions for the agent.
     pub fn suggests(&self) -> bool {
         matches!(self, Sink::Kb { .. } | Sink::Grpc { .. })
+    }
+
+    /// Whether this sink takes call events (started / ended) besides finals.
+    pub fn takes_call_events(&self) -> bool {
+        matches!(self, Sink::Nats(_))
     }
 
     pub async fn deliver(&self, record: &Spooled) -> Result<Vec<Hit>, DeliveryError> {
@@ -258,12 +269,13 @@ impl Sink {
                 .map_err(|e| DeliveryError::Transient(e.to_string()))
                 .map(|()| Vec::new())
             }
+            Sink::Nats(nats) => nats.publish(record).await.map(|()| Vec::new()),
         }
     }
 }
 
 /// A secret from its file, without surrounding whitespace.
-fn read_secret(path: &std::path::Path) -> Result<String, String> {
+pub(super) fn read_secret(path: &std::path::Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let secret = text.trim();

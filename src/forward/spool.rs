@@ -198,9 +198,25 @@ impl Spool {
     /// Appends records pending for every one of `sinks`, in one durable commit (one fsync
     /// for the batch). Returns their sequence numbers.
     pub fn append(&self, records: &[Spooled], sinks: &[String]) -> Result<Vec<u64>, SpoolError> {
-        let json: Vec<String> = records
+        self.append_routed(records, |_| sinks)
+    }
+
+    /// [`append`](Self::append), each record pending for the sinks `route` names for it (a
+    /// call event only for the sinks that publish events). A record no sink takes is not
+    /// stored; it still uses a sequence number.
+    pub fn append_routed<'s>(
+        &self,
+        records: &[Spooled],
+        route: impl Fn(&Spooled) -> &'s [String],
+    ) -> Result<Vec<u64>, SpoolError> {
+        let json: Vec<(String, &[String])> = records
             .iter()
-            .map(|r| serde_json::to_string(r).expect("a record always serialises"))
+            .map(|r| {
+                (
+                    serde_json::to_string(r).expect("a record always serialises"),
+                    route(r),
+                )
+            })
             .collect();
         self.write(Durability::Immediate, |txn| {
             let mut meta = txn.open_table(META)?;
@@ -209,12 +225,14 @@ impl Spool {
             let mut pending = txn.open_table(PENDING)?;
             let mut holders = txn.open_table(HOLDERS)?;
             let mut seqs = Vec::with_capacity(json.len());
-            for j in &json {
-                segments.insert(next, j.as_str())?;
-                for s in sinks {
-                    pending.insert((s.as_str(), next), ())?;
+            for (j, sinks) in &json {
+                if !sinks.is_empty() {
+                    segments.insert(next, j.as_str())?;
+                    for s in *sinks {
+                        pending.insert((s.as_str(), next), ())?;
+                    }
+                    holders.insert(next, sinks.len() as u64)?;
                 }
-                holders.insert(next, sinks.len() as u64)?;
                 seqs.push(next);
                 next += 1;
             }

@@ -1,4 +1,5 @@
-//! The server's Prometheus metrics, registered in one place, and the `/metrics` endpoint.
+//! The server's Prometheus metrics, registered in one place, and the `/metrics` endpoint,
+//! beside which `/health` answers load balancers' HTTP checks ([`super::health`]).
 //!
 //! Names follow `callscribe_<thing>_<unit>`. The real-time factor is exported as two counters
 //! (inference seconds, audio seconds) so a dashboard can take their ratio over any window;
@@ -213,6 +214,7 @@ impl Metrics {
 pub async fn serve(
     addr: &str,
     metrics: Metrics,
+    health: Arc<super::health::Health>,
     tls: Option<Arc<super::tls::Tls>>,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, ServerError> {
@@ -226,21 +228,35 @@ pub async fn serve(
         addr: addr.to_owned(),
         source,
     })?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get(move || {
+                let serving = health.serving();
+                async move {
+                    if serving {
+                        (axum::http::StatusCode::OK, "SERVING\n")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        );
     let scheme = if tls.is_some() { "https" } else { "http" };
     if tls.is_none() && !local.ip().is_loopback() {
         // Per-tenant call and audio counts are business data too.

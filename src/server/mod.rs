@@ -15,12 +15,17 @@
 //! no key is asked for.
 //!
 //! The server binds and answers health checks (NOT_SERVING) while models load; RPCs meanwhile
-//! get UNAVAILABLE. Shutdown (SIGTERM / Ctrl-C in the CLI, [`ServerHandle::shutdown`] in the
-//! library) finalises every open utterance and delivers its final before the streams close.
+//! get UNAVAILABLE. [`health`] also says NOT_SERVING while the server is at capacity or
+//! draining, so a load balancer sends new calls to another server. Draining
+//! ([`ServerHandle::drain`]; SIGTERM in the CLI when `server.drain_timeout_secs` > 0) refuses
+//! new calls with UNAVAILABLE and lets those in flight run to their end. Shutdown
+//! ([`ServerHandle::shutdown`]; SIGTERM without draining, or once the drain is over)
+//! finalises every open utterance and delivers its final before the streams close.
 
 pub mod audit;
 pub mod auth;
 mod call;
+pub mod health;
 pub mod metrics;
 mod service;
 pub mod tls;
@@ -94,6 +99,10 @@ pub struct ServerConfig {
     /// cross the network in the clear, so that takes this explicit `true` (a TLS-terminating
     /// proxy in front, a private network); without it such a server refuses to start.
     pub plaintext: bool,
+    /// On SIGTERM, wait this long for the calls in flight to end on their own (no new call
+    /// is taken meanwhile: health says NOT_SERVING, new calls get UNAVAILABLE), then finalise
+    /// what is left. A second SIGTERM or Ctrl-C ends the wait. 0: finalise at once.
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +125,7 @@ impl Default for ServerConfig {
             reflection: true,
             tls: None,
             plaintext: false,
+            drain_timeout_secs: 0,
         }
     }
 }
@@ -225,6 +235,8 @@ pub(crate) struct Shared {
     pub admission: Arc<Semaphore>,
     pub metrics: metrics::Metrics,
     pub shutdown: CancellationToken,
+    /// What the health service and `/health` say; told of every admission and drain.
+    pub health: Arc<health::Health>,
     /// Where finals go (knowledge lookup; each spooled before its client gets it); none = nowhere.
     pub forwarder: Option<crate::forward::Forwarder>,
     /// Swapped whole on reload; a call keeps the `Arc` it started with, so live streams
@@ -304,6 +316,23 @@ impl ServerHandle {
     pub fn reloader(&self) -> Reloader {
         Reloader {
             shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops taking calls (health NOT_SERVING, new calls UNAVAILABLE); those in flight go on.
+    pub fn drain(&self) {
+        self.shared.health.drain();
+    }
+
+    /// Calls (streams and Transcribe requests) in flight now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.shared.settings.max_streams.max(1) - self.shared.admission.available_permits()
+    }
+
+    /// Resolves once no call is in flight (after [`drain`](Self::drain), when the last ends).
+    pub async fn drained(&self) {
+        while self.calls_in_flight() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -443,9 +472,21 @@ async fn start_any(
         metrics.attach_forward(f.metrics().clone());
     }
     let shutdown = CancellationToken::new();
+    let admission = Arc::new(Semaphore::new(settings.max_streams.max(1)));
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health = health::Health::start(health_reporter, admission.clone(), shutdown.clone()).await;
     let metrics_tls = tls.clone().filter(|t| t.config().metrics);
     let metrics_addr = match &settings.server.metrics_listen {
-        Some(a) => Some(metrics::serve(a, metrics.clone(), metrics_tls, shutdown.clone()).await?),
+        Some(a) => Some(
+            metrics::serve(
+                a,
+                metrics.clone(),
+                health.clone(),
+                metrics_tls,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let shared = Arc::new(Shared {
@@ -453,21 +494,14 @@ async fn start_any(
         tenants: std::sync::RwLock::new(settings.tenants.clone()),
         quotas: Arc::default(),
         tls: tls.clone(),
-        admission: Arc::new(Semaphore::new(settings.max_streams.max(1))),
+        admission,
         settings,
         loaded: OnceCell::new(),
         metrics,
         shutdown: shutdown.clone(),
+        health,
         forwarder,
     });
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
-    health
-        .set_not_serving::<TranscriptionServer<service::TranscriptionService>>()
-        .await;
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
     {
@@ -475,12 +509,7 @@ async fn start_any(
         tokio::spawn(async move {
             let result = load(&shared, loader).await;
             if result.is_ok() {
-                health
-                    .set_service_status("", tonic_health::ServingStatus::Serving)
-                    .await;
-                health
-                    .set_serving::<TranscriptionServer<service::TranscriptionService>>()
-                    .await;
+                shared.health.loaded();
             }
             let _ = ready_tx.send(Some(result));
         });
@@ -1012,6 +1041,102 @@ mod tests {
             admitted,
             "the slot was not freed after the client went away"
         );
+        handle.shutdown();
+    }
+
+    /// What gRPC health and `/health` say, polled until it is `want` (a status follows the
+    /// event that changes it by one task's turn).
+    async fn wait_for_health(handle: &ServerHandle, want: i32) {
+        use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", handle.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        let http = format!("http://{}/health", handle.metrics_addr.unwrap());
+        for _ in 0..100 {
+            let grpc = client
+                .check(HealthCheckRequest {
+                    service: "callscribe.v1.Transcription".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            let url = http.clone();
+            let code = tokio::task::spawn_blocking(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                agent.get(&url).call().unwrap().status().as_u16()
+            })
+            .await
+            .unwrap();
+            let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+            if grpc == want && (code == 200) == (want == serving) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("health never became {want}");
+    }
+
+    /// Health is SERVING only with a free slot and not draining; draining refuses new calls
+    /// with UNAVAILABLE while the call in flight runs to its summary.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_says_not_serving_at_capacity_and_while_draining() {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let (serving, not_serving) = (
+            ServingStatus::Serving as i32,
+            ServingStatus::NotServing as i32,
+        );
+        let mut settings = settings(1);
+        settings.server.metrics_listen = Some("127.0.0.1:0".into());
+        let fake = Scripted::new("fake", "en", |s, _| Ok(whole("x", s)));
+        let handle = serve_with(vec![fake], settings).await;
+        wait_for_health(&handle, serving).await;
+        let (tx, responses, accepted) = open_call(handle.addr, 0).await;
+        assert!(accepted.is_some());
+        wait_for_health(&handle, not_serving).await;
+        drop((tx, responses));
+        wait_for_health(&handle, serving).await;
+
+        let (tx, mut responses, accepted) = open_call(handle.addr, 0).await;
+        assert!(accepted.is_some());
+        handle.drain();
+        wait_for_health(&handle, not_serving).await;
+        let refused = stream(&handle, call(pb::StreamingConfig::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(
+            refused.message().contains("draining"),
+            "{}",
+            refused.message()
+        );
+        // The call in flight goes on: its audio is transcribed and it ends with a summary.
+        for m in call(pb::StreamingConfig::default()).into_iter().skip(1) {
+            tx.send(m).await.unwrap();
+        }
+        drop(tx);
+        let mut summary = false;
+        let mut finals = 0;
+        while let Some(r) = responses.message().await.unwrap() {
+            match r.response {
+                Some(Resp::Final(_)) => finals += 1,
+                Some(Resp::Summary(_)) => summary = true,
+                _ => {}
+            }
+        }
+        assert!(summary && finals > 0, "finals {finals}, summary {summary}");
+        tokio::time::timeout(Duration::from_secs(10), handle.drained())
+            .await
+            .expect("no call left in flight");
+        assert_eq!(handle.calls_in_flight(), 0);
+        // Drained, the server still takes nothing.
+        wait_for_health(&handle, not_serving).await;
         handle.shutdown();
     }
 }

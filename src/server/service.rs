@@ -35,6 +35,8 @@ pub struct TranscriptionService {
 pub struct Admission {
     _tenant: Option<TenantSlot>,
     _server: OwnedSemaphorePermit,
+    /// After the permit: health is recomputed once the slot is free again.
+    _health: super::health::Nudge,
 }
 
 /// The caller the edge authenticated. Only a request that bypassed the interceptor has
@@ -67,15 +69,25 @@ impl TranscriptionService {
         if self.shared.shutdown.is_cancelled() {
             return Err(Status::unavailable("the server is shutting down"));
         }
+        if self.shared.health.is_draining() {
+            return Err(Status::unavailable(
+                "the server is draining (finishing its calls before it stops); retry on another server",
+            ));
+        }
         let tenant = match &caller.tenant {
             Some(t) => Some(self.shared.quotas.admit(t, std::time::Instant::now())?),
             None => None,
         };
         match self.shared.admission.clone().try_acquire_owned() {
-            Ok(server) => Ok(Admission {
-                _tenant: tenant,
-                _server: server,
-            }),
+            Ok(server) => {
+                // At capacity now: health says so before the next call is sent here.
+                self.shared.health.nudge();
+                Ok(Admission {
+                    _tenant: tenant,
+                    _server: server,
+                    _health: self.shared.health.on_drop(),
+                })
+            }
             Err(_) => {
                 if let Some(t) = tenant {
                     t.never_started();

@@ -487,10 +487,7 @@ async fn forwarder_killed_with_segments_spooled_delivers_them_after_restart() {
     {
         let spool = Spool::open(&spool_path).unwrap();
         let records: Vec<Spooled> = (0..10)
-            .map(|seq| Spooled {
-                segment: segment("call-k", seq, "where is my parcel"),
-                context: vec![],
-            })
+            .map(|seq| Spooled::final_segment(segment("call-k", seq, "where is my parcel"), vec![]))
             .collect();
         spool.append(&records, &["lookup".to_string()]).unwrap();
     }
@@ -716,14 +713,14 @@ fn transcribe_json_lists_kb_suggestions_for_the_segments() {
 /// What a `serve` process has written to stderr so far: read through a pipe, as a file would
 /// be subject to the file size limit the disk-full test sets.
 #[derive(Clone, Default)]
-struct Log(Arc<Mutex<String>>);
+pub(crate) struct Log(Arc<Mutex<String>>);
 
 impl Log {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.0.lock().unwrap().clone()
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let text = self.text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
@@ -732,7 +729,7 @@ impl Log {
 
 /// `callscribe serve` with `cfg` on a free loopback port (tiny.en, English), and its log.
 /// With `fillable`, [`set_file_size_limit`] can fill its disk.
-fn start_serve(cfg: &Path, fillable: bool) -> (common::Serving, String, Log) {
+pub(crate) fn start_serve(cfg: &Path, fillable: bool) -> (common::Serving, String, Log) {
     use std::io::{BufRead, Read};
     use std::os::unix::process::CommandExt;
     let mut cmd = common::callscribe();
@@ -798,7 +795,7 @@ fn set_file_size_limit(pid: u32, bytes: libc::rlim_t) {
 }
 
 /// Opens a streaming call on `serve` at `addr`, waiting (up to a minute) for its model to load.
-async fn open_live_call(
+pub(crate) async fn open_live_call(
     addr: &str,
     config: pb::StreamingConfig,
 ) -> (
@@ -829,7 +826,7 @@ async fn open_live_call(
 
 /// Streams the English call fixture as call `call_id` (all of it, then half-closes) and
 /// returns the ids of the finals the client received, after the call ended without error.
-async fn stream_whole_call(addr: &str, call_id: &str) -> Vec<String> {
+pub(crate) async fn stream_whole_call(addr: &str, call_id: &str) -> Vec<String> {
     use common::grpc::{audio_msg, call_audio, Resp};
     let (config, chunks) = call_audio(
         &common::fixture("calls/en_call_16k.wav"),

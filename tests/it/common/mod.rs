@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod grpc;
+pub mod nats;
 pub mod pki;
 
 use callscribe::engine::Engine;
