@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Prometheus /metrics listen address, e.g. 127.0.0.1:9464.
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// On SIGTERM/Ctrl-C, seconds to let the calls in flight end on their own before
+    /// finalising them (server.drain_timeout_secs; 0 = finalise at once).
+    #[arg(long = "drain-timeout", value_name = "SECS")]
+    pub drain_timeout_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -61,6 +65,9 @@ impl ServeArgs {
         }
         if let Some(m) = self.metrics_listen {
             config.server.metrics_listen = Some(m);
+        }
+        if let Some(d) = self.drain_timeout_secs {
+            config.server.drain_timeout_secs = d;
         }
         config.server.validate().map_err(anyhow::Error::msg)?;
 

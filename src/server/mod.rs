@@ -105,6 +105,11 @@ pub struct ServerConfig {
     pub drain_timeout_secs: u64,
 }
 
+/// A restart or a scale-in should not cut the calls in flight short, and most contact-centre
+/// calls end within five minutes; a longer call is finalised then, losing nothing already
+/// said. Orchestrators must allow this long (Kubernetes: `terminationGracePeriodSeconds`).
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 300;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -125,7 +130,7 @@ impl Default for ServerConfig {
             reflection: true,
             tls: None,
             plaintext: false,
-            drain_timeout_secs: 0,
+            drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
         }
     }
 }
