@@ -116,12 +116,14 @@ impl Connection {
             .max_decoding_message_size(64 << 20))
     }
 
-    /// A refusal as one line. A plaintext client talking to a TLS server gets only "Unknown:
-    /// transport error" from HTTP/2 (the server's TLS alert is not HTTP/2), so that case also
-    /// says what is probably wrong.
+    /// A refusal as one line. A plaintext client talking to a TLS server gets only a
+    /// transport failure from HTTP/2 ("Unknown: transport error" or "Internal: h2 protocol
+    /// error", as the bytes fall): the server's TLS alert is not HTTP/2. Such a status was
+    /// made here from a transport error (it has a source), never sent by a server, so that
+    /// case also says what is probably wrong.
     fn describe(&self, s: &tonic::Status) -> String {
         let line = format!("{:?}: {}", s.code(), s.message());
-        if self.tls.is_none() && s.code() == tonic::Code::Unknown {
+        if self.tls.is_none() && std::error::Error::source(s).is_some() {
             format!(
                 "{line} (from {}: if the server serves TLS, give an https:// address and \
                  --tls-ca CA.pem)",
