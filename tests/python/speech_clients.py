@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -57,10 +58,12 @@ def metadata(args):
     return md
 
 
-def chunks(data, frame_bytes, rate, chunk_ms):
+def chunks(data, frame_bytes, rate, chunk_ms, realtime=False):
     step = max(1, rate * chunk_ms // 1000) * frame_bytes
     for i in range(0, len(data), step):
         yield data[i : i + step]
+        if realtime:
+            time.sleep(chunk_ms / 1000)
 
 
 def ms(td):
@@ -143,13 +146,18 @@ def google_stream(args):
         single_utterance=args.single_utterance,
         enable_voice_activity_events=args.voice_events,
     )
-    requests = (
-        speech.StreamingRecognizeRequest(audio_content=c)
-        for c in chunks(audio, frame, rate, args.chunk_ms)
-    )
+    from google.cloud.speech_v1.services.speech import SpeechClient as GapicSpeechClient
+
+    def requests():
+        yield speech.StreamingRecognizeRequest(streaming_config=config)
+        for c in chunks(audio, frame, rate, args.chunk_ms, args.realtime):
+            yield speech.StreamingRecognizeRequest(audio_content=c)
+
+    # The library's helper (SpeechClient.streaming_recognize(config, requests)) drops its
+    # `metadata` argument; the generated method under it sends it.
     try:
-        for resp in client.streaming_recognize(
-            config=config, requests=requests, metadata=metadata(args), timeout=args.timeout
+        for resp in GapicSpeechClient.streaming_recognize(
+            client, requests=requests(), metadata=metadata(args), timeout=args.timeout
         ):
             event = speech.StreamingRecognizeResponse.SpeechEventType(resp.speech_event_type).name
             if resp.speech_event_type:
@@ -252,7 +260,8 @@ def riva_stream(args):
     )
     try:
         for resp in asr.streaming_response_generator(
-            audio_chunks=chunks(audio, frame, rate, args.chunk_ms), streaming_config=config
+            audio_chunks=chunks(audio, frame, rate, args.chunk_ms, args.realtime),
+            streaming_config=config,
         ):
             for r in resp.results:
                 out = riva_result(r)
@@ -317,6 +326,7 @@ def main():
     p.add_argument("--whole-file", action="store_true", help="send the WAV file, header and all")
     p.add_argument("--long-running", action="store_true", help="LongRunningRecognize + GetOperation")
     p.add_argument("--chunk-ms", type=int, default=100)
+    p.add_argument("--realtime", action="store_true", help="sleep --chunk-ms between chunks")
     p.add_argument("--call-id", default="")
     p.add_argument("--api-key", default="")
     p.add_argument("--timeout", type=float, default=600.0)
