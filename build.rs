@@ -14,7 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let well_known = protoc_bin_vendored::include_path()?;
-    let well_known = well_known.to_str().ok_or("protoc include path is not UTF-8")?;
+    let well_known = well_known
+        .to_str()
+        .ok_or("protoc include path is not UTF-8")?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("callscribe_descriptor.bin"))

@@ -144,9 +144,11 @@ pub fn live_request(cfg: &pb::StreamingConfig, fit_window: bool) -> Result<LiveR
 pub fn audio_message(req: pb::StreamingTranscribeRequest) -> Result<Vec<u8>, Status> {
     match req.request {
         Some(pb::streaming_transcribe_request::Request::Audio(audio)) => Ok(audio),
-        Some(pb::streaming_transcribe_request::Request::Config(_)) => Err(Status::invalid_argument(
-            "config sent twice: only the first message carries config; later ones carry audio",
-        )),
+        Some(pb::streaming_transcribe_request::Request::Config(_)) => {
+            Err(Status::invalid_argument(
+                "config sent twice: only the first message carries config; later ones carry audio",
+            ))
+        }
         None => Err(Status::invalid_argument(
             "empty request: set config (first message) or audio",
         )),
@@ -177,7 +179,10 @@ pub fn accepted_config(
 }
 
 /// The first response of a call: its config as applied, whole.
-pub fn accepted_response(call_id: &str, cfg: pb::StreamingConfig) -> pb::StreamingTranscribeResponse {
+pub fn accepted_response(
+    call_id: &str,
+    cfg: pb::StreamingConfig,
+) -> pb::StreamingTranscribeResponse {
     pb::StreamingTranscribeResponse {
         call_id: call_id.to_owned(),
         response: Some(R::AcceptedConfig(cfg)),

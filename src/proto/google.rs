@@ -11,8 +11,7 @@
 use super::gen_google::cloud::speech::v1 as gs;
 use super::gen_google::{longrunning, rpc};
 use super::speech::{
-    AudioSpec,
-    hotwords, is_container, language_tag, model_field, raw_format, CallMetadata, Named,
+    hotwords, is_container, language_tag, model_field, raw_format, AudioSpec, CallMetadata, Named,
     GOOGLE_MODELS,
 };
 use crate::audio::codec::Encoding;
@@ -66,36 +65,45 @@ pub fn recognition(
     classify: &dyn Fn(&str) -> Named,
 ) -> Result<Recognition, Status> {
     let encoding = GEncoding::try_from(cfg.encoding).map_err(|_| {
-        Status::invalid_argument(format!("config.encoding {} is not an encoding", cfg.encoding))
+        Status::invalid_argument(format!(
+            "config.encoding {} is not an encoding",
+            cfg.encoding
+        ))
     })?;
     let container = content.is_some_and(is_container);
-    let raw = |e: Encoding| raw_format(e, cfg.sample_rate_hertz, cfg.audio_channel_count, meta.roles.as_deref());
-    let audio = match (encoding, content) {
-        // A WAV header says what follows, whatever the config says (as Google reads it).
-        (_, Some(_)) if container => AudioSpec::Container(meta.roles.clone()),
-        (GEncoding::Linear16, _) => AudioSpec::Raw(raw(Encoding::Linear16)?),
-        (GEncoding::Mulaw, _) => AudioSpec::Raw(raw(Encoding::Mulaw)?),
-        (GEncoding::EncodingUnspecified, _) => {
-            return Err(Status::invalid_argument(
+    let raw = |e: Encoding| {
+        raw_format(
+            e,
+            cfg.sample_rate_hertz,
+            cfg.audio_channel_count,
+            meta.roles.as_deref(),
+        )
+    };
+    let audio =
+        match (encoding, content) {
+            // A WAV header says what follows, whatever the config says (as Google reads it).
+            (_, Some(_)) if container => AudioSpec::Container(meta.roles.clone()),
+            (GEncoding::Linear16, _) => AudioSpec::Raw(raw(Encoding::Linear16)?),
+            (GEncoding::Mulaw, _) => AudioSpec::Raw(raw(Encoding::Mulaw)?),
+            (GEncoding::EncodingUnspecified, _) => return Err(Status::invalid_argument(
                 "config.encoding is ENCODING_UNSPECIFIED and the audio has no WAV or FLAC header: \
                  set LINEAR16 or MULAW with sample_rate_hertz",
-            ))
-        }
-        (GEncoding::Flac | GEncoding::OggOpus | GEncoding::WebmOpus, None) => {
-            return Err(Status::invalid_argument(format!(
-                "config.encoding {}: a stream takes LINEAR16 or MULAW (Recognize and \
+            )),
+            (GEncoding::Flac | GEncoding::OggOpus | GEncoding::WebmOpus, None) => {
+                return Err(Status::invalid_argument(format!(
+                    "config.encoding {}: a stream takes LINEAR16 or MULAW (Recognize and \
                  LongRunningRecognize also take FLAC, OGG_OPUS and WEBM_OPUS files)",
-                encoding.as_str_name()
-            )))
-        }
-        (other, _) => {
-            return Err(Status::invalid_argument(format!(
-                "config.encoding {} is not supported: send LINEAR16 or MULAW (or, to \
+                    encoding.as_str_name()
+                )))
+            }
+            (other, _) => {
+                return Err(Status::invalid_argument(format!(
+                    "config.encoding {} is not supported: send LINEAR16 or MULAW (or, to \
                  Recognize, a WAV, FLAC, OGG_OPUS or WEBM_OPUS file)",
-                other.as_str_name()
-            )))
-        }
-    };
+                    other.as_str_name()
+                )))
+            }
+        };
     if cfg
         .diarization_config
         .as_ref()
@@ -122,7 +130,10 @@ pub fn recognition(
         .collect();
     let mut inline = Vec::new();
     if let Some(a) = &cfg.adaptation {
-        if !a.phrase_set_references.is_empty() || !a.custom_classes.is_empty() || a.abnf_grammar.is_some() {
+        if !a.phrase_set_references.is_empty()
+            || !a.custom_classes.is_empty()
+            || a.abnf_grammar.is_some()
+        {
             return Err(Status::invalid_argument(
                 "config.adaptation: phrase set references, custom classes and grammars are not \
                  supported; give phrases inline (speech_contexts or adaptation.phrase_sets)",
@@ -149,7 +160,9 @@ pub fn recognition(
         // Alternatives: the language is identified from the first speech.
         choices.language = Some("auto".into());
     }
-    model_field(&mut choices, &cfg.model, classify, &|m| GOOGLE_MODELS.contains(&m))?;
+    model_field(&mut choices, &cfg.model, classify, &|m| {
+        GOOGLE_MODELS.contains(&m)
+    })?;
     let separate = cfg.enable_separate_recognition_per_channel && cfg.audio_channel_count > 1;
     Ok(Recognition {
         audio,
@@ -305,7 +318,9 @@ impl StreamReplies {
             ..Default::default()
         };
         match report {
-            CallReport::Dialect(d) if self.shape.language_code.is_empty() || !d.identified_language.is_empty() => {
+            CallReport::Dialect(d)
+                if self.shape.language_code.is_empty() || !d.identified_language.is_empty() =>
+            {
                 if !d.language.is_empty() {
                     self.shape.language_code = d.language;
                 }
@@ -466,8 +481,8 @@ pub fn unix_ms_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::Role;
     use crate::audio::CallTime;
+    use crate::audio::Role;
     use crate::stream::Interim;
 
     fn cfg(encoding: GEncoding) -> gs::RecognitionConfig {
@@ -506,7 +521,10 @@ mod tests {
         assert_eq!(req.format.encoding, Encoding::Mulaw);
         assert_eq!(req.format.roles, vec![Role::Agent, Role::Customer]);
         assert_eq!(req.choices.language.as_deref(), Some("zh"));
-        assert_eq!(req.choices.model, None, "Google's model names mean the default");
+        assert_eq!(
+            req.choices.model, None,
+            "Google's model names mean the default"
+        );
         assert_eq!(req.choices.hotwords[0].term, "Zentrix");
         assert!(req.interim && shape.interim && shape.separate_channels);
         assert_eq!(shape.language_code, "cmn-hans-cn");
@@ -547,7 +565,13 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
             assert!(e.message().contains(field), "{field}: {}", e.message());
         }
-        let adapter = |m: &str| if m == "cantonese" { Named::Adapter } else { Named::Neither };
+        let adapter = |m: &str| {
+            if m == "cantonese" {
+                Named::Adapter
+            } else {
+                Named::Neither
+            }
+        };
         let r = recognition(
             &gs::RecognitionConfig {
                 model: "cantonese".into(),
@@ -578,7 +602,11 @@ mod tests {
             &neither,
         )
         .unwrap_err();
-        assert!(e.message().contains("ENCODING_UNSPECIFIED"), "{}", e.message());
+        assert!(
+            e.message().contains("ENCODING_UNSPECIFIED"),
+            "{}",
+            e.message()
+        );
     }
 
     fn segment(channel: u32) -> Segment {
@@ -608,13 +636,21 @@ mod tests {
             language_code: "en-us".into(),
             ..Default::default()
         });
-        let f = replies.report(CallReport::Final(FinalReport::new("c", 0, segment(1), String::new())));
+        let f = replies.report(CallReport::Final(FinalReport::new(
+            "c",
+            0,
+            segment(1),
+            String::new(),
+        )));
         let r = &f[0].results[0];
         assert!(r.is_final);
         assert_eq!((r.channel_tag, r.language_code.as_str()), (2, "en-us"));
         assert_eq!(r.result_end_time, Some(duration(3500)));
         let w = &r.alternatives[0].words[0];
-        assert_eq!((w.word.as_str(), w.start_time), ("my", Some(duration(1250))));
+        assert_eq!(
+            (w.word.as_str(), w.start_time),
+            ("my", Some(duration(1250)))
+        );
         let i = replies.report(CallReport::Interim(InterimOutput {
             channel: 0,
             role: Role::Agent,
@@ -635,11 +671,24 @@ mod tests {
     fn without_separate_recognition_only_the_first_channel_answers() {
         let mut replies = StreamReplies::new(ResultShape::default());
         assert!(replies
-            .report(CallReport::Final(FinalReport::new("c", 0, segment(1), String::new())))
+            .report(CallReport::Final(FinalReport::new(
+                "c",
+                0,
+                segment(1),
+                String::new()
+            )))
             .is_empty());
-        let f = replies.report(CallReport::Final(FinalReport::new("c", 0, segment(0), String::new())));
+        let f = replies.report(CallReport::Final(FinalReport::new(
+            "c",
+            0,
+            segment(0),
+            String::new(),
+        )));
         assert_eq!(f[0].results[0].channel_tag, 0);
-        assert!(f[0].results[0].alternatives[0].words.is_empty(), "words only when asked");
+        assert!(
+            f[0].results[0].alternatives[0].words.is_empty(),
+            "words only when asked"
+        );
     }
 
     #[test]

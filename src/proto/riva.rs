@@ -10,8 +10,7 @@
 use super::gen_riva as rc;
 use super::gen_riva::asr as ra;
 use super::speech::{
-    AudioSpec,
-    hotwords, is_container, language_tag, model_field, raw_format, CallMetadata, Named,
+    hotwords, is_container, language_tag, model_field, raw_format, AudioSpec, CallMetadata, Named,
 };
 use crate::audio::codec::Encoding;
 use crate::engine::Word;
@@ -53,7 +52,10 @@ pub fn recognition(
 ) -> Result<Recognition, Status> {
     use rc::AudioEncoding as E;
     let encoding = E::try_from(cfg.encoding).map_err(|_| {
-        Status::invalid_argument(format!("config.encoding {} is not an encoding", cfg.encoding))
+        Status::invalid_argument(format!(
+            "config.encoding {} is not an encoding",
+            cfg.encoding
+        ))
     })?;
     let raw = |e: Encoding| {
         raw_format(
@@ -233,7 +235,10 @@ fn alternative(s: &Segment, shape: &ResultShape) -> ra::SpeechRecognitionAlterna
 }
 
 /// A live call's reports as Riva `StreamingRecognizeResponse`s.
-pub fn stream_report(report: CallReport, shape: &ResultShape) -> Option<ra::StreamingRecognizeResponse> {
+pub fn stream_report(
+    report: CallReport,
+    shape: &ResultShape,
+) -> Option<ra::StreamingRecognizeResponse> {
     let result = match report {
         CallReport::Interim(i) if shape.interim => ra::StreamingRecognitionResult {
             channel_tag: channel_tag(i.channel, shape)?,
@@ -343,7 +348,9 @@ mod tests {
             config: Some(cfg()),
             interim_results: true,
         };
-        let id = rc::RequestId { value: "r-1".into() };
+        let id = rc::RequestId {
+            value: "r-1".into(),
+        };
         let (req, shape) =
             live_request(&sc, Some(&id), &CallMetadata::default(), &neither, false).unwrap();
         assert_eq!(req.call_id.as_deref(), Some("r-1"));
@@ -369,7 +376,9 @@ mod tests {
         let shape = ResultShape {
             separate_channels: true,
             language_code: "en-US".into(),
-            id: Some(rc::RequestId { value: "r-2".into() }),
+            id: Some(rc::RequestId {
+                value: "r-2".into(),
+            }),
             ..Default::default()
         };
         let segment = Segment {

@@ -307,7 +307,11 @@ mod tests {
         assert_eq!(h[0].weight, 4.0);
         let e = hotwords([(phrases.as_slice(), -5.0)], "speech_contexts").unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("speech_contexts[0].boost"), "{}", e.message());
+        assert!(
+            e.message().contains("speech_contexts[0].boost"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]
@@ -330,12 +334,18 @@ mod tests {
         let f = raw_format(Encoding::Mulaw, 8000, 2, None).unwrap();
         assert_eq!(f.roles, vec![Role::Agent, Role::Customer]);
         assert_eq!(
-            raw_format(Encoding::Linear16, 16000, 0, None).unwrap().roles,
+            raw_format(Encoding::Linear16, 16000, 0, None)
+                .unwrap()
+                .roles,
             vec![Role::Mixed]
         );
         let e = raw_format(Encoding::Linear16, 0, 1, None).unwrap_err();
         assert!(e.message().contains("sample_rate_hertz"), "{}", e.message());
         let e = raw_format(Encoding::Linear16, 8000, 3, None).unwrap_err();
-        assert!(e.message().contains("audio_channel_count"), "{}", e.message());
+        assert!(
+            e.message().contains("audio_channel_count"),
+            "{}",
+            e.message()
+        );
     }
 }

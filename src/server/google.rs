@@ -401,7 +401,10 @@ mod tests {
         assert!(ops.get("a", "acme").unwrap().done);
         ops.start("b", "acme", 0);
         ops.start("c", "acme", 0);
-        assert!(ops.get("a", "acme").is_err(), "the oldest finished one made room");
+        assert!(
+            ops.get("a", "acme").is_err(),
+            "the oldest finished one made room"
+        );
         assert!(ops.get("b", "acme").is_ok() && ops.get("c", "acme").is_ok());
     }
 }

@@ -45,7 +45,9 @@ impl call::Wire for RivaWire {
     }
 
     fn report(&mut self, _call_id: &str, report: CallReport) -> Vec<Self::Response> {
-        riva::stream_report(report, &self.shape).into_iter().collect()
+        riva::stream_report(report, &self.shape)
+            .into_iter()
+            .collect()
     }
 
     fn suggestion(&self, _call_id: &str) -> Option<call::SuggestionMap<Self::Response>> {
@@ -181,10 +183,8 @@ impl RivaSpeechRecognition for RivaAsr {
         let caller = caller_of(&request);
         let wanted = request.into_inner().model_name;
         let loaded = self.edge.loaded()?;
-        let allowed_model =
-            |m: &str| caller.tenant.as_ref().is_none_or(|t| t.allows_model(m));
-        let allowed_adapter =
-            |a: &str| caller.tenant.as_ref().is_none_or(|t| t.allows_adapter(a));
+        let allowed_model = |m: &str| caller.tenant.as_ref().is_none_or(|t| t.allows_model(m));
+        let allowed_adapter = |a: &str| caller.tenant.as_ref().is_none_or(|t| t.allows_adapter(a));
         let mut offered: Vec<Offered> = loaded
             .pool
             .models()
@@ -197,13 +197,16 @@ impl RivaSpeechRecognition for RivaAsr {
             })
             .collect();
         let dialects = self.edge.shared.dialects();
-        offered.extend(dialects.list().filter(|a| allowed_adapter(a.id())).map(|a| {
-            Offered {
-                name: a.id().to_owned(),
-                language_code: a.profile.model.language.clone(),
-                model: Some(a.profile.model.name.clone()),
-            }
-        }));
+        offered.extend(
+            dialects
+                .list()
+                .filter(|a| allowed_adapter(a.id()))
+                .map(|a| Offered {
+                    name: a.id().to_owned(),
+                    language_code: a.profile.model.language.clone(),
+                    model: Some(a.profile.model.name.clone()),
+                }),
+        );
         if !wanted.trim().is_empty() {
             offered.retain(|o| o.name == wanted.trim());
         }

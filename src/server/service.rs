@@ -17,7 +17,6 @@ use crate::audio::codec;
 use crate::audio::decode::decode_bytes;
 use crate::audio::wav::WavAudio;
 use crate::audio::{ChannelMode, Role};
-use crate::proto::speech::{self, AudioSpec, Named};
 use crate::dialect::SelectionReport;
 use crate::kb::Suggestion;
 use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
@@ -25,6 +24,7 @@ use crate::plan::{CallPlan, CallRequest};
 use crate::proto::convert::{
     self, call_format, call_request, dialect_selected, final_result, invalid,
 };
+use crate::proto::speech::{self, AudioSpec, Named};
 use crate::proto::v1 as pb;
 use crate::proto::v1::transcription_server::Transcription;
 use crate::stream::{CallFormat, CallReport, FinalReport, LiveRequest};
@@ -353,7 +353,6 @@ impl Edge {
 }
 
 impl TranscriptionService {
-
     /// The adapters and routes, as far as the caller's tenant may use them.
     fn list_dialects_now(&self, caller: &Caller) -> pb::ListDialectsResponse {
         let d = self.edge.shared.dialects();
@@ -444,7 +443,13 @@ impl Transcription for TranscriptionService {
             .await
         {
             Ok((response, audio_secs)) => {
-                audit::call(&self.edge.shared.metrics, &caller, &record, "OK", audio_secs);
+                audit::call(
+                    &self.edge.shared.metrics,
+                    &caller,
+                    &record,
+                    "OK",
+                    audio_secs,
+                );
                 Ok(Response::new(response))
             }
             Err(s) => self.edge.refuse(&caller, &record, s),
@@ -522,7 +527,10 @@ fn recording(
         ));
     }
     let format = call_format(cfg)?;
-    Ok((raw_audio(&format, raw)?, ChannelMode::Separate(format.roles)))
+    Ok((
+        raw_audio(&format, raw)?,
+        ChannelMode::Separate(format.roles),
+    ))
 }
 
 /// `callscribe.v1` StreamingTranscribe on the wire: the config as applied first, then every

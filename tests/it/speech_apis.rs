@@ -20,7 +20,10 @@ const MAX_CER: f64 = 0.5;
 
 fn clients(server: &Server, args: &[&str]) -> Output {
     let check = Command::new(&server.python)
-        .args(["-c", "import google.cloud.speech, riva.client, grpc_reflection"])
+        .args([
+            "-c",
+            "import google.cloud.speech, riva.client, grpc_reflection",
+        ])
         .output()
         .expect("running the test Python");
     assert!(
@@ -92,28 +95,48 @@ fn google_streaming_a_two_channel_mulaw_call_gives_interims_and_per_channel_fina
     let report = server.report(&out);
     assert!(out.status.success(), "{report}");
     let lines = json_lines(&server, &out);
-    let interims: Vec<&Value> = lines.iter().filter(|l| l["is_final"] == Value::Bool(false)).collect();
-    assert!(!interims.is_empty(), "interim_results gave no interim\n{report}");
+    let interims: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["is_final"] == Value::Bool(false))
+        .collect();
+    assert!(
+        !interims.is_empty(),
+        "interim_results gave no interim\n{report}"
+    );
     for i in &interims {
         let stability = i["stability"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&stability), "stability {stability}\n{report}");
+        assert!(
+            (0.0..=1.0).contains(&stability),
+            "stability {stability}\n{report}"
+        );
         assert!([1, 2].contains(&n(i, "channel_tag")), "{i}\n{report}");
     }
     for (tag, channel) in [(1, 0), (2, 1)] {
         let text = finals_of(&lines, tag);
         let wer = word_error_rate(&reference.channel_text(channel), &text);
         eprintln!("channel_tag {tag}: WER {wer:.3}: {text}");
-        assert!(wer <= MAX_WER, "channel_tag {tag}: WER {wer:.3}: {text}\n{report}");
+        assert!(
+            wer <= MAX_WER,
+            "channel_tag {tag}: WER {wer:.3}: {text}\n{report}"
+        );
     }
-    let finals: Vec<&Value> = lines.iter().filter(|l| l["is_final"] == Value::Bool(true)).collect();
+    let finals: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["is_final"] == Value::Bool(true))
+        .collect();
     for f in &finals {
         assert_eq!(s(f, "language_code"), "en-us", "{f}");
         let end = n(f, "end_ms");
         assert!(end > 0 && end as u64 <= reference.duration_ms + 500, "{f}");
         let words = f["words"].as_array().unwrap();
-        assert!(!words.is_empty(), "enable_word_time_offsets gave no words: {f}");
         assert!(
-            words.iter().all(|w| n(w, "start_ms") <= n(w, "end_ms") && n(w, "end_ms") <= end + 50),
+            !words.is_empty(),
+            "enable_word_time_offsets gave no words: {f}"
+        );
+        assert!(
+            words
+                .iter()
+                .all(|w| n(w, "start_ms") <= n(w, "end_ms") && n(w, "end_ms") <= end + 50),
             "word times outside their result: {f}"
         );
     }
@@ -135,7 +158,14 @@ fn google_recognize_and_long_running_recognize_read_a_wav_file() {
     let server = Server::start_with(&[]);
     let out = clients(
         &server,
-        &["google-recognize", "--wav", wav.to_str().unwrap(), "--whole-file", "--language", "en-US"],
+        &[
+            "google-recognize",
+            "--wav",
+            wav.to_str().unwrap(),
+            "--whole-file",
+            "--language",
+            "en-US",
+        ],
     );
     let report = server.report(&out);
     assert!(out.status.success(), "{report}");
@@ -144,7 +174,12 @@ fn google_recognize_and_long_running_recognize_read_a_wav_file() {
     let wer = word_error_rate(&reference.all_text(), &text);
     eprintln!("Recognize: WER {wer:.3}: {text}");
     assert!(wer <= MAX_WER, "WER {wer:.3}: {text}\n{report}");
-    assert!(lines.iter().all(|l| l["confidence"].as_f64().unwrap() > 0.0), "{report}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["confidence"].as_f64().unwrap() > 0.0),
+        "{report}"
+    );
 
     // The same recording as a long-running operation, polled through GetOperation.
     let out = clients(
@@ -162,15 +197,23 @@ fn google_recognize_and_long_running_recognize_read_a_wav_file() {
     let report = server.report(&out);
     assert!(out.status.success(), "{report}");
     let lines = json_lines(&server, &out);
-    assert!(s(&lines[0], "operation").starts_with("callscribe-"), "{report}");
+    assert!(
+        s(&lines[0], "operation").starts_with("callscribe-"),
+        "{report}"
+    );
     let long_text = finals_of(&lines[1..], 0);
-    assert_eq!(long_text, text, "the operation's result is the recording's transcript\n{report}");
+    assert_eq!(
+        long_text, text,
+        "the operation's result is the recording's transcript\n{report}"
+    );
 }
 
 #[test]
 fn google_speech_contexts_become_hotwords_that_recover_the_terms() {
     let wav = fixture("calls/en_terms_8k.wav");
-    let terms = ["Zentrix", "Voltaro", "Quibly", "Nuvexa", "Orbisync", "Kestrava"];
+    let terms = [
+        "Zentrix", "Voltaro", "Quibly", "Nuvexa", "Orbisync", "Kestrava",
+    ];
     let server = Server::start_with(&[]);
     let found = |phrases: &str| {
         // A stream: hotwords matter most where windows are fitted to the utterance.
@@ -242,17 +285,26 @@ fn riva_streams_a_mandarin_call_through_zh_cn_with_interims() {
         "no interim\n{report}"
     );
     for tag in [1, 2] {
-        assert!(!finals_of(&lines, tag).is_empty(), "no final on channel_tag {tag}\n{report}");
+        assert!(
+            !finals_of(&lines, tag).is_empty(),
+            "no final on channel_tag {tag}\n{report}"
+        );
     }
     // Both parties' finals on the call's timeline, against the reference in time order.
-    let mut finals: Vec<&Value> = lines.iter().filter(|l| l["is_final"] == Value::Bool(true)).collect();
+    let mut finals: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["is_final"] == Value::Bool(true))
+        .collect();
     finals.sort_by_key(|l| n(l, "end_ms"));
     let all: String = finals.iter().map(|l| s(l, "transcript")).collect();
     let cer = char_error_rate(&reference.all_text(), &all);
     eprintln!("riva zh-CN: CER {cer:.3}: {all}");
     assert!(cer <= MAX_CER, "CER {cer:.3}: {all}\n{report}");
     // The putonghua adapter wrote simplified characters ("还没有收到", not "還沒有收到").
-    assert!(!all.contains('們') && !all.contains('還') && !all.contains('這'), "traditional: {all}");
+    assert!(
+        !all.contains('們') && !all.contains('還') && !all.contains('這'),
+        "traditional: {all}"
+    );
 }
 
 #[test]
@@ -268,13 +320,19 @@ fn refused_configurations_are_invalid_argument_naming_the_problem() {
     assert!(details.contains("AMR"), "{details}");
     let (code, details) = error_of(
         &server,
-        &clients(&server, &["google-stream", "--wav", w, "--model", "no-such-model"]),
+        &clients(
+            &server,
+            &["google-stream", "--wav", w, "--model", "no-such-model"],
+        ),
     );
     assert_eq!(code, "INVALID_ARGUMENT", "{details}");
     assert!(details.contains("no-such-model"), "{details}");
     let (code, details) = error_of(
         &server,
-        &clients(&server, &["riva-stream", "--wav", w, "--encoding", "oggopus"]),
+        &clients(
+            &server,
+            &["riva-stream", "--wav", w, "--encoding", "oggopus"],
+        ),
     );
     assert_eq!(code, "INVALID_ARGUMENT", "{details}");
     assert!(details.contains("OGGOPUS"), "{details}");
@@ -292,11 +350,104 @@ fn reflection_v1alpha_lists_the_speech_services_for_grpcio_reflection() {
         ("google.cloud.speech.v1.Speech", "StreamingRecognize"),
         ("google.cloud.speech.v1.Speech", "LongRunningRecognize"),
         ("google.longrunning.Operations", "GetOperation"),
-        ("nvidia.riva.asr.RivaSpeechRecognition", "StreamingRecognize"),
-        ("nvidia.riva.asr.RivaSpeechRecognition", "GetRivaSpeechRecognitionConfig"),
+        (
+            "nvidia.riva.asr.RivaSpeechRecognition",
+            "StreamingRecognize",
+        ),
+        (
+            "nvidia.riva.asr.RivaSpeechRecognition",
+            "GetRivaSpeechRecognitionConfig",
+        ),
         ("callscribe.v1.Transcription", "StreamingTranscribe"),
     ] {
-        let listed = methods[service].as_array().map(|m| m.iter().any(|x| x == method));
-        assert_eq!(listed, Some(true), "{service}/{method} not listed: {listing}");
+        let listed = methods[service]
+            .as_array()
+            .map(|m| m.iter().any(|x| x == method));
+        assert_eq!(
+            listed,
+            Some(true),
+            "{service}/{method} not listed: {listing}"
+        );
+    }
+}
+
+#[test]
+fn the_speech_apis_take_the_tenants_keys_and_forward_finals_with_tenant_and_call_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("finals.ndjson");
+    let key = "cs_acme_speech_key";
+    let cfg = dir.path().join("callscribe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[tenants]]\nid = \"acme\"\nkey_hashes = [\"{}\"]\nmax_concurrent_calls = 2\n\n\
+             [forward]\nspool = \"{}\"\nsinks = [{{ kind = \"ndjson\", path = \"{}\" }}]\n",
+            callscribe::server::auth::key_hash(key),
+            dir.path().join("spool.redb").display(),
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let wav = fixture("calls/en_call_8k_mono.wav");
+    let w = wav.to_str().unwrap();
+    // No key: refused at the edge, by both APIs, before any audio is read.
+    for mode in ["google-stream", "riva-stream"] {
+        let (code, details) = error_of(&server, &clients(&server, &[mode, "--wav", w]));
+        assert_eq!(code, "UNAUTHENTICATED", "{mode}: {details}");
+    }
+    let (code, _) = error_of(
+        &server,
+        &clients(
+            &server,
+            &["google-stream", "--wav", w, "--api-key", "cs_wrong"],
+        ),
+    );
+    assert_eq!(code, "UNAUTHENTICATED");
+    // With the tenant's key (`authorization: Bearer`): transcribed, and every final forwarded
+    // under the tenant and the call id the metadata gave.
+    let out = clients(
+        &server,
+        &[
+            "google-stream",
+            "--wav",
+            w,
+            "--api-key",
+            key,
+            "--call-id",
+            "acme-call-7",
+        ],
+    );
+    let report = server.report(&out);
+    assert!(out.status.success(), "{report}");
+    let finals = json_lines(&server, &out)
+        .into_iter()
+        .filter(|l| l["is_final"] == Value::Bool(true))
+        .count();
+    assert!(finals >= 5, "{finals} finals\n{report}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let forwarded = loop {
+        let lines: Vec<Value> = std::fs::read_to_string(&sink)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= finals || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        forwarded.len(),
+        finals,
+        "every final forwarded once\n{report}"
+    );
+    for f in &forwarded {
+        let seg = &f["segment"];
+        assert_eq!(
+            (s(seg, "tenant"), s(seg, "call_id")),
+            ("acme", "acme-call-7"),
+            "{f}"
+        );
     }
 }

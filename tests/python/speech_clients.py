@@ -208,6 +208,7 @@ def riva_service(args):
 def riva_config(rc, args, channels, rate):
     enc = {
         "linear_pcm": rc.AudioEncoding.LINEAR_PCM,
+        "linear16": rc.AudioEncoding.LINEAR_PCM,
         "mulaw": rc.AudioEncoding.MULAW,
         "alaw": rc.AudioEncoding.ALAW,
         "oggopus": rc.AudioEncoding.OGGOPUS,
@@ -252,7 +253,7 @@ def riva_error(e):
 def riva_stream(args):
     rc, asr = riva_service(args)
     channels, rate, pcm = native.read_wav(args.wav)
-    codec = {"linear_pcm": "linear16"}.get(args.encoding, args.encoding)
+    codec = {"linear_pcm": "linear16", "oggopus": "linear16"}.get(args.encoding, args.encoding)
     audio = native.encode_pcm16(pcm, codec if codec in ("linear16", "mulaw", "alaw") else "linear16")
     frame = channels * (2 if codec == "linear16" else 1)
     config = rc.StreamingRecognitionConfig(
