@@ -451,3 +451,126 @@ fn the_speech_apis_take_the_tenants_keys_and_forward_finals_with_tenant_and_call
         );
     }
 }
+
+#[test]
+fn google_single_utterance_ends_the_stream_after_the_first_utterance_with_activity_events() {
+    let wav = fixture("calls/en_call_8k_mono.wav");
+    let reference = Reference::of(&wav);
+    let first = &reference.utterances[0];
+    let server = Server::start_with(&[]);
+    let out = clients(
+        &server,
+        &[
+            "google-stream",
+            "--wav",
+            wav.to_str().unwrap(),
+            "--single-utterance",
+            "--voice-events",
+        ],
+    );
+    let report = server.report(&out);
+    assert!(out.status.success(), "{report}");
+    let lines = json_lines(&server, &out);
+    let events: Vec<&str> = lines
+        .iter()
+        .map(|l| s(l, "speech_event"))
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "SPEECH_ACTIVITY_BEGIN",
+            "SPEECH_ACTIVITY_END",
+            "END_OF_SINGLE_UTTERANCE"
+        ],
+        "{report}"
+    );
+    let finals: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["is_final"] == Value::Bool(true))
+        .collect();
+    assert_eq!(finals.len(), 1, "one utterance, one final\n{report}");
+    let wer = word_error_rate(&first.text, s(finals[0], "transcript"));
+    assert!(
+        wer <= MAX_WER,
+        "WER {wer:.3} against {:?}\n{report}",
+        first.text
+    );
+    assert!(
+        (n(finals[0], "end_ms") as u64).abs_diff(first.end_ms) < 500,
+        "{report}"
+    );
+}
+
+#[test]
+fn google_length_limits_are_configurable_and_answered_with_googles_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("callscribe.toml");
+    std::fs::write(
+        &cfg,
+        "[server.speech_apis]\ngoogle_stream_max_secs = 12\ngoogle_recognize_max_secs = 20\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let w = fixture("calls/en_call_8k_mono.wav");
+    let w = w.to_str().unwrap();
+    // A stream past its limit: the finals of what it carried, then OUT_OF_RANGE.
+    let out = clients(&server, &["google-stream", "--wav", w]);
+    let lines = json_lines(&server, &out);
+    let (code, details) = error_of(&server, &out);
+    assert_eq!(code, "OUT_OF_RANGE", "{details}");
+    assert!(details.contains("google_stream_max_secs = 12"), "{details}");
+    assert!(
+        lines.iter().any(|l| l["is_final"] == Value::Bool(true)),
+        "the audio before the limit is still transcribed\n{}",
+        server.report(&out)
+    );
+    // Recognize past its limit: INVALID_ARGUMENT pointing to LongRunningRecognize.
+    let (code, details) = error_of(
+        &server,
+        &clients(&server, &["google-recognize", "--wav", w, "--whole-file"]),
+    );
+    assert_eq!(code, "INVALID_ARGUMENT", "{details}");
+    assert!(details.contains("LongRunningRecognize"), "{details}");
+}
+
+#[test]
+fn riva_recognize_reads_a_wav_file_and_the_config_lists_models_and_adapters() {
+    let wav = fixture("calls/en_call_8k_mono.wav");
+    let reference = Reference::of(&wav);
+    let server = Server::start_with(&[]);
+    let out = clients(
+        &server,
+        &[
+            "riva-recognize",
+            "--wav",
+            wav.to_str().unwrap(),
+            "--language",
+            "en-US",
+            "--words",
+        ],
+    );
+    let report = server.report(&out);
+    assert!(out.status.success(), "{report}");
+    let lines = json_lines(&server, &out);
+    let text = finals_of(&lines, 1);
+    let wer = word_error_rate(&reference.all_text(), &text);
+    eprintln!("riva Recognize: WER {wer:.3}: {text}");
+    assert!(wer <= MAX_WER, "WER {wer:.3}: {text}\n{report}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l["words"].as_array().unwrap().is_empty()),
+        "{report}"
+    );
+
+    let out = clients(&server, &["riva-config"]);
+    assert!(out.status.success(), "{}", server.report(&out));
+    let listed: Vec<String> = json_lines(&server, &out)
+        .iter()
+        .map(|l| s(l, "model_name").to_owned())
+        .collect();
+    for name in ["base", "putonghua", "cantonese", "english"] {
+        assert!(listed.iter().any(|l| l == name), "{name} not in {listed:?}");
+    }
+}

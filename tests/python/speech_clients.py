@@ -284,6 +284,20 @@ def riva_recognize(args):
         emit(riva_result(r))
 
 
+def riva_config_listing(args):
+    rc, asr = riva_service(args)
+    from riva.client.proto import riva_asr_pb2
+
+    try:
+        response = asr.stub.GetRivaSpeechRecognitionConfig(
+            riva_asr_pb2.RivaSpeechRecognitionConfigRequest(), metadata=asr.auth.get_auth_metadata()
+        )
+    except grpc.RpcError as e:
+        riva_error(e)
+    for c in response.model_config:
+        emit({"model_name": c.model_name, "parameters": dict(c.parameters)})
+
+
 # ---------------------------------------------------------------------------------------------
 # Reflection (v1alpha: the only version grpcio-reflection's client speaks)
 
@@ -312,7 +326,10 @@ def reflection(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--server", required=True, help="HOST:PORT")
-    p.add_argument("mode", choices=["google-stream", "google-recognize", "riva-stream", "riva-recognize", "reflection"])
+    p.add_argument(
+        "mode",
+        choices=["google-stream", "google-recognize", "riva-stream", "riva-recognize", "riva-config", "reflection"],
+    )
     p.add_argument("--wav", type=Path)
     p.add_argument("--encoding", default="linear16")
     p.add_argument("--language", default="en-US")
@@ -337,6 +354,7 @@ def main():
         "google-recognize": google_recognize,
         "riva-stream": riva_stream,
         "riva-recognize": riva_recognize,
+        "riva-config": riva_config_listing,
         "reflection": reflection,
     }[args.mode](args)
     finish(0)
