@@ -152,7 +152,7 @@ fn google_streaming_a_two_channel_mulaw_call_gives_interims_and_per_channel_fina
 }
 
 #[test]
-fn google_recognize_and_long_running_recognize_read_a_wav_file() {
+fn google_recognize_and_long_running_recognize_read_wav_and_flac_files() {
     let wav = fixture("calls/en_call_8k_mono.wav");
     let reference = Reference::of(&wav);
     let server = Server::start_with(&[]);
@@ -206,6 +206,33 @@ fn google_recognize_and_long_running_recognize_read_a_wav_file() {
         long_text, text,
         "the operation's result is the recording's transcript\n{report}"
     );
+
+    // FLAC, decoded like a FLAC recording (symphonia): the same audio, the same transcript.
+    let dir = tempfile::tempdir().unwrap();
+    let flac = dir.path().join("call.flac");
+    let sox = Command::new("sox")
+        .arg(&wav)
+        .arg(&flac)
+        .status()
+        .expect("sox (scripts/setup.sh installs it)");
+    assert!(sox.success());
+    let out = clients(
+        &server,
+        &[
+            "google-recognize",
+            "--wav",
+            wav.to_str().unwrap(),
+            "--content-file",
+            flac.to_str().unwrap(),
+            "--encoding",
+            "flac",
+            "--language",
+            "en-US",
+        ],
+    );
+    let report = server.report(&out);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(finals_of(&json_lines(&server, &out), 0), text, "{report}");
 }
 
 #[test]

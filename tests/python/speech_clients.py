@@ -173,7 +173,12 @@ def google_recognize(args):
 
     speech, client = google_client(args)
     channels, rate, pcm = native.read_wav(args.wav)
-    content = Path(args.wav).read_bytes() if args.whole_file else pcm
+    if args.content_file:
+        content = Path(args.content_file).read_bytes()
+    elif args.whole_file:
+        content = Path(args.wav).read_bytes()
+    else:
+        content = pcm
     config = google_config(speech, args, channels, rate)
     audio = speech.RecognitionAudio(content=content)
     try:
@@ -342,6 +347,7 @@ def main():
     p.add_argument("--phrases", default="", help="comma-separated speech_contexts phrases")
     p.add_argument("--boost", type=float, default=10.0)
     p.add_argument("--whole-file", action="store_true", help="send the WAV file, header and all")
+    p.add_argument("--content-file", type=Path, help="send this file's bytes (e.g. a FLAC of --wav)")
     p.add_argument("--long-running", action="store_true", help="LongRunningRecognize + GetOperation")
     p.add_argument("--chunk-ms", type=int, default=100)
     p.add_argument("--realtime", action="store_true", help="sleep --chunk-ms between chunks")
