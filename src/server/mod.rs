@@ -179,6 +179,19 @@ impl ServerConfig {
         if self.keepalive_interval_ms != 0 && self.keepalive_timeout_ms < 100 {
             return Err("server.keepalive_timeout_ms must be at least 100".into());
         }
+        let apis = &self.speech_apis;
+        for (value, name) in [
+            (apis.google_stream_max_secs, "google_stream_max_secs"),
+            (apis.google_recognize_max_secs, "google_recognize_max_secs"),
+            (
+                apis.google_long_running_max_secs,
+                "google_long_running_max_secs",
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("server.speech_apis.{name} must be at least 1"));
+            }
+        }
         if let Some(t) = &self.tls {
             t.validate()?;
         }
