@@ -149,6 +149,34 @@ def streaming_config(call_id="call-1", encoding=1, rate=8000, channels=1, roles=
     return out
 
 
+def recognition_config(encoding=1, rate=8000, language="en-US", channels=1, separate=False,
+                       phrases=(), model=""):
+    """Google's and Riva's RecognitionConfig alike: their shared field numbers."""
+    out = field(1, encoding) + field(2, rate) + field(3, language) + field(7, channels)
+    if separate:
+        out += field(12, 1)
+    if phrases:
+        out += field(6, b"".join(field(1, p) for p in phrases))
+    if model:
+        out += field(13, model)
+    return out
+
+
+def speech_seeds():
+    # StreamingRecognizeRequest.streaming_config (1) → StreamingRecognitionConfig.config (1).
+    first = lambda cfg, extra=b"": field(1, field(1, cfg) + extra)
+    put("speech_config", "valid-google-mulaw-stereo",
+        first(recognition_config(encoding=3, channels=2, separate=True, phrases=("Zentrix",)),
+              field(3, 1)))  # Google interim_results
+    put("speech_config", "valid-riva-mandarin", first(recognition_config(rate=16000, language="zh-CN")))
+    put("speech_config", "valid-cantonese-adapter", first(recognition_config(language="yue-Hant-HK")))
+    put("speech_config", "valid-model-field", first(recognition_config(model="tiny.en")))
+    put("speech_config", "bad-encoding-amr", first(recognition_config(encoding=4)))
+    put("speech_config", "bad-rate", first(recognition_config(rate=4000)))
+    put("speech_config", "bad-model", first(recognition_config(model="whisper-huge")))
+    put("speech_config", "bad-phrase-nul", first(recognition_config(phrases=("a\0b",))))
+
+
 def proto_seeds():
     live = lambda cfg: field(1, cfg)  # StreamingTranscribeRequest.config
     put("proto_config", "valid-live-mono", live(streaming_config()))
@@ -255,6 +283,7 @@ if __name__ == "__main__":
     wav_seeds()
     live_seeds()
     proto_seeds()
+    speech_seeds()
     ggml_seeds()
     ct2_seeds()
     dialect_seeds()

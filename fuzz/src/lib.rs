@@ -227,6 +227,58 @@ pub fn proto_config(data: &[u8]) -> Outcome {
     outcome
 }
 
+/// Any bytes as the first message of a Google and of a Riva StreamingRecognize (their configs
+/// share most field numbers, so one seed exercises both): the edge conversion, then the call
+/// plan, as `serve` does.
+pub fn speech_config(data: &[u8]) -> Outcome {
+    use callscribe::proto::gen_google::cloud::speech::v1 as gs;
+    use callscribe::proto::gen_riva::asr as ra;
+    use callscribe::proto::speech::{CallMetadata, Named};
+    use callscribe::proto::{google, riva};
+    let d = dialects();
+    let classify = |name: &str| {
+        if models().iter().any(|m| m.name == name) {
+            Named::Model
+        } else if d.list().any(|a| a.id() == name) {
+            Named::Adapter
+        } else {
+            Named::Neither
+        }
+    };
+    let meta = CallMetadata::default();
+    let plan = |request: &callscribe::stream::LiveRequest| -> Outcome {
+        request
+            .format
+            .validate()
+            .expect("the edge accepts only formats a live call takes");
+        let models = models();
+        CallPlan::resolve(
+            &request.choices,
+            &DecodeConfig::default(),
+            Some(dialects()),
+            &models[..],
+        )
+        .map_err(refused)?;
+        Ok(())
+    };
+    let from_google = gs::StreamingRecognizeRequest::decode(data)
+        .map_err(refused)
+        .and_then(|r| google::first_config(Some(r)).map_err(|s| s.message().to_owned()))
+        .and_then(|cfg| {
+            google::live_request(&cfg, &meta, &classify, true).map_err(|s| s.message().to_owned())
+        })
+        .and_then(|(request, _)| plan(&request));
+    let from_riva = ra::StreamingRecognizeRequest::decode(data)
+        .map_err(refused)
+        .and_then(|r| riva::first_config(Some(r)).map_err(|s| s.message().to_owned()))
+        .and_then(|(cfg, id)| {
+            riva::live_request(&cfg, id.as_ref(), &meta, &classify, true)
+                .map_err(|s| s.message().to_owned())
+        })
+        .and_then(|(request, _)| plan(&request));
+    from_google.or(from_riva)
+}
+
 fn temp_file(data: &[u8]) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
     file.write_all(data).expect("the temporary file written");
@@ -333,6 +385,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wav", wav),
     ("live_frames", live_frames),
     ("proto_config", proto_config),
+    ("speech_config", speech_config),
     ("ggml", ggml),
     ("ct2", ct2),
     ("dialect_profile", dialect_profile),

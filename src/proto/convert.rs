@@ -9,7 +9,7 @@ use crate::audio::{CallTime, Role};
 use crate::dialect::SelectionReport;
 use crate::engine::Word;
 use crate::kb::{Hit, Suggestion};
-use crate::plan::CallRequest;
+use crate::plan::{CallPlan, CallRequest};
 use crate::stream::{
     AcceptedCall, CallFormat, CallReport, CallSummary, FinalReport, Interim, InterimOutput,
     LiveRequest, StreamError, MAX_CHANNELS, RATE_RANGE_HZ,
@@ -140,7 +140,54 @@ pub fn live_request(cfg: &pb::StreamingConfig, fit_window: bool) -> Result<LiveR
     })
 }
 
+/// The audio of a message after the first; INVALID_ARGUMENT for anything else.
+pub fn audio_message(req: pb::StreamingTranscribeRequest) -> Result<Vec<u8>, Status> {
+    match req.request {
+        Some(pb::streaming_transcribe_request::Request::Audio(audio)) => Ok(audio),
+        Some(pb::streaming_transcribe_request::Request::Config(_)) => {
+            Err(Status::invalid_argument(
+                "config sent twice: only the first message carries config; later ones carry audio",
+            ))
+        }
+        None => Err(Status::invalid_argument(
+            "empty request: set config (first message) or audio",
+        )),
+    }
+}
+
 // Out: a client's request, and what a call reports, as responses.
+
+/// The config a client sent as the server applies it: defaults filled in, the plan's
+/// model, language and adapter.
+pub fn accepted_config(
+    cfg: pb::StreamingConfig,
+    call_id: &str,
+    plan: &CallPlan,
+    endpoint_silence_ms: u32,
+    format: &CallFormat,
+) -> pb::StreamingConfig {
+    let mut accepted = pb::StreamingConfig {
+        call_id: call_id.to_owned(),
+        language: plan.language_code().unwrap_or("auto").to_owned(),
+        endpoint_silence_ms,
+        model: plan.model.name.clone(),
+        dialect: plan.adapter_id().to_owned(),
+        ..cfg
+    };
+    set_call_format(&mut accepted, format);
+    accepted
+}
+
+/// The first response of a call: its config as applied, whole.
+pub fn accepted_response(
+    call_id: &str,
+    cfg: pb::StreamingConfig,
+) -> pb::StreamingTranscribeResponse {
+    pb::StreamingTranscribeResponse {
+        call_id: call_id.to_owned(),
+        response: Some(R::AcceptedConfig(cfg)),
+    }
+}
 
 /// The first message of a live call a client sends. Hotwords and window fitting are the
 /// server's to decide: they do not travel.

@@ -1,6 +1,11 @@
-//! One live call on `StreamingTranscribe`: the task that feeds its audio to a
-//! [`CallDriver`] (the transport-agnostic call, shared with `capture`) and sends the driver's
-//! outputs back to the client as protobuf, in order.
+//! One live call on a streaming RPC: the task that feeds its audio to a [`CallDriver`] (the
+//! transport-agnostic call, shared with `capture`) and sends the driver's outputs back to the
+//! client, in order, as its API's responses.
+//!
+//! The task is the same for every API that streams a call — `callscribe.v1`
+//! StreamingTranscribe, Google's and Riva's StreamingRecognize: each front door converts its
+//! first message into a [`LiveRequest`] and gives the task a [`Wire`], which reads audio out of
+//! its later messages and turns the call's [`CallReport`]s into its responses.
 //!
 //! The task reads audio only while fewer than [`MAX_PENDING_FINALS`] finals are outstanding,
 //! so a client sending faster than inference keeps up is slowed by HTTP/2 flow control rather
@@ -14,12 +19,13 @@ use super::auth::Caller;
 use super::service::Admission;
 use super::{Loaded, Shared, MAX_PENDING_FINALS};
 use crate::forward::{CallContext, CallForwarding, Listener};
+use crate::kb::Suggestion;
 use crate::plan::CallPlan;
-use crate::proto::convert::{self, invalid, report_to_proto};
-use crate::proto::v1 as pb;
+use crate::proto::convert::invalid;
 use crate::segment::Vad;
 use crate::stream::{
     CallDriver, CallFormat, CallOutput, CallReport, Completed, DialectOutput, DriverSetup,
+    LiveRequest,
 };
 use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::AtomicU64;
@@ -28,25 +34,50 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Status, Streaming};
 
-type ResponseItem = Result<pb::StreamingTranscribeResponse, Status>;
+type ResponseItem<R> = Result<R, Status>;
+
+/// What a streaming API makes of a live call: the one thing that differs between the APIs
+/// whose calls [`run`] drives. Implementations live with their services and convert through
+/// their API's module under `proto/`.
+pub trait Wire: Send + 'static {
+    /// A message of the client's stream after the first (the first was the request).
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// The audio a later message carries; an error ends the call (after finalising).
+    fn audio(&self, request: Self::Request) -> Result<Vec<u8>, Status>;
+    /// What the client is sent once its call is accepted, before any audio.
+    fn opening(&mut self, call_id: &str) -> Vec<Self::Response>;
+    /// The responses a report becomes (none where the API has no place for it).
+    fn report(&mut self, call_id: &str, report: CallReport) -> Vec<Self::Response>;
+    /// What a knowledge suggestion becomes; `None` where the API has no place for one (the
+    /// final is forwarded all the same).
+    fn suggestion(&self, call_id: &str) -> Option<SuggestionMap<Self::Response>>;
+    /// The call takes no more audio once this report is out (Google's `single_utterance`).
+    fn ends_input(&self, _report: &CallReport) -> bool {
+        false
+    }
+}
+
+/// Makes a suggestion into a response.
+pub type SuggestionMap<R> = Box<dyn Fn(&Suggestion) -> R + Send + Sync>;
 
 /// The call task's side of its response stream.
-pub struct ResponseTx {
-    tx: mpsc::Sender<ResponseItem>,
+pub struct ResponseTx<R> {
+    tx: mpsc::Sender<ResponseItem<R>>,
     /// Ends the stream with a status ahead of the responses still queued: how a call ends
     /// whose client stopped reading, as nothing queued behind them would ever reach it.
     abort: Option<oneshot::Sender<Status>>,
 }
 
 /// The stream tonic sends to the client: the call's responses, or its abort status first.
-pub struct Responses {
-    rx: mpsc::Receiver<ResponseItem>,
+pub struct Responses<R> {
+    rx: mpsc::Receiver<ResponseItem<R>>,
     abort: Option<oneshot::Receiver<Status>>,
     ended: bool,
 }
 
 /// A call's response channel, `buffer` responses deep.
-pub fn responses(buffer: usize) -> (ResponseTx, Responses) {
+pub fn responses<R>(buffer: usize) -> (ResponseTx<R>, Responses<R>) {
     let (tx, rx) = mpsc::channel(buffer);
     let (abort_tx, abort_rx) = oneshot::channel();
     (
@@ -62,13 +93,13 @@ pub fn responses(buffer: usize) -> (ResponseTx, Responses) {
     )
 }
 
-impl futures::Stream for Responses {
-    type Item = ResponseItem;
+impl<R> futures::Stream for Responses<R> {
+    type Item = ResponseItem<R>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<ResponseItem>> {
+    ) -> std::task::Poll<Option<ResponseItem<R>>> {
         use std::future::Future;
         use std::task::Poll;
         if self.ended {
@@ -96,9 +127,9 @@ const SPOOL_WAIT: Duration = Duration::from_secs(1);
 /// A validated call, ready to run.
 pub struct CallSetup {
     pub call_id: String,
-    /// The config as the server will apply it (defaults filled in), echoed to the client.
-    pub accepted: pb::StreamingConfig,
     pub format: CallFormat,
+    /// Silence that ends an utterance, as applied.
+    pub endpoint_silence_ms: u32,
     pub vad: Vad,
     /// Index of the plan's model in the pool.
     pub model: usize,
@@ -106,6 +137,15 @@ pub struct CallSetup {
     pub interim: bool,
     /// The call's wall-clock start as the client gave it (forwarded with each final).
     pub started_at_unix_ms: Option<i64>,
+    /// The longest call this API allows.
+    pub limit: CallLimit,
+}
+
+/// The longest call, in seconds of audio, and the setting that says so (named in the error).
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimit {
+    pub max_secs: u64,
+    pub setting: &'static str,
 }
 
 /// A call past every check: its setup, who is calling, what the audit line will say of it,
@@ -117,13 +157,14 @@ pub struct Admitted {
     pub admission: Admission,
 }
 
-/// Checks a stream's first message against the server's models, adapters and limits.
+/// Checks a live call's request (its first message, as its API's conversion read it)
+/// against the server's models, adapters and limits.
 pub fn setup(
     shared: &Shared,
     loaded: &Loaded,
-    cfg: pb::StreamingConfig,
+    request: LiveRequest,
+    limit: CallLimit,
 ) -> Result<CallSetup, Status> {
-    let request = convert::live_request(&cfg, shared.settings.server.fit_window)?;
     let plan = CallPlan::resolve(
         &request.choices,
         &shared.settings.decode,
@@ -146,24 +187,16 @@ pub fn setup(
         .call_id
         .clone()
         .unwrap_or_else(|| format!("call-{:016x}", rand_id()));
-    let mut accepted = pb::StreamingConfig {
-        call_id: call_id.clone(),
-        language: plan.language_code().unwrap_or("auto").to_owned(),
-        endpoint_silence_ms: vad.config().endpoint_silence_ms,
-        model: plan.model.name.clone(),
-        dialect: plan.adapter_id().to_owned(),
-        ..cfg
-    };
-    convert::set_call_format(&mut accepted, &request.format);
     Ok(CallSetup {
         call_id,
         interim: request.interim && shared.settings.server.interim_interval_ms > 0,
-        accepted,
+        endpoint_silence_ms: vad.config().endpoint_silence_ms,
         format: request.format,
         vad,
         model,
         plan,
         started_at_unix_ms: request.started_at_unix_ms,
+        limit,
     })
 }
 
@@ -186,7 +219,7 @@ impl CallSetup {
 }
 
 /// A call id when the client gives none: unique enough to tell calls apart in logs.
-fn rand_id() -> u64 {
+pub fn rand_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -205,11 +238,15 @@ enum Ending {
     Fail(Status),
 }
 
-struct Call<'a> {
+struct Call<'a, W: Wire> {
     shared: &'a Shared,
     call_id: String,
     driver: CallDriver<'a>,
-    tx: ResponseTx,
+    tx: ResponseTx<W::Response>,
+    wire: W,
+    limit: CallLimit,
+    /// The wire wants no more audio (after a report that ends input).
+    input_ended: bool,
     /// Where the call's finals go (spooled before each is sent); `None`: nowhere.
     forwarding: Option<CallForwarding>,
     outputs: Vec<CallOutput>,
@@ -227,13 +264,16 @@ enum Gone {
     Stalled,
 }
 
-impl Call<'_> {
+impl<W: Wire> Call<'_, W> {
     async fn send(&mut self, report: CallReport) -> Result<(), Gone> {
-        let msg = report_to_proto(&self.call_id, report);
-        self.send_item(Ok(msg)).await
+        self.input_ended |= self.wire.ends_input(&report);
+        for msg in self.wire.report(&self.call_id, report) {
+            self.send_item(Ok(msg)).await?;
+        }
+        Ok(())
     }
 
-    async fn send_item(&mut self, item: ResponseItem) -> Result<(), Gone> {
+    async fn send_item(&mut self, item: ResponseItem<W::Response>) -> Result<(), Gone> {
         let limit = Duration::from_millis(self.shared.settings.server.send_timeout_ms);
         match tokio::time::timeout(limit, self.tx.tx.send(item)).await {
             Ok(sent) => sent.map_err(|_| Gone::Vanished),
@@ -315,10 +355,10 @@ impl Call<'_> {
         let frame_bytes = live.format().frame_bytes();
         let msg_ms =
             (audio.len() / frame_bytes) as u64 * 1000 / u64::from(live.format().sample_rate_hz);
-        if live.audio_ms() + msg_ms > limits.max_call_secs * 1000 {
+        if live.audio_ms() + msg_ms > self.limit.max_secs * 1000 {
             return Err(Status::out_of_range(format!(
-                "the call is longer than server.max_call_secs = {} s",
-                limits.max_call_secs
+                "the call is longer than {} = {} s",
+                self.limit.setting, self.limit.max_secs
             )));
         }
         let channels = live.channel_count();
@@ -333,11 +373,12 @@ impl Call<'_> {
 
 /// Runs an admitted call to its end, then writes its audit line. Holds its admission (its
 /// tenant's and the server's slots) until then.
-pub async fn run(
+pub async fn run<W: Wire>(
     shared: Arc<Shared>,
     admitted: Admitted,
-    mut inbound: Streaming<pb::StreamingTranscribeRequest>,
-    tx: ResponseTx,
+    mut inbound: Streaming<W::Request>,
+    tx: ResponseTx<W::Response>,
+    wire: W,
 ) {
     let Admitted {
         setup,
@@ -346,7 +387,7 @@ pub async fn run(
         admission,
     } = admitted;
     let _admission = admission;
-    let ended = run_to_end(&shared, setup, &caller, &mut inbound, tx).await;
+    let ended = run_to_end(&shared, setup, &caller, &mut inbound, tx, wire).await;
     if !ended.adapter.is_empty() {
         record.adapter = ended.adapter;
     }
@@ -370,12 +411,13 @@ struct Ended {
 }
 
 /// The call from its acceptance to its last response.
-async fn run_to_end(
+async fn run_to_end<W: Wire>(
     shared: &Arc<Shared>,
     setup: CallSetup,
     caller: &Caller,
-    inbound: &mut Streaming<pb::StreamingTranscribeRequest>,
-    tx: ResponseTx,
+    inbound: &mut Streaming<W::Request>,
+    tx: ResponseTx<W::Response>,
+    mut wire: W,
 ) -> Ended {
     let loaded = shared
         .loaded
@@ -385,19 +427,19 @@ async fn run_to_end(
     let span = tracing::info_span!("call", call_id = %call_id);
     let _active = ActiveGuard::new(shared);
     let channels = setup.format.roles.len();
-    let accepted = setup.accepted.clone();
     let forwarding = shared.forwarder.as_ref().map(|f| {
-        let id = call_id.clone();
         let context = CallContext {
             tenant: caller.tenant_id().to_owned(),
             call_id: call_id.clone(),
             dialect: setup.plan.adapter_id().to_owned(),
             started_at_unix_ms: setup.started_at_unix_ms,
         };
-        // Suggestions go to the client as responses of their own, beside the finals.
-        let listener = Listener::channel(&tx.tx, move |s| {
-            Ok(report_to_proto(&id, CallReport::Suggestion(s.clone())))
-        });
+        // Suggestions go to the client as responses of their own, beside the finals, where
+        // its API has a place for them.
+        let listener = match wire.suggestion(&call_id) {
+            Some(map) => Listener::channel(&tx.tx, move |s| Ok(map(s))),
+            None => Listener::new(|_| true),
+        };
         CallForwarding::new(f, context, listener)
     });
     let driver = match CallDriver::new(&loaded.pool, setup.driver_setup(shared)) {
@@ -413,32 +455,31 @@ async fn run_to_end(
             };
         }
     };
+    let opening = wire.opening(&call_id);
     let mut call = Call {
         shared,
         call_id: call_id.clone(),
         driver,
         tx,
+        wire,
+        limit: setup.limit,
+        input_ended: false,
         forwarding,
         outputs: Vec::new(),
         audio_seconds: shared.metrics.audio_seconds(caller.tenant_id()),
         adapter: String::new(),
     };
-    let ended = |call: &Call, outcome: String| Ended {
+    let ended = |call: &Call<W>, outcome: String| Ended {
         outcome,
         adapter: call.adapter.clone(),
         audio_secs: call.driver.live().audio_ms() as f64 / 1000.0
             * call.driver.live().channel_count() as f64,
     };
-    let dialect = accepted.dialect.clone();
-    // The config as the server applies it, echoed whole (the report has only what clients show).
-    let echo = pb::StreamingTranscribeResponse {
-        call_id: call_id.clone(),
-        response: Some(pb::streaming_transcribe_response::Response::AcceptedConfig(
-            accepted,
-        )),
-    };
-    if call.send_item(Ok(echo)).await.is_err() {
-        return ended(&call, "Cancelled".into());
+    let dialect = setup.plan.adapter_id().to_owned();
+    for msg in opening {
+        if call.send_item(Ok(msg)).await.is_err() {
+            return ended(&call, "Cancelled".into());
+        }
     }
     tracing::info!(parent: &span, channels, %dialect, "call accepted");
     let selected = call.driver.take_dialect();
@@ -478,7 +519,7 @@ async fn run_to_end(
     }
 }
 
-impl Call<'_> {
+impl<W: Wire> Call<'_, W> {
     /// Ends the call of a client that stopped reading: the status goes ahead of the
     /// responses it never took, and the call's slot is freed as this task ends.
     fn stalled(&mut self, span: &tracing::Span) -> Status {
@@ -499,9 +540,9 @@ impl Call<'_> {
 
 /// The call's event loop. `Ok(status)`: the call ended in order (status to send after the
 /// summary, if any); `Err(Gone)`: the client vanished.
-async fn drive(
-    call: &mut Call<'_>,
-    inbound: &mut Streaming<pb::StreamingTranscribeRequest>,
+async fn drive<W: Wire>(
+    call: &mut Call<'_, W>,
+    inbound: &mut Streaming<W::Request>,
 ) -> Result<Option<Status>, Gone> {
     let idle = Duration::from_millis(call.shared.settings.server.idle_timeout_ms);
     let mut idle_deadline = tokio::time::Instant::now() + idle;
@@ -539,24 +580,17 @@ async fn drive(
                     // A reset stream or broken connection: nobody is left to answer.
                     Err(s) if is_disconnect(&s) => return Err(Gone::Vanished),
                     Err(s) => stop = Some(Ending::Fail(s)),
-                    Ok(Some(req)) => match req.request {
-                        Some(pb::streaming_transcribe_request::Request::Audio(audio)) => {
+                    Ok(Some(req)) => match call.wire.audio(req) {
+                        Ok(audio) => {
                             let pushed = call.push_audio(&audio);
                             call.send_outputs().await?;
                             if let Err(s) = pushed {
                                 stop = Some(Ending::Fail(s));
+                            } else if call.input_ended {
+                                stop = Some(Ending::Complete);
                             }
                         }
-                        Some(pb::streaming_transcribe_request::Request::Config(_)) => {
-                            stop = Some(Ending::Fail(Status::invalid_argument(
-                                "config sent twice: only the first message carries config; later ones carry audio",
-                            )));
-                        }
-                        None => {
-                            stop = Some(Ending::Fail(Status::invalid_argument(
-                                "empty request: set config (first message) or audio",
-                            )));
-                        }
+                        Err(s) => stop = Some(Ending::Fail(s)),
                     },
                 }
             }

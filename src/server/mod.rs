@@ -25,8 +25,10 @@
 pub mod audit;
 pub mod auth;
 mod call;
+mod google;
 pub mod health;
 pub mod metrics;
+mod riva;
 mod service;
 pub mod tls;
 
@@ -99,10 +101,49 @@ pub struct ServerConfig {
     /// cross the network in the clear, so that takes this explicit `true` (a TLS-terminating
     /// proxy in front, a private network); without it such a server refuses to start.
     pub plaintext: bool,
+    /// `[server.speech_apis]`: the Google Speech-to-Text v1 and Riva ASR services on the
+    /// same listener.
+    pub speech_apis: SpeechApisConfig,
     /// On SIGTERM, wait this long for the calls in flight to end on their own (no new call
     /// is taken meanwhile: health says NOT_SERVING, new calls get UNAVAILABLE), then finalise
     /// what is left. A second SIGTERM or Ctrl-C ends the wait. 0: finalise at once.
     pub drain_timeout_secs: u64,
+}
+
+/// `[server.speech_apis]`: drop-in services for clients written for other speech APIs. They
+/// take the same keys, tenants, quotas and capacity as `callscribe.v1`, and forward finals the
+/// same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechApisConfig {
+    /// Serve `google.cloud.speech.v1.Speech` and `google.longrunning.Operations`.
+    pub google: bool,
+    /// Serve `nvidia.riva.asr.RivaSpeechRecognition`.
+    pub riva: bool,
+    /// Longest Google StreamingRecognize stream, in seconds of audio: Google's documented
+    /// limit is about 5 minutes (305 s), and clients written for it restart streams before
+    /// it; past it the stream ends with OUT_OF_RANGE, as Google's does.
+    pub google_stream_max_secs: u64,
+    /// Longest audio Google's synchronous Recognize takes (Google: 1 minute); longer is
+    /// INVALID_ARGUMENT pointing to LongRunningRecognize.
+    pub google_recognize_max_secs: u64,
+    /// Longest audio of a LongRunningRecognize (Google: 480 minutes).
+    pub google_long_running_max_secs: u64,
+    /// Finished long-running operations kept for GetOperation (oldest dropped first).
+    pub operations_kept: usize,
+}
+
+impl Default for SpeechApisConfig {
+    fn default() -> Self {
+        Self {
+            google: true,
+            riva: true,
+            google_stream_max_secs: 305,
+            google_recognize_max_secs: 60,
+            google_long_running_max_secs: 480 * 60,
+            operations_kept: 256,
+        }
+    }
 }
 
 /// A restart or a scale-in should not cut the calls in flight short, and most contact-centre
@@ -131,6 +172,7 @@ impl Default for ServerConfig {
             tls: None,
             plaintext: false,
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
+            speech_apis: SpeechApisConfig::default(),
         }
     }
 }
@@ -151,6 +193,19 @@ impl ServerConfig {
         }
         if self.keepalive_interval_ms != 0 && self.keepalive_timeout_ms < 100 {
             return Err("server.keepalive_timeout_ms must be at least 100".into());
+        }
+        let apis = &self.speech_apis;
+        for (value, name) in [
+            (apis.google_stream_max_secs, "google_stream_max_secs"),
+            (apis.google_recognize_max_secs, "google_recognize_max_secs"),
+            (
+                apis.google_long_running_max_secs,
+                "google_long_running_max_secs",
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("server.speech_apis.{name} must be at least 1"));
+            }
         }
         if let Some(t) = &self.tls {
             t.validate()?;
@@ -520,16 +575,33 @@ async fn start_any(
         });
     }
 
-    let reflection = if shared.settings.server.reflection {
-        Some(
-            tonic_reflection::server::Builder::configure()
+    let apis = shared.settings.server.speech_apis.clone();
+    // Reflection in both versions: grpcurl speaks v1, the Python grpcio-reflection client,
+    // Postman and older grpcurl only v1alpha.
+    let (reflection, reflection_v1alpha) = if shared.settings.server.reflection {
+        let builder = || {
+            let mut b = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-                .map_err(|e| ServerError::Transport(e.to_string()))?,
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            if apis.google {
+                b = b.register_encoded_file_descriptor_set(
+                    crate::proto::gen_google::FILE_DESCRIPTOR_SET,
+                );
+            }
+            if apis.riva {
+                b = b.register_encoded_file_descriptor_set(
+                    crate::proto::gen_riva::FILE_DESCRIPTOR_SET,
+                );
+            }
+            b
+        };
+        let transport = |e: tonic_reflection::server::Error| ServerError::Transport(e.to_string());
+        (
+            Some(builder().build_v1().map_err(transport)?),
+            Some(builder().build_v1alpha().map_err(transport)?),
         )
     } else {
-        None
+        (None, None)
     };
     // Whole recordings arrive in one message; live audio messages are checked against the
     // smaller per-stream limit by the call itself, with a message that names the limit.
@@ -539,12 +611,36 @@ async fn start_any(
         .max_recording_bytes
         .max(shared.settings.server.max_message_bytes)
         + 1024;
-    // Every Transcription RPC passes the key check first (health and reflection do not).
+    // Every RPC of the speech services passes the key check first (health and reflection
+    // do not).
+    let edge = service::Edge {
+        shared: shared.clone(),
+    };
     let transcription = tonic::service::interceptor::InterceptedService::new(
-        TranscriptionServer::new(service::TranscriptionService::new(shared.clone()))
+        TranscriptionServer::new(service::TranscriptionService::new(edge.clone()))
             .max_decoding_message_size(decode_limit),
         auth::interceptor(shared.clone()),
     );
+    let operations = Arc::new(google::Operations::new(apis.operations_kept));
+    let google_speech = apis.google.then(|| {
+        tonic::service::interceptor::InterceptedService::new(
+            google::speech_server(edge.clone(), operations.clone())
+                .max_decoding_message_size(decode_limit),
+            auth::interceptor(shared.clone()),
+        )
+    });
+    let google_operations = apis.google.then(|| {
+        tonic::service::interceptor::InterceptedService::new(
+            google::operations_server(operations.clone()),
+            auth::interceptor(shared.clone()),
+        )
+    });
+    let riva_asr = apis.riva.then(|| {
+        tonic::service::interceptor::InterceptedService::new(
+            riva::server(edge.clone()).max_decoding_message_size(decode_limit),
+            auth::interceptor(shared.clone()),
+        )
+    });
     let stop = shutdown.clone();
     let ms = std::time::Duration::from_millis;
     let keepalive = &shared.settings.server;
@@ -561,7 +657,11 @@ async fn start_any(
             .http2_keepalive_timeout(Some(ping_timeout))
             .add_service(health_service)
             .add_optional_service(reflection)
-            .add_service(transcription);
+            .add_optional_service(reflection_v1alpha)
+            .add_service(transcription)
+            .add_optional_service(google_speech)
+            .add_optional_service(google_operations)
+            .add_optional_service(riva_asr);
         match tls {
             Some(tls) => {
                 let incoming = tls::listen(listener, tls, tls::Alpn::H2, stop.clone())

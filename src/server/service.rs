@@ -1,10 +1,13 @@
-//! The `callscribe.v1.Transcription` service: admission, first-message validation, and the
-//! hand-off of each call to its own task ([`super::call`]).
+//! The `callscribe.v1.Transcription` service, and the [`Edge`] every API's service passes a
+//! call through: admission, the hand-off of each live call to its own task
+//! ([`super::call`]), and whole recordings through the pipeline.
 //!
 //! Every RPC arrives authenticated: [`super::auth::interceptor`] has put its [`Caller`] in
 //! the request. Here each call's plan is checked against the caller's tenant
 //! (PERMISSION_DENIED), then admitted by the tenant's quota and the server's capacity
 //! (RESOURCE_EXHAUSTED); every call that got this far is audited once, however it ends.
+//! The Google and Riva services (`super::google`, `super::riva`) convert their requests into
+//! the same domain requests and go through the same [`Edge`] methods.
 
 use super::audit::{self, CallRecord};
 use super::auth::{Caller, TenantSlot};
@@ -13,21 +16,44 @@ use super::{Loaded, Shared};
 use crate::audio::codec;
 use crate::audio::decode::decode_bytes;
 use crate::audio::wav::WavAudio;
-use crate::audio::ChannelMode;
+use crate::audio::{ChannelMode, Role};
 use crate::dialect::SelectionReport;
+use crate::kb::Suggestion;
 use crate::pipeline::{transcribe_audio, PipelineError, RecordingOptions};
-use crate::plan::CallPlan;
-use crate::proto::convert::{call_format, call_request, dialect_selected, final_result, invalid};
+use crate::plan::{CallPlan, CallRequest};
+use crate::proto::convert::{
+    self, call_format, call_request, dialect_selected, final_result, invalid,
+};
+use crate::proto::speech::{self, AudioSpec, Named};
 use crate::proto::v1 as pb;
 use crate::proto::v1::transcription_server::Transcription;
-use crate::stream::FinalReport;
+use crate::stream::{CallFormat, CallReport, FinalReport, LiveRequest};
+use crate::transcript::Transcript;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct TranscriptionService {
-    shared: Arc<Shared>,
+    edge: Edge,
+}
+
+/// What every API's service shares: the server's state, and the steps a call takes through
+/// the edge whichever API it came by.
+#[derive(Clone)]
+pub struct Edge {
+    pub(super) shared: Arc<Shared>,
+}
+
+/// A whole recording as the pipeline takes it, whichever API it came by.
+pub struct Recording {
+    /// `None`: "recording".
+    pub call_id: Option<String>,
+    pub audio: WavAudio,
+    pub channels: ChannelMode,
+    pub request: CallRequest,
+    /// The longest recording this API accepts: seconds, and the setting that says so.
+    pub limit: Option<call::CallLimit>,
 }
 
 /// A call's places: one in its tenant's quota, one in the server's capacity; both are given
@@ -41,7 +67,7 @@ pub struct Admission {
 
 /// The caller the edge authenticated. Only a request that bypassed the interceptor has
 /// none, and then there are no tenants to answer to.
-fn caller_of<T>(request: &Request<T>) -> Caller {
+pub fn caller_of<T>(request: &Request<T>) -> Caller {
     request
         .extensions()
         .get::<Caller>()
@@ -50,11 +76,13 @@ fn caller_of<T>(request: &Request<T>) -> Caller {
 }
 
 impl TranscriptionService {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(super) fn new(edge: Edge) -> Self {
+        Self { edge }
     }
+}
 
-    fn loaded(&self) -> Result<&Loaded, Status> {
+impl Edge {
+    pub fn loaded(&self) -> Result<&Loaded, Status> {
         self.shared
             .loaded
             .get()
@@ -65,7 +93,7 @@ impl TranscriptionService {
     /// RESOURCE_EXHAUSTED naming the one that is full: a call beyond capacity is refused
     /// rather than slowing every call below real time, and a tenant at its quota is refused
     /// without taking capacity from the others.
-    fn admit(&self, caller: &Caller) -> Result<Admission, Status> {
+    pub fn admit(&self, caller: &Caller) -> Result<Admission, Status> {
         if self.shared.shutdown.is_cancelled() {
             return Err(Status::unavailable("the server is shutting down"));
         }
@@ -102,7 +130,7 @@ impl TranscriptionService {
     }
 
     /// Counts and audits a call refused after the edge let it in.
-    fn refuse<T>(&self, caller: &Caller, record: &CallRecord, s: Status) -> Result<T, Status> {
+    pub fn refuse<T>(&self, caller: &Caller, record: &CallRecord, s: Status) -> Result<T, Status> {
         self.shared.metrics.error(&s);
         audit::call(
             &self.shared.metrics,
@@ -114,14 +142,57 @@ impl TranscriptionService {
         Err(s)
     }
 
-    /// A live call's first message read, checked and admitted: the call, ready to run.
+    /// A live call's request (its first message, converted by its API), checked and
+    /// admitted: the call, ready to run.
+    pub fn open_live(
+        &self,
+        caller: &Caller,
+        record: &mut CallRecord,
+        request: LiveRequest,
+        limit: call::CallLimit,
+    ) -> Result<(call::CallSetup, Admission), Status> {
+        let loaded = self.loaded()?;
+        record.call_id = request.call_id.clone().unwrap_or_default();
+        let setup = call::setup(&self.shared, loaded, request, limit)?;
+        record.call_id = setup.call_id.clone();
+        record.model = setup.plan.model.name.clone();
+        record.adapter = setup.plan.adapter_id().to_owned();
+        caller.authorise(&setup.plan)?;
+        let admission = self.admit(caller)?;
+        Ok((setup, admission))
+    }
+
+    /// Starts an admitted call's task; its responses, for tonic to send.
+    pub fn start_call<W: call::Wire>(
+        &self,
+        admitted: call::Admitted,
+        inbound: Streaming<W::Request>,
+        wire: W,
+    ) -> call::Responses<W::Response> {
+        let (tx, responses) = call::responses(RESPONSE_BUFFER);
+        tokio::spawn(call::run(self.shared.clone(), admitted, inbound, tx, wire));
+        responses
+    }
+
+    /// The longest live call of the native API.
+    pub fn native_limit(&self) -> call::CallLimit {
+        call::CallLimit {
+            max_secs: self.shared.settings.server.max_call_secs,
+            setting: "server.max_call_secs",
+        }
+    }
+}
+
+impl TranscriptionService {
+    /// A live call's first message read, checked and admitted: the call, ready to run, and
+    /// its config as the server applies it (echoed to the client).
     async fn open_stream(
         &self,
         caller: &Caller,
         record: &mut CallRecord,
         inbound: &mut Streaming<pb::StreamingTranscribeRequest>,
-    ) -> Result<(call::CallSetup, Admission), Status> {
-        let loaded = self.loaded()?;
+    ) -> Result<(call::CallSetup, Admission, pb::StreamingConfig), Status> {
+        self.edge.loaded()?;
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument(
                 "the stream ended before its first message: send a config first",
@@ -140,14 +211,18 @@ impl TranscriptionService {
                 ))
             }
         };
-        record.call_id = cfg.call_id.clone();
-        let setup = call::setup(&self.shared, loaded, cfg)?;
-        record.call_id = setup.call_id.clone();
-        record.model = setup.plan.model.name.clone();
-        record.adapter = setup.plan.adapter_id().to_owned();
-        caller.authorise(&setup.plan)?;
-        let admission = self.admit(caller)?;
-        Ok((setup, admission))
+        let request = convert::live_request(&cfg, self.edge.shared.settings.server.fit_window)?;
+        let (setup, admission) =
+            self.edge
+                .open_live(caller, record, request, self.edge.native_limit())?;
+        let accepted = convert::accepted_config(
+            cfg,
+            &setup.call_id,
+            &setup.plan,
+            setup.endpoint_silence_ms,
+            &setup.format,
+        );
+        Ok((setup, admission, accepted))
     }
 
     /// A whole recording, checked, admitted and transcribed; with its seconds of audio.
@@ -157,12 +232,81 @@ impl TranscriptionService {
         record: &mut CallRecord,
         req: pb::TranscribeRequest,
     ) -> Result<(pb::TranscribeResponse, f64), Status> {
-        let loaded = self.loaded()?;
+        self.edge.loaded()?;
         let cfg = req.config.unwrap_or_default();
         record.call_id = cfg.call_id.clone();
-        let (audio, roles) = recording(&req.wav, &req.audio, &cfg)?;
+        let (audio, channels) = recording(&req.wav, &req.audio, &cfg)?;
+        let rec = Recording {
+            call_id: Some(cfg.call_id.trim().to_owned()).filter(|s| !s.is_empty()),
+            audio,
+            channels,
+            request: call_request(&cfg, false),
+            limit: None,
+        };
+        let (transcript, call_id, audio_secs) = self.edge.transcribe(caller, record, rec).await?;
+        let adapter_id = transcript
+            .dialect
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
+        let results = transcript
+            .numbered()
+            .map(|(sequence, s)| {
+                final_result(FinalReport::new(
+                    &call_id,
+                    sequence,
+                    s.clone(),
+                    adapter_id.clone(),
+                ))
+            })
+            .collect();
+        let dialect = transcript.dialect.as_ref().map(|d| {
+            dialect_selected(SelectionReport::new(
+                &d.id,
+                &d.version,
+                &d.reason,
+                &transcript.language,
+            ))
+        });
+        let response = pb::TranscribeResponse {
+            call_id,
+            results,
+            duration_ms: transcript.duration_ms,
+            language: transcript.language,
+            model: transcript.model,
+            dialect,
+        };
+        Ok((response, audio_secs))
+    }
+}
+
+impl Edge {
+    /// A whole recording, checked, admitted and transcribed: its transcript, call id and
+    /// seconds of audio (channels summed). The caller's API converts the transcript.
+    pub async fn transcribe(
+        &self,
+        caller: &Caller,
+        record: &mut CallRecord,
+        rec: Recording,
+    ) -> Result<(Transcript, String, f64), Status> {
+        let loaded = self.loaded()?;
+        let Recording {
+            call_id,
+            audio,
+            channels: roles,
+            request,
+            limit,
+        } = rec;
+        if let Some(limit) = limit {
+            let secs = audio.duration_secs();
+            if secs > limit.max_secs as f64 {
+                return Err(Status::invalid_argument(format!(
+                    "the recording is {secs:.1} s long; this RPC takes at most {} s ({})",
+                    limit.max_secs, limit.setting
+                )));
+            }
+        }
         // A bad model, language or adapter is the client's mistake: say so before any work.
-        let request = call_request(&cfg, false);
         let plan = CallPlan::resolve(
             &request,
             &self.shared.settings.decode,
@@ -174,11 +318,7 @@ impl TranscriptionService {
         record.adapter = plan.adapter_id().to_owned();
         caller.authorise(&plan)?;
         let _admission = self.admit(caller)?;
-        let call_id = if cfg.call_id.is_empty() {
-            "recording".to_owned()
-        } else {
-            cfg.call_id.clone()
-        };
+        let call_id = call_id.unwrap_or_else(|| "recording".to_owned());
         record.call_id = call_id.clone();
         let opts = RecordingOptions {
             channels: roles,
@@ -217,47 +357,17 @@ impl TranscriptionService {
             .metrics
             .inference_seconds
             .inc_by(started.elapsed().as_secs_f64());
-        let adapter_id = transcript
-            .dialect
-            .as_ref()
-            .map(|d| d.id.clone())
-            .unwrap_or_default();
-        if !adapter_id.is_empty() {
-            record.adapter = adapter_id.clone();
+        if let Some(d) = &transcript.dialect {
+            record.adapter = d.id.clone();
         }
-        let results = transcript
-            .numbered()
-            .map(|(sequence, s)| {
-                final_result(FinalReport::new(
-                    &call_id,
-                    sequence,
-                    s.clone(),
-                    adapter_id.clone(),
-                ))
-            })
-            .collect();
-        let dialect = transcript.dialect.as_ref().map(|d| {
-            dialect_selected(SelectionReport::new(
-                &d.id,
-                &d.version,
-                &d.reason,
-                &transcript.language,
-            ))
-        });
-        let response = pb::TranscribeResponse {
-            call_id,
-            results,
-            duration_ms: transcript.duration_ms,
-            language: transcript.language,
-            model: transcript.model,
-            dialect,
-        };
-        Ok((response, audio_secs))
+        Ok((transcript, call_id, audio_secs))
     }
+}
 
+impl TranscriptionService {
     /// The adapters and routes, as far as the caller's tenant may use them.
     fn list_dialects_now(&self, caller: &Caller) -> pb::ListDialectsResponse {
-        let d = self.shared.dialects();
+        let d = self.edge.shared.dialects();
         let allowed = |id: &str| caller.tenant.as_ref().is_none_or(|t| t.allows_adapter(id));
         pb::ListDialectsResponse {
             dialects: d
@@ -313,18 +423,21 @@ impl Transcription for TranscriptionService {
             ..CallRecord::default()
         };
         let mut inbound = request.into_inner();
-        let (setup, admission) = match self.open_stream(&caller, &mut record, &mut inbound).await {
-            Ok(opened) => opened,
-            Err(s) => return self.refuse(&caller, &record, s),
-        };
-        let (tx, responses) = call::responses(RESPONSE_BUFFER);
+        let (setup, admission, accepted) =
+            match self.open_stream(&caller, &mut record, &mut inbound).await {
+                Ok(opened) => opened,
+                Err(s) => return self.edge.refuse(&caller, &record, s),
+            };
         let admitted = call::Admitted {
             setup,
             caller,
             record,
             admission,
         };
-        tokio::spawn(call::run(self.shared.clone(), admitted, inbound, tx));
+        let wire = NativeWire {
+            accepted: Some(accepted),
+        };
+        let responses = self.edge.start_call(admitted, inbound, wire);
         Ok(Response::new(Box::pin(responses)))
     }
 
@@ -342,10 +455,16 @@ impl Transcription for TranscriptionService {
             .await
         {
             Ok((response, audio_secs)) => {
-                audit::call(&self.shared.metrics, &caller, &record, "OK", audio_secs);
+                audit::call(
+                    &self.edge.shared.metrics,
+                    &caller,
+                    &record,
+                    "OK",
+                    audio_secs,
+                );
                 Ok(Response::new(response))
             }
-            Err(s) => self.refuse(&caller, &record, s),
+            Err(s) => self.edge.refuse(&caller, &record, s),
         }
     }
 
@@ -354,7 +473,7 @@ impl Transcription for TranscriptionService {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let caller = caller_of(&request);
-        let loaded = self.loaded()?;
+        let loaded = self.edge.loaded()?;
         // A tenant sees the models it may use.
         let models = loaded
             .pool
@@ -420,6 +539,51 @@ fn recording(
         ));
     }
     let format = call_format(cfg)?;
+    Ok((
+        raw_audio(&format, raw)?,
+        ChannelMode::Separate(format.roles),
+    ))
+}
+
+/// `callscribe.v1` StreamingTranscribe on the wire: the config as applied first, then every
+/// report as the response that carries it.
+struct NativeWire {
+    /// Sent once, as the call's first response.
+    accepted: Option<pb::StreamingConfig>,
+}
+
+impl call::Wire for NativeWire {
+    type Request = pb::StreamingTranscribeRequest;
+    type Response = pb::StreamingTranscribeResponse;
+
+    fn audio(&self, request: Self::Request) -> Result<Vec<u8>, Status> {
+        convert::audio_message(request)
+    }
+
+    fn opening(&mut self, call_id: &str) -> Vec<Self::Response> {
+        // The config as the server applies it, echoed whole (the report has only what
+        // clients show).
+        self.accepted
+            .take()
+            .map(|cfg| convert::accepted_response(call_id, cfg))
+            .into_iter()
+            .collect()
+    }
+
+    fn report(&mut self, call_id: &str, report: CallReport) -> Vec<Self::Response> {
+        vec![convert::report_to_proto(call_id, report)]
+    }
+
+    fn suggestion(&self, call_id: &str) -> Option<call::SuggestionMap<Self::Response>> {
+        let id = call_id.to_owned();
+        Some(Box::new(move |s: &Suggestion| {
+            convert::report_to_proto(&id, CallReport::Suggestion(s.clone()))
+        }))
+    }
+}
+
+/// Raw interleaved audio in `format` as planar channels; INVALID_ARGUMENT for a partial frame.
+pub fn raw_audio(format: &CallFormat, raw: &[u8]) -> Result<WavAudio, Status> {
     let frame = format.frame_bytes();
     if !raw.len().is_multiple_of(frame) {
         return Err(Status::invalid_argument(format!(
@@ -433,11 +597,75 @@ fn recording(
     let channels = (0..n)
         .map(|c| interleaved.iter().skip(c).step_by(n).copied().collect())
         .collect();
-    Ok((
-        WavAudio {
-            sample_rate_hz: format.sample_rate_hz,
-            channels,
-        },
-        ChannelMode::Separate(format.roles),
-    ))
+    Ok(WavAudio {
+        sample_rate_hz: format.sample_rate_hz,
+        channels,
+    })
+}
+
+impl Edge {
+    /// Which of ours a Google or Riva request's `model` names: a loaded model, or an adapter.
+    pub fn classify(&self) -> impl Fn(&str) -> Named + '_ {
+        let dialects = self.shared.dialects();
+        move |name: &str| {
+            let loaded = self
+                .shared
+                .loaded
+                .get()
+                .is_some_and(|l| l.pool.models().iter().any(|m| m.name == name));
+            if loaded {
+                Named::Model
+            } else if dialects.list().any(|a| a.id() == name) {
+                Named::Adapter
+            } else {
+                Named::Neither
+            }
+        }
+    }
+}
+
+/// A Google or Riva recognition request's audio as planar channels and roles: raw samples
+/// in their declared format, or a recording container decoded as a file would be. Without
+/// separate recognition only the first channel is kept (what those APIs recognise then).
+pub fn speech_recording(
+    spec: AudioSpec,
+    content: Vec<u8>,
+    separate: bool,
+) -> Result<(WavAudio, ChannelMode), Status> {
+    let (mut audio, mut roles) = match spec {
+        AudioSpec::Raw(format) => (raw_audio(&format, &content)?, format.roles),
+        AudioSpec::Container(roles) => {
+            let audio = decode_bytes("audio content", content)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let n = audio.channels.len();
+            let roles = match roles {
+                Some(r) if separate && r.len() != n => {
+                    return Err(Status::invalid_argument(format!(
+                        "metadata {} names {} role(s); the audio has {n} channel(s)",
+                        speech::CHANNEL_ROLES_KEY,
+                        r.len()
+                    )))
+                }
+                Some(r) => r,
+                None if n == 1 || !separate => vec![Role::Mixed],
+                None => vec![Role::Agent, Role::Customer],
+            };
+            (audio, roles)
+        }
+    };
+    if !separate {
+        audio.channels.truncate(1);
+        roles.truncate(1);
+    }
+    if audio.channels.len() > crate::stream::MAX_CHANNELS {
+        return Err(Status::invalid_argument(format!(
+            "the audio has {} channels: at most {} (a call's two sides)",
+            audio.channels.len(),
+            crate::stream::MAX_CHANNELS
+        )));
+    }
+    if audio.channels.len() != roles.len() {
+        roles.resize(audio.channels.len(), Role::Mixed);
+    }
+    Ok((audio, ChannelMode::Separate(roles)))
 }

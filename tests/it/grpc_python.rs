@@ -50,11 +50,11 @@ fn require_python() -> String {
 }
 
 /// `callscribe serve` as a child process; stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     stderr: Arc<Mutex<String>>,
-    python: String,
+    pub(crate) python: String,
 }
 
 impl Server {
@@ -63,7 +63,7 @@ impl Server {
     }
 
     /// `callscribe serve` on base, with `extra` arguments.
-    fn start_with(extra: &[&str]) -> Server {
+    pub(crate) fn start_with(extra: &[&str]) -> Server {
         let python = require_python();
         model_path("tiny.en");
         model_path("base");
@@ -136,7 +136,7 @@ impl Server {
         server
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -160,7 +160,7 @@ impl Server {
     }
 
     /// The client's output and the server's log, for assertion messages.
-    fn report(&self, out: &Output) -> String {
+    pub(crate) fn report(&self, out: &Output) -> String {
         format!(
             "client exit: {:?}\nclient stdout:\n{}\nclient stderr:\n{}\nserver stderr:\n{}",
             out.status.code(),
@@ -192,7 +192,7 @@ impl Drop for Server {
 }
 
 /// Each stdout line of the client as JSON.
-fn json_lines(server: &Server, out: &Output) -> Vec<Value> {
+pub(crate) fn json_lines(server: &Server, out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())

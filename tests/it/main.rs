@@ -24,4 +24,5 @@ mod reliability;
 mod security;
 mod segment;
 mod silero;
+mod speech_apis;
 mod transcribe;
