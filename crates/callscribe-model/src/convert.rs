@@ -33,6 +33,8 @@ const HEAD_DIM: i64 = 64;
 pub enum ConvertError {
     #[error(transparent)]
     Ct2(#[from] Ct2Error),
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
     #[error("{path}: variable '{name}' has shape {shape:?}, expected {expected}")]

@@ -413,23 +413,55 @@ fn convert_into_store(
     precision: Precision,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
-    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
-    let mut out = std::io::BufWriter::new(tmp.as_file());
     let total = std::fs::metadata(ct2_dir.join("model.bin"))
         .ok()
         .map(|m| m.len());
+    write_into_store(store, name, source, origin, total, progress, |out, report| {
+        convert_ct2_dir(ct2_dir, out, &ConvertOptions { precision }, report)
+    })
+}
+
+/// Writes a model with `write` into a temporary file in the store (with a progress bar),
+/// then checks and commits it ([`commit_written`]): every import goes through here, so none
+/// can leave a half-written or unloadable file under a model's name.
+pub(super) fn write_into_store<E>(
+    store: &ModelStore,
+    name: &str,
+    source: &str,
+    origin: &str,
+    total: Option<u64>,
+    progress: &dyn Progress,
+    write: impl FnOnce(
+        &mut std::io::BufWriter<&std::fs::File>,
+        &mut dyn FnMut(u64, u64),
+    ) -> Result<E, crate::convert::ConvertError>,
+) -> Result<PathBuf, ModelError> {
+    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
+    let mut out = std::io::BufWriter::new(tmp.as_file());
     progress.begin(&format!("converting {name} to ggml"), total);
     let mut report = |done: u64, _total: u64| progress.set(done);
-    convert_ct2_dir(
-        ct2_dir,
-        &mut out,
-        &ConvertOptions { precision },
-        &mut report,
-    )?;
+    let result = write(&mut out, &mut report);
+    progress.end();
+    result?;
     out.flush().map_err(ModelError::io(tmp.path()))?;
     drop(out);
-    progress.end();
     commit_written(store, tmp, name, source, origin.into())
+}
+
+/// Converts a local Hugging Face `transformers` Whisper checkpoint into the store under `name`.
+pub fn import_hf(
+    store: &ModelStore,
+    name: &str,
+    dir: &Path,
+    precision: Precision,
+    progress: &dyn Progress,
+) -> Result<PathBuf, ModelError> {
+    store.ensure_dir()?;
+    let origin = dir.display().to_string();
+    let total = crate::hf::weights_bytes(dir);
+    write_into_store(store, name, "hf-import", &origin, total, progress, |out, report| {
+        crate::hf::convert_hf_dir(dir, out, &ConvertOptions { precision }, report)
+    })
 }
 
 #[cfg(test)]
