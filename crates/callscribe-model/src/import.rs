@@ -25,6 +25,14 @@ fn check_name(name: &str) -> Result<(), ModelError> {
     }
 }
 
+/// A path as provenance records it: absolute, so the record means the same from any directory.
+fn origin_of(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
 /// Refuses to overwrite an installed model unless asked to.
 fn check_free(store: &ModelStore, name: &str, replace: bool) -> Result<(), ModelError> {
     check_name(name)?;
@@ -63,7 +71,7 @@ pub fn import_hf(
 ) -> Result<PathBuf, ModelError> {
     check_free(store, name, replace)?;
     store.ensure_dir()?;
-    let origin = dir.display().to_string();
+    let origin = origin_of(dir);
     let total = crate::hf::weights_bytes(dir);
     write_into_store(
         store,
@@ -103,7 +111,7 @@ pub fn import_ggml(
         tmp,
         name,
         "ggml-import",
-        format!("{} (sha256 {sha256})", file.display()),
+        format!("{} (sha256 {sha256})", origin_of(file)),
     )
 }
 
@@ -138,7 +146,7 @@ pub fn merge_lora(
     );
     let origin = format!(
         "{base} (sha256 {base_sha}…) + LoRA {} (adapter_model.safetensors sha256 {})",
-        adapter_dir.display(),
+        origin_of(adapter_dir),
         adapter_sha.chars().take(12).collect::<String>()
     );
     let total = Some(source.bytes);

@@ -35,6 +35,38 @@ pub fn model_knows_language(n_vocab: i32, language: &str) -> bool {
     language == "auto" || langs.contains(&language)
 }
 
+/// The vocabulary size of model `name`: read from its file when installed, else what the
+/// catalogue says it will be once pulled (`None`: neither).
+pub fn model_n_vocab(
+    store: &crate::ModelStore,
+    catalogue: &crate::Catalogue,
+    name: &str,
+) -> Option<i32> {
+    if let Some(installed) = store.installed(name) {
+        return crate::ggml::inspect(&installed.path)
+            .ok()
+            .map(|i| i.hparams.n_vocab);
+    }
+    let entry = catalogue.get(name).ok()?;
+    Some(if entry.multilingual { 51865 } else { 51864 })
+}
+
+/// Why a model with `n_vocab` tokens cannot decode `language`, or `None` if it can.
+pub fn language_problem(n_vocab: i32, language: &str) -> Option<String> {
+    if model_knows_language(n_vocab, language) {
+        return None;
+    }
+    let langs = languages_of(n_vocab);
+    Some(match langs.len() {
+        0 => "the model is English-only".to_owned(),
+        n if LANGUAGES[n..].contains(&language) => format!(
+            "the model knows {n} languages, not '{language}', which only large-v3-family \
+             vocabularies (100 languages) have"
+        ),
+        n => format!("the model's {n} languages do not include '{language}'"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +82,8 @@ mod tests {
         assert!(model_knows_language(51864, "en"));
         assert!(!model_knows_language(51864, "zh"));
         assert!(model_knows_language(51865, "auto"));
+        assert!(language_problem(51865, "yue").unwrap().contains("large-v3"));
+        assert!(language_problem(51864, "zh").unwrap().contains("English-only"));
+        assert_eq!(language_problem(51866, "yue"), None);
     }
 }
