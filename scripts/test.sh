@@ -29,10 +29,11 @@ cargo build --all-targets --locked
 cargo clippy --all-targets --locked -- -D warnings
 # The independent gRPC client (tests/python/client.py, driven by tests/it/grpc_python.rs) needs
 # grpcio, grpcio-tools and grpcio-health-checking, and the Silero VAD reference
-# (tests/python/silero_ref.py, driven by tests/it/silero.rs) onnxruntime and numpy: a venv kept
-# beside the build cache.
+# (tests/python/silero_ref.py, driven by tests/it/silero.rs) onnxruntime and numpy; the
+# Hugging Face checkpoint and LoRA adapter writers (tests/python/hf_checkpoint.py, lora.py,
+# driven by tests/it/models_import.rs) numpy and safetensors: a venv kept beside the build cache.
 PYENV="${XDG_CACHE_HOME:-$HOME/.cache}/callscribe/pyenv"
-if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, numpy" 2>/dev/null; then
+if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, numpy, safetensors" 2>/dev/null; then
     if ! "$PYENV/bin/python" -m pip --version >/dev/null 2>&1; then
         rm -rf "$PYENV"
         python3 -m venv "$PYENV" || {
@@ -40,7 +41,7 @@ if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, 
             exit 1
         }
     fi
-    "$PYENV/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking onnxruntime numpy
+    "$PYENV/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking onnxruntime numpy safetensors
 fi
 export CALLSCRIBE_TEST_PYTHON="$PYENV/bin/python"
 

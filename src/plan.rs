@@ -341,6 +341,7 @@ mod tests {
         ModelInfo {
             name: name.into(),
             multilingual,
+            languages: if multilingual { 99 } else { 0 },
         }
     }
 

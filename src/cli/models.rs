@@ -300,7 +300,14 @@ fn print_installed(name: &str, path: &Path) {
             let langs = model::languages::languages_of(info.hparams.n_vocab);
             let what = match langs.len() {
                 0 => "English only".to_owned(),
-                n => format!("{n} languages{}", if langs.contains(&"yue") { ", with yue" } else { "" }),
+                n => format!(
+                    "{n} languages{}",
+                    if langs.contains(&"yue") {
+                        ", with yue"
+                    } else {
+                        ""
+                    }
+                ),
             };
             (info.file_len, what)
         }

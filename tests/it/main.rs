@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod grpc;
 mod grpc_python;
 mod long_recording;
+mod models_import;
 mod properties;
 mod quantize;
 mod reliability;

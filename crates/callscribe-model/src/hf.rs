@@ -193,11 +193,12 @@ impl HfCheckpoint {
                 config.model_type
             )));
         }
-        if let Some(arch) = config
-            .architectures
-            .iter()
-            .find(|a| !matches!(a.as_str(), "WhisperForConditionalGeneration" | "WhisperModel"))
-        {
+        if let Some(arch) = config.architectures.iter().find(|a| {
+            !matches!(
+                a.as_str(),
+                "WhisperForConditionalGeneration" | "WhisperModel"
+            )
+        }) {
             return Err(bad(format!(
                 "architecture {arch} is not WhisperForConditionalGeneration"
             )));
@@ -296,7 +297,10 @@ impl WhisperWeights for HfCheckpoint {
         let name = format!("{}{module}.{param}", self.prefix);
         let t = self.tensors.get(&name).ok_or_else(|| ConvertError::Model {
             path: self.tensors.path().to_owned(),
-            reason: format!("tensor '{name}' (for whisper.cpp's '{}') is missing", spec.name),
+            reason: format!(
+                "tensor '{name}' (for whisper.cpp's '{}') is missing",
+                spec.name
+            ),
         })?;
         if t.float_type().is_none() {
             return Err(ConvertError::Model {
@@ -323,9 +327,7 @@ impl WhisperWeights for HfCheckpoint {
     fn values(&self, spec: &TensorSpec) -> Result<TensorValues<'_>, ConvertError> {
         self.check(spec)?;
         let (module, param) = hf_module(&spec.name).expect("checked");
-        let t = self
-            .tensor(&format!("{module}.{param}"))
-            .expect("checked");
+        let t = self.tensor(&format!("{module}.{param}")).expect("checked");
         Ok(TensorValues::Stored {
             ty: t.float_type().expect("checked"),
             bytes: t.bytes,
@@ -426,7 +428,10 @@ fn check_language_tokens(
     tokenizer: &Path,
 ) -> Result<(), HfError> {
     let sot = convert::SpecialTokens::for_n_vocab(hp.n_vocab).sot;
-    for (i, lang) in crate::languages::languages_of(hp.n_vocab).iter().enumerate() {
+    for (i, lang) in crate::languages::languages_of(hp.n_vocab)
+        .iter()
+        .enumerate()
+    {
         let id = sot + 1 + i;
         let want = format!("<|{lang}|>");
         if tokens[id] != want {
@@ -602,9 +607,18 @@ mod tests {
         )
         .unwrap();
         let mut b = Vec::new();
-        convert_hf_dir(Path::new(&hf), &mut b, &ConvertOptions::default(), &mut |_, _| {})
-            .unwrap();
+        convert_hf_dir(
+            Path::new(&hf),
+            &mut b,
+            &ConvertOptions::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert_eq!(a.len(), b.len());
-        assert!(a == b, "first difference at byte {:?}", a.iter().zip(&b).position(|(x, y)| x != y));
+        assert!(
+            a == b,
+            "first difference at byte {:?}",
+            a.iter().zip(&b).position(|(x, y)| x != y)
+        );
     }
 }

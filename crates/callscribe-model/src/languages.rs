@@ -10,8 +10,8 @@ pub const LANGUAGES: [&str; 100] = [
     "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az", "sl", "kn",
     "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr", "pa", "si",
     "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo", "uz", "fo",
-    "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln", "ha",
-    "ba", "jw", "su", "yue",
+    "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln",
+    "ha", "ba", "jw", "su", "yue",
 ];
 
 /// The language codes a model with `n_vocab` tokens has tokens for: none for an English-only
@@ -83,7 +83,9 @@ mod tests {
         assert!(!model_knows_language(51864, "zh"));
         assert!(model_knows_language(51865, "auto"));
         assert!(language_problem(51865, "yue").unwrap().contains("large-v3"));
-        assert!(language_problem(51864, "zh").unwrap().contains("English-only"));
+        assert!(language_problem(51864, "zh")
+            .unwrap()
+            .contains("English-only"));
         assert_eq!(language_problem(51866, "yue"), None);
     }
 }

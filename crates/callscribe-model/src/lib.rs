@@ -23,17 +23,17 @@ pub mod lora;
 mod precision;
 mod progress;
 mod pull;
-pub mod safetensors_file;
 pub mod quantise;
+pub mod safetensors_file;
 pub mod silero;
 mod store;
 mod vad;
 
 pub use catalogue::{Catalogue, CatalogueEntry, VadEntry, SILERO_VAD};
+pub use import::{import_ct2, import_ggml, import_hf, merge_lora};
 pub use precision::{Precision, UnknownPrecision};
 pub use progress::{NoProgress, Progress};
-pub use import::{import_ct2, import_ggml, import_hf, merge_lora};
-pub use pull::{provide, pull, Source};
+pub use pull::{fetch_ct2, provide, pull, Source};
 pub use store::{InstalledModel, ModelStore};
 pub use vad::{provide_vad, pull_vad};
 

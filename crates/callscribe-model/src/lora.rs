@@ -41,7 +41,9 @@ pub enum LoraError {
     },
     #[error("{path}: {reason}")]
     Weights { path: PathBuf, reason: String },
-    #[error("{path} is quantised ({ty}); merge into the f16 or f32 model, then quantise the result")]
+    #[error(
+        "{path} is quantised ({ty}); merge into the f16 or f32 model, then quantise the result"
+    )]
     QuantisedBase { path: PathBuf, ty: Precision },
     #[error(transparent)]
     Safetensors(#[from] crate::safetensors_file::SafetensorsError),
@@ -148,7 +150,10 @@ impl AdapterConfig {
         }
         if self.bias != "none" || self.lora_bias {
             return no(
-                &format!("trained biases (bias = \"{}\", lora_bias = {})", self.bias, self.lora_bias),
+                &format!(
+                    "trained biases (bias = \"{}\", lora_bias = {})",
+                    self.bias, self.lora_bias
+                ),
                 "only weight matrices are merged",
             );
         }
@@ -290,7 +295,10 @@ impl LoraAdapter {
                 }
             }
             let shape = spec.numpy_shape();
-            let (ta, tb) = (files.get(&a).expect("listed"), files.get(&b).expect("listed"));
+            let (ta, tb) = (
+                files.get(&a).expect("listed"),
+                files.get(&b).expect("listed"),
+            );
             let r = config.r as usize;
             if ta.shape != [r, shape[1]] || tb.shape != [shape[0], r] {
                 return Err(bad(format!(
@@ -305,7 +313,10 @@ impl LoraAdapter {
             }
             for t in [&ta, &tb] {
                 if t.float_type().is_none() {
-                    return Err(bad(format!("'{module}' is stored as {:?}, not a float", t.dtype)));
+                    return Err(bad(format!(
+                        "'{module}' is stored as {:?}, not a float",
+                        t.dtype
+                    )));
                 }
             }
             pairs.insert(spec.name.clone(), (a, b));
@@ -487,7 +498,9 @@ mod tests {
             Some(("encoder.layers.5.fc1".into(), 1))
         );
         assert_eq!(
-            split_key("base_model.model.model.decoder.layers.0.self_attn.q_proj.lora_magnitude_vector"),
+            split_key(
+                "base_model.model.model.decoder.layers.0.self_attn.q_proj.lora_magnitude_vector"
+            ),
             None
         );
     }
@@ -499,14 +512,24 @@ mod tests {
 
     #[test]
     fn unsupported_peft_variants_are_refused_by_name() {
-        let ok = r#"{"peft_type":"LORA","r":8,"lora_alpha":16,"target_modules":["q_proj","v_proj"]}"#;
+        let ok =
+            r#"{"peft_type":"LORA","r":8,"lora_alpha":16,"target_modules":["q_proj","v_proj"]}"#;
         config(ok).unwrap();
         for (json, name) in [
             (r#"{"r":8,"lora_alpha":16,"use_dora":true}"#, "DoRA"),
-            (r#"{"r":8,"lora_alpha":16,"modules_to_save":["embed_tokens"]}"#, "modules_to_save"),
+            (
+                r#"{"r":8,"lora_alpha":16,"modules_to_save":["embed_tokens"]}"#,
+                "modules_to_save",
+            ),
             (r#"{"r":8,"lora_alpha":16,"bias":"all"}"#, "trained biases"),
-            (r#"{"r":8,"lora_alpha":16,"rank_pattern":{"q_proj":4}}"#, "rank_pattern"),
-            (r#"{"r":8,"lora_alpha":16,"init_lora_weights":"pissa"}"#, "pissa"),
+            (
+                r#"{"r":8,"lora_alpha":16,"rank_pattern":{"q_proj":4}}"#,
+                "rank_pattern",
+            ),
+            (
+                r#"{"r":8,"lora_alpha":16,"init_lora_weights":"pissa"}"#,
+                "pissa",
+            ),
             (r#"{"peft_type":"IA3","r":8,"lora_alpha":16}"#, "IA3"),
         ] {
             let e = config(json).unwrap_err().to_string();

