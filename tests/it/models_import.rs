@@ -111,8 +111,8 @@ fn sha256(path: &Path) -> String {
 }
 
 /// (a) The CTranslate2 base re-packed as a Hugging Face checkpoint (single file with vocab.json
-/// + added_tokens.json stopping before the timestamps; sharded with tokenizer.json and a tied
-/// proj_out) imports to exactly the bytes `import-ct2` writes from the original.
+/// and added_tokens.json stopping before the timestamps; sharded with tokenizer.json and a
+/// tied proj_out) imports to exactly the bytes `import-ct2` writes from the original.
 #[test]
 fn hf_checkpoint_imports_byte_identical_to_import_ct2() {
     let ct2 = ct2_base();
