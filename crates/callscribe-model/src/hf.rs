@@ -339,6 +339,10 @@ impl WhisperWeights for HfCheckpoint {
     }
 }
 
+/// Ids below `<|endoftext|>` a tokenizer may leave out before it is taken to be some other
+/// tokenizer.
+const MAX_TOKEN_GAPS: usize = 8;
+
 /// The tokenizer's tokens by id (`n_vocab` of them, in GPT-2's byte-level spelling), from
 /// `tokenizer.json` or `vocab.json` + `added_tokens.json`. Tokenizers saved before the
 /// timestamp tokens were added to them stop at `<|notimestamps|>`; the timestamp tokens'
@@ -405,6 +409,7 @@ pub fn read_tokens(dir: &Path, n_vocab: i32) -> Result<(Vec<String>, PathBuf), H
     }
     let special = convert::SpecialTokens::for_n_vocab(n_vocab);
     let mut tokens = Vec::with_capacity(n);
+    let mut gaps = Vec::new();
     for id in 0..n {
         match by_id.remove(&(id as i64)) {
             Some(t) => tokens.push(t),
@@ -412,8 +417,17 @@ pub fn read_tokens(dir: &Path, n_vocab: i32) -> Result<(Vec<String>, PathBuf), H
                 "<|{:.2}|>",
                 (id - special.timestamp_begin) as f64 * 0.02
             )),
+            // A few unused ids below <|endoftext|> (the multilingual vocabulary's 50256 is an
+            // empty token some exports drop) are harmless: whisper.cpp never emits them.
+            None if id < special.eot && gaps.len() < MAX_TOKEN_GAPS => {
+                gaps.push(id);
+                tokens.push(String::new());
+            }
             None => return Err(bad(format!("no token has id {id}"))),
         }
+    }
+    if !gaps.is_empty() {
+        tracing::warn!(tokenizer = %path.display(), ids = ?gaps, "tokenizer has no token for these ids; stored empty");
     }
     Ok((tokens, path))
 }
@@ -586,39 +600,52 @@ mod tests {
         assert!(e.contains("no model.safetensors"), "{e}");
     }
 
-    /// Development check against a real pair (the integration test `models_import` is the
-    /// one CI runs): `CALLSCRIBE_CT2_BASE` and `CALLSCRIBE_HF_BASE` written from it by
-    /// tests/python/hf_checkpoint.py.
     #[test]
-    fn real_hf_checkpoint_converts_like_its_ct2_source() {
-        let (Some(ct2), Some(hf)) = (
-            std::env::var_os("CALLSCRIBE_CT2_BASE"),
-            std::env::var_os("CALLSCRIBE_HF_BASE"),
-        ) else {
-            eprintln!("skipped: set CALLSCRIBE_CT2_BASE and CALLSCRIBE_HF_BASE");
-            return;
-        };
-        let mut a = Vec::new();
-        crate::convert::convert_ct2_dir(
-            Path::new(&ct2),
-            &mut a,
-            &ConvertOptions::default(),
-            &mut |_, _| {},
+    fn tokenizer_without_timestamps_gets_them_and_a_few_gaps_are_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vocab: BTreeMap<String, i64> =
+            (0..50256).map(|i| (format!("t{i}"), i as i64)).collect();
+        vocab.remove("t7");
+        vocab.insert("<|endoftext|>".into(), 50257);
+        std::fs::write(
+            dir.path().join("vocab.json"),
+            serde_json::to_vec(&vocab).unwrap(),
         )
         .unwrap();
-        let mut b = Vec::new();
-        convert_hf_dir(
-            Path::new(&hf),
-            &mut b,
-            &ConvertOptions::default(),
-            &mut |_, _| {},
+        let added: BTreeMap<String, i64> = [("<|startoftranscript|>".to_owned(), 50258)]
+            .into_iter()
+            .chain((50259..=50363).map(|i| (format!("<|s{i}|>"), i)))
+            .collect();
+        std::fs::write(
+            dir.path().join("added_tokens.json"),
+            serde_json::to_vec(&added).unwrap(),
         )
         .unwrap();
-        assert_eq!(a.len(), b.len());
-        assert!(
-            a == b,
-            "first difference at byte {:?}",
-            a.iter().zip(&b).position(|(x, y)| x != y)
-        );
+        let (tokens, path) = read_tokens(dir.path(), 51865).unwrap();
+        assert!(path.ends_with("vocab.json"));
+        assert_eq!(tokens.len(), 51865);
+        assert_eq!(tokens[7], "");
+        assert_eq!(tokens[50256], "");
+        assert_eq!(tokens[50364], "<|0.00|>");
+        assert_eq!(tokens[51864], "<|30.00|>");
+
+        let mut holey = vocab.clone();
+        holey.retain(|_, id| *id >= 100);
+        std::fs::write(
+            dir.path().join("vocab.json"),
+            serde_json::to_vec(&holey).unwrap(),
+        )
+        .unwrap();
+        let e = read_tokens(dir.path(), 51865).unwrap_err().to_string();
+        assert!(e.contains("vocab.json: no token has id"), "{e}");
+        let mut wide = vocab;
+        wide.insert("far".into(), 60000);
+        std::fs::write(
+            dir.path().join("vocab.json"),
+            serde_json::to_vec(&wide).unwrap(),
+        )
+        .unwrap();
+        let e = read_tokens(dir.path(), 51865).unwrap_err().to_string();
+        assert!(e.contains("'far' has id 60000"), "{e}");
     }
 }
