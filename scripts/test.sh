@@ -29,12 +29,14 @@ cargo build --all-targets --locked
 cargo clippy --all-targets --locked -- -D warnings
 # The independent gRPC client (tests/python/client.py, driven by tests/it/grpc_python.rs) needs
 # grpcio, grpcio-tools and grpcio-health-checking, and the Silero VAD reference
-# (tests/python/silero_ref.py, driven by tests/it/silero.rs) onnxruntime and numpy: a venv kept
-# beside the build cache. The Google Speech and Riva drop-in services (tests/it/speech_apis.rs,
+# (tests/python/silero_ref.py, driven by tests/it/silero.rs) onnxruntime and numpy; the
+# Hugging Face checkpoint and LoRA adapter writers (tests/python/hf_checkpoint.py, lora.py,
+# driven by tests/it/models_import.rs) numpy and safetensors: a venv kept beside the build cache.
+# The Google Speech and Riva drop-in services (tests/it/speech_apis.rs,
 # tests/python/speech_clients.py) are driven by the real client libraries, google-cloud-speech
 # and nvidia-riva-client, and reflection v1alpha by grpcio-reflection's client.
 PYENV="${XDG_CACHE_HOME:-$HOME/.cache}/callscribe/pyenv"
-if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, numpy, google.cloud.speech, riva.client, grpc_reflection" 2>/dev/null; then
+if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, numpy, google.cloud.speech, riva.client, grpc_reflection, safetensors" 2>/dev/null; then
     if ! "$PYENV/bin/python" -m pip --version >/dev/null 2>&1; then
         rm -rf "$PYENV"
         python3 -m venv "$PYENV" || {
@@ -43,7 +45,7 @@ if ! "$PYENV/bin/python" -c "import grpc, grpc_tools, grpc_health, onnxruntime, 
         }
     fi
     "$PYENV/bin/python" -m pip install -q grpcio grpcio-tools grpcio-health-checking onnxruntime numpy \
-        google-cloud-speech nvidia-riva-client grpcio-reflection
+        google-cloud-speech nvidia-riva-client grpcio-reflection safetensors
 fi
 export CALLSCRIBE_TEST_PYTHON="$PYENV/bin/python"
 

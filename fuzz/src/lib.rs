@@ -155,10 +155,12 @@ fn models() -> [ModelInfo; 2] {
         ModelInfo {
             name: "base".into(),
             multilingual: true,
+            languages: 99,
         },
         ModelInfo {
             name: "tiny.en".into(),
             multilingual: false,
+            languages: 0,
         },
     ]
 }

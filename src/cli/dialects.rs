@@ -1,8 +1,10 @@
 //! `callscribe dialects list|show ID|check [--dir DIR]`: the adapters a deployment offers.
+//! `check` validates every profile and that each adapter's model is installed or pullable and
+//! has the adapter's language token (`yue` needs a large-v3-family vocabulary).
 
 use crate::config::Config;
 use crate::dialect::{self, DialectError, Dialects};
-use crate::model::{Catalogue, ModelStore};
+use crate::model::{self, Catalogue, ModelStore};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,18 @@ pub fn model_resolver(config: &Config) -> impl Fn(&str) -> bool {
     let store = ModelStore::locate(config.models.dir.as_deref());
     move |name: &str| {
         catalogue.as_ref().is_some_and(|c| c.get(name).is_ok()) || store.installed(name).is_some()
+    }
+}
+
+/// Why a model cannot decode a language token (`None`: it can, or the model is unknown, which
+/// the profile check reports on its own): read off the installed file's vocabulary, or the
+/// catalogue's for a model still to be pulled.
+pub fn language_checker(config: &Config) -> impl Fn(&str, &str) -> Option<String> {
+    let catalogue = Catalogue::builtin().ok();
+    let store = ModelStore::locate(config.models.dir.as_deref());
+    move |model: &str, language: &str| {
+        let n_vocab = model::languages::model_n_vocab(&store, catalogue.as_ref()?, model)?;
+        model::languages::language_problem(n_vocab, language)
     }
 }
 
@@ -80,12 +94,14 @@ impl DialectsCommand {
             }
             DialectsCommand::Check { dir } => {
                 let known = model_resolver(&config);
+                let languages = language_checker(&config);
                 let result = match dir.or(config.dialects.dir.clone()) {
-                    Some(dir) => {
-                        dialect::check_dir(&dir, &known).map(|n| (n, dir.display().to_string()))
-                    }
-                    None => Dialects::load(&config.dialects, &known)
-                        .map(|d| (d.list().count(), "built-in adapters".to_owned())),
+                    Some(dir) => dialect::check_dir_languages(&dir, &known, &languages)
+                        .map(|n| (n, dir.display().to_string())),
+                    None => Dialects::load(&config.dialects, &known).and_then(|d| {
+                        d.check_languages(&languages)?;
+                        Ok((d.list().count(), "built-in adapters".to_owned()))
+                    }),
                 };
                 match result {
                     Ok((n, what)) => {

@@ -1,5 +1,5 @@
-//! `callscribe models list | pull | import-ct2 | quantize`, and model resolution for other
-//! commands.
+//! `callscribe models list | pull | import-ct2 | import-hf | import-ggml | merge-lora | quantize`,
+//! and model resolution for other commands.
 
 use super::bars::ByteBars;
 use crate::config::Config;
@@ -39,6 +39,51 @@ pub enum ModelsCommand {
         /// and q5_0 quantise them as `models quantize` would.
         #[arg(long, value_parser = Precision::value_parser(Precision::WRITABLE), default_value = "f16")]
         weights: Precision,
+    },
+    /// Convert a Hugging Face `transformers` Whisper checkpoint (model.safetensors or shards
+    /// with model.safetensors.index.json, config.json, tokenizer.json or vocab.json +
+    /// added_tokens.json, generation_config.json), e.g. a regional fine-tune.
+    ImportHf {
+        dir: PathBuf,
+        /// Name to store it under (then usable as --model NAME and as an adapter's model.name).
+        #[arg(long)]
+        name: String,
+        /// Type of the weight matrices: f16 (default), f32, or q8_0, q5_1, q5_0 quantised on
+        /// the way.
+        #[arg(long, value_parser = Precision::value_parser(Precision::WRITABLE), default_value = "f16")]
+        weights: Precision,
+        /// Replace a model already installed under NAME.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Install a published whisper.cpp ggml file (checked as whisper.cpp would load it, hashed).
+    ImportGgml {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Replace a model already installed under NAME.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Merge a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) into an
+    /// installed f16/f32 model, as a new model.
+    MergeLora {
+        /// Installed model the adapter was trained on (e.g. base, or an imported fine-tune).
+        #[arg(long)]
+        base: String,
+        /// Folder with adapter_config.json and adapter_model.safetensors.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Name of the merged model.
+        #[arg(long)]
+        name: String,
+        /// Type of the merged weight matrices (default: the base's f16 or f32); q8_0, q5_1,
+        /// q5_0 quantise the merged values directly.
+        #[arg(long, value_parser = Precision::value_parser(Precision::WRITABLE))]
+        weights: Option<Precision>,
+        /// Replace a model already installed under NAME.
+        #[arg(long)]
+        force: bool,
     },
     /// Write a quantised copy of an installed f16/f32 model as a new model (default name
     /// NAME-TYPE, e.g. base-q8_0), usable as --model NAME-TYPE.
@@ -180,6 +225,46 @@ impl ModelsCommand {
                 println!("{name} imported: {}", path.display());
                 Ok(ExitCode::SUCCESS)
             }
+            ModelsCommand::ImportHf {
+                dir,
+                name,
+                weights,
+                force,
+            } => {
+                let path =
+                    model::import_hf(&store, &name, &dir, weights, force, &ByteBars::default())
+                        .with_context(|| format!("importing {}", dir.display()))?;
+                print_installed(&name, &path);
+                Ok(ExitCode::SUCCESS)
+            }
+            ModelsCommand::ImportGgml { file, name, force } => {
+                let path = model::import_ggml(&store, &name, &file, force, &ByteBars::default())
+                    .with_context(|| format!("importing {}", file.display()))?;
+                print_installed(&name, &path);
+                Ok(ExitCode::SUCCESS)
+            }
+            ModelsCommand::MergeLora {
+                base,
+                adapter,
+                name,
+                weights,
+                force,
+            } => {
+                let path = model::merge_lora(
+                    &store,
+                    &base,
+                    &adapter,
+                    &name,
+                    weights,
+                    force,
+                    &ByteBars::default(),
+                )
+                .with_context(|| {
+                    format!("merging the LoRA adapter {} into {base}", adapter.display())
+                })?;
+                print_installed(&name, &path);
+                Ok(ExitCode::SUCCESS)
+            }
             ModelsCommand::Quantize {
                 name,
                 to,
@@ -206,6 +291,33 @@ impl ModelsCommand {
             }
         }
     }
+}
+
+/// One line for a model just written: where, how big, its languages, how to use it.
+fn print_installed(name: &str, path: &Path) {
+    let (bytes, languages) = match model::ggml::inspect(path) {
+        Ok(info) => {
+            let langs = model::languages::languages_of(info.hparams.n_vocab);
+            let what = match langs.len() {
+                0 => "English only".to_owned(),
+                n => format!(
+                    "{n} languages{}",
+                    if langs.contains(&"yue") {
+                        ", with yue"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            (info.file_len, what)
+        }
+        Err(_) => (0, "unchecked".into()),
+    };
+    println!(
+        "{name} installed: {} ({:.0} MB, {languages}); use --model {name} or model.name = \"{name}\" in an adapter",
+        path.display(),
+        bytes as f64 / 1e6
+    );
 }
 
 /// `installed, 148 MB, from ggml (URL)` or `not installed`, for `models list`.

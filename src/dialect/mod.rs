@@ -382,14 +382,40 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, DialectError> {
         .collect()
 }
 
+/// Says why model `model` cannot decode language token `language`, or `None` if it can.
+pub type LanguageCheck<'a> = &'a dyn Fn(&str, &str) -> Option<String>;
+
+/// The error for a profile whose model lacks its language token.
+fn language_error(origin: &str, profile: &Profile, check: LanguageCheck) -> Option<DialectError> {
+    let why = check(&profile.model.name, &profile.model.language)?;
+    Some(DialectError::Field {
+        file: origin.to_owned(),
+        field: "model.language".into(),
+        message: format!(
+            "model '{}' has no '{}' token: {why}",
+            profile.model.name, profile.model.language
+        ),
+    })
+}
+
 /// Validates every profile in `dir` (the `dialects check` command): all errors, not the first.
 pub fn check_dir(dir: &Path, known_model: &dyn Fn(&str) -> bool) -> Result<usize, DialectError> {
+    check_dir_languages(dir, known_model, &|_, _| None)
+}
+
+/// [`check_dir`], also checking that each profile's model has its language token.
+pub fn check_dir_languages(
+    dir: &Path,
+    known_model: &dyn Fn(&str) -> bool,
+    languages: LanguageCheck,
+) -> Result<usize, DialectError> {
     let files = read_dir(dir)?;
     let mut errors = Vec::new();
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for (origin, text) in &files {
         match load_profile(origin, text, known_model) {
             Ok(p) => {
+                errors.extend(language_error(origin, &p, languages));
                 if let Some(first) = ids.insert(p.id.clone(), origin.clone()) {
                     errors.push(DialectError::Field {
                         file: origin.clone(),
@@ -537,6 +563,20 @@ impl Dialects {
 
     pub fn config(&self) -> &DialectsConfig {
         &self.cfg
+    }
+
+    /// Adapters whose model lacks their language token, one error each.
+    pub fn check_languages(&self, languages: LanguageCheck) -> Result<(), DialectError> {
+        let errors: Vec<_> = self
+            .adapters
+            .values()
+            .filter_map(|a| language_error(&a.origin, &a.profile, languages))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(DialectError::Many(ManyErrors(errors)))
+        }
     }
 
     /// Every model the loaded adapters run on, so a server loads each once.

@@ -38,6 +38,15 @@ pub enum EngineError {
     UnknownLanguage(String),
     #[error("model {model} is English-only; it cannot transcribe language '{language}'")]
     EnglishOnly { model: String, language: String },
+    #[error(
+        "model {model} has no '{language}' token (it knows {languages} languages; yue needs a \
+         large-v3-family model)"
+    )]
+    LanguageNotInModel {
+        model: String,
+        language: String,
+        languages: usize,
+    },
 }
 
 /// Decoding settings. Greedy decoding with whisper's temperature fallback by default:
@@ -129,12 +138,16 @@ pub struct LanguageGuess {
     pub probability: f32,
 }
 
-/// What the call plan needs to know of a model: its name (as adapters and requests name it)
-/// and whether it knows more languages than English.
+/// What the call plan needs to know of a model: its name (as adapters and requests name it),
+/// whether it knows more languages than English, and how many language tokens it has (99 for
+/// the original multilingual vocabulary, 100 with large-v3's `yue`; whisper.cpp picks a
+/// language's token by position, so a code past the model's count would decode with an
+/// unrelated token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
     pub name: String,
     pub multilingual: bool,
+    pub languages: usize,
 }
 
 /// Checks a language setting against a model and resolves English-only models to `en`.
@@ -155,6 +168,16 @@ pub fn resolve_language(model: &ModelInfo, language: &str) -> Result<Option<Stri
     }
     if !is_whisper_language(&lang) {
         return Err(EngineError::UnknownLanguage(lang));
+    }
+    let position = crate::model::languages::LANGUAGES
+        .iter()
+        .position(|l| *l == lang);
+    if position.is_some_and(|i| i >= model.languages) {
+        return Err(EngineError::LanguageNotInModel {
+            model: model.name.clone(),
+            language: lang,
+            languages: model.languages,
+        });
     }
     Ok(Some(lang))
 }
@@ -189,6 +212,7 @@ pub struct Engine {
     ctx: Arc<WhisperContext>,
     name: String,
     multilingual: bool,
+    languages: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -236,6 +260,7 @@ impl Engine {
             ctx: Arc::new(ctx),
             name: name.to_owned(),
             multilingual: info.hparams.n_vocab >= 51865,
+            languages: crate::model::languages::languages_of(info.hparams.n_vocab).len(),
         })
     }
 
@@ -278,6 +303,7 @@ impl Engine {
         ModelInfo {
             name: self.name.clone(),
             multilingual: self.multilingual,
+            languages: self.languages,
         }
     }
 }
@@ -630,6 +656,7 @@ mod tests {
         let base = ModelInfo {
             name: "base".into(),
             multilingual: true,
+            languages: 99,
         };
         for language in ["\0", "y\0\0n", "en\0"] {
             match resolve_language(&base, language) {
@@ -643,6 +670,27 @@ mod tests {
         );
         assert!(!is_whisper_language("zh\0"));
         assert!(is_whisper_language("zh"));
+    }
+
+    #[test]
+    fn yue_needs_a_model_with_the_hundredth_language_token() {
+        let model = |languages| ModelInfo {
+            name: "m".into(),
+            multilingual: true,
+            languages,
+        };
+        match resolve_language(&model(99), "yue") {
+            Err(EngineError::LanguageNotInModel { languages: 99, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            resolve_language(&model(100), "yue").unwrap(),
+            Some("yue".to_owned())
+        );
+        assert_eq!(
+            resolve_language(&model(99), "su").unwrap(),
+            Some("su".to_owned())
+        );
     }
 
     #[test]

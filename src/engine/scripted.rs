@@ -50,6 +50,7 @@ impl Scripted {
             info: ModelInfo {
                 name: name.to_owned(),
                 multilingual: true,
+                languages: crate::model::languages::LANGUAGES.len(),
             },
             language: LanguageGuess {
                 code: language.to_owned(),

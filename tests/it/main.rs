@@ -17,6 +17,7 @@ mod grpc;
 mod grpc_python;
 mod haproxy;
 mod long_recording;
+mod models_import;
 mod nats;
 mod properties;
 mod quantize;

@@ -33,6 +33,8 @@ const HEAD_DIM: i64 = 64;
 pub enum ConvertError {
     #[error(transparent)]
     Ct2(#[from] Ct2Error),
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
     #[error("{path}: {reason}")]
     Model { path: PathBuf, reason: String },
     #[error("{path}: variable '{name}' has shape {shape:?}, expected {expected}")]
@@ -100,29 +102,103 @@ pub fn convert_ct2_dir(
         check_config(&ct2::read_config(&config_path)?, &tokens, &config_path)?;
     }
     check_tied_projection(&model)?;
+    let mel = whisper_mel_filters(hp.n_mels);
+    let report = write_whisper_ggml(&Ct2Weights(&model), &hp, &mel, &vocab, out, progress)?;
+    tracing::info!(
+        dir = %dir.display(),
+        tensors = report.tensors_written,
+        bytes = report.bytes_written,
+        "converted CTranslate2 model to ggml"
+    );
+    Ok(report)
+}
 
-    let specs = ggml::expected_tensors(&hp).ok_or_else(|| ConvertError::Model {
-        path: model.path.clone(),
+/// How a checkpoint stores a float tensor's elements (little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl FloatType {
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::Bf16 => 2,
+        }
+    }
+
+    pub fn to_f32(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            Self::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Self::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Self::Bf16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        }
+    }
+}
+
+/// One tensor's values as a checkpoint supplies them, row-major in whisper.cpp's numpy shape.
+#[derive(Debug, Clone)]
+pub enum TensorValues<'a> {
+    /// The checkpoint's own bytes: copied bit for bit when the ggml type is the same.
+    Stored { ty: FloatType, bytes: &'a [u8] },
+    /// Values computed here (weights with an adapter merged in).
+    Computed(Vec<f32>),
+}
+
+/// A Whisper checkpoint read by whisper.cpp's (OpenAI's) tensor names. Each format knows
+/// only its own names and packing (CTranslate2's fused projections, Hugging Face's
+/// `q_proj`/`fc1`, a ggml file's own names); which tensors exist, their shapes and ggml types
+/// and the file they go into are [`write_whisper_ggml`]'s, one place for every format.
+pub trait WhisperWeights {
+    /// Checks that `spec` can be supplied: present, float, and elements that fill its shape
+    /// (size-1 axes aside). Called for every tensor before anything is written.
+    fn check(&self, spec: &TensorSpec) -> Result<(), ConvertError>;
+    /// The values of a checked `spec`.
+    fn values(&self, spec: &TensorSpec) -> Result<TensorValues<'_>, ConvertError>;
+    /// The file errors name.
+    fn origin(&self) -> &Path;
+}
+
+/// Writes the ggml file whisper.cpp loads for `hp`: the header (`mel`, `vocab`), then every
+/// tensor of [`ggml::expected_tensors`] from `weights`, in whisper's order and the type the
+/// loader wants for `hp.ftype` (stored F16 into F16 and F32 into F32 bit for bit, anything
+/// else through f32, quantised by the writer). Every tensor is checked before the first byte
+/// is written. `progress(done, total)` counts tensor bytes written.
+pub fn write_whisper_ggml(
+    weights: &dyn WhisperWeights,
+    hp: &HParams,
+    mel: &MelFilters,
+    vocab: &[Vec<u8>],
+    out: &mut impl Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ConvertReport, ConvertError> {
+    let path = weights.origin();
+    let specs = ggml::expected_tensors(hp).ok_or_else(|| ConvertError::Model {
+        path: path.to_owned(),
         reason: format!("no tensor layout for ftype {}", hp.ftype),
     })?;
-    // Resolve and check every source before writing anything.
-    let mut plan = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let src = Source::of(&spec.name).ok_or_else(|| ConvertError::Model {
-            path: model.path.clone(),
-            reason: format!("no CTranslate2 source known for tensor '{}'", spec.name),
-        })?;
-        let var = src.resolve(&model, &spec)?;
-        plan.push((spec, src, var));
+    for spec in &specs {
+        weights.check(spec)?;
     }
     // whisper.cpp needs every weight matrix in the model's type, so one whose rows are not
     // whole quantisation blocks makes the whole model impossible in that type.
-    if let Some((spec, _, _)) = plan
+    if let Some(spec) = specs
         .iter()
-        .find(|(s, _, _)| s.ty.is_quantised() && s.ne[0] % blocks::BLOCK_LEN != 0)
+        .find(|s| s.ty.is_quantised() && s.ne[0] % blocks::BLOCK_LEN != 0)
     {
         return Err(ConvertError::Model {
-            path: model.path.clone(),
+            path: path.to_owned(),
             reason: format!(
                 "tensor '{}' has rows of {} values, not whole {}-value blocks, so the model \
                  cannot be {}",
@@ -133,54 +209,86 @@ pub fn convert_ct2_dir(
             ),
         });
     }
-    let total: u64 = plan
+    let total: u64 = specs
         .iter()
-        .map(|(spec, _, _)| spec.ty.nbytes(&spec.ne).unwrap_or(0))
+        .map(|spec| spec.ty.nbytes(&spec.ne).unwrap_or(0))
         .sum();
 
-    let mel = MelFilters {
-        n_mel: hp.n_mels as usize,
-        n_fft: N_FFT / 2 + 1,
-        data: mel_filters(hp.n_mels as usize, N_FFT, SAMPLE_RATE),
-    };
     let mut w = GgmlWriter::new(std::io::BufWriter::with_capacity(1 << 20, out));
-    w.write_header(&hp, &mel, &vocab)
+    w.write_header(hp, mel, vocab)
         .map_err(ConvertError::Write)?;
     progress(0, total);
     let mut done = 0;
-    for (spec, src, var) in &plan {
-        let bytes = src.slice(&model, var);
+    for spec in &specs {
         let shape = spec.numpy_shape();
-        let same_encoding = matches!(
-            (var.dtype, spec.ty),
-            (Ct2Dtype::F16, Precision::F16) | (Ct2Dtype::F32, Precision::F32)
-        );
-        done += if same_encoding {
-            w.write_tensor(&spec.name, &shape, spec.ty, TensorData::Raw(bytes))
-        } else {
-            let values = var.dtype.to_f32(bytes);
-            w.write_tensor(&spec.name, &shape, spec.ty, TensorData::F32(&values))
+        done += match weights.values(spec)? {
+            TensorValues::Stored { ty, bytes }
+                if matches!(
+                    (ty, spec.ty),
+                    (FloatType::F16, Precision::F16) | (FloatType::F32, Precision::F32)
+                ) =>
+            {
+                w.write_tensor(&spec.name, &shape, spec.ty, TensorData::Raw(bytes))
+            }
+            TensorValues::Stored { ty, bytes } => {
+                let values = ty.to_f32(bytes);
+                w.write_tensor(&spec.name, &shape, spec.ty, TensorData::F32(&values))
+            }
+            TensorValues::Computed(values) => {
+                w.write_tensor(&spec.name, &shape, spec.ty, TensorData::F32(&values))
+            }
         }
         .map_err(ConvertError::Write)?;
-        if spec.name.ends_with(".key.weight") {
-            log_dropped_key_bias(&model, var, src);
-        }
         progress(done, total);
     }
     w.flush().map_err(ConvertError::Write)?;
-    tracing::info!(
-        dir = %dir.display(),
-        tensors = w.tensors_written(),
-        bytes = w.bytes_written(),
-        "converted CTranslate2 model to ggml"
-    );
     Ok(ConvertReport {
-        hparams: hp,
+        hparams: *hp,
         tensors_written: w.tensors_written(),
         bytes_written: w.bytes_written(),
         vocab_written: vocab.len(),
         multilingual: hp.is_multilingual(),
     })
+}
+
+/// A CTranslate2 model read by whisper.cpp's tensor names (through [`Source`]).
+struct Ct2Weights<'m>(&'m Ct2Model);
+
+impl Ct2Weights<'_> {
+    fn source(&self, spec: &TensorSpec) -> Result<Source, ConvertError> {
+        Source::of(&spec.name).ok_or_else(|| ConvertError::Model {
+            path: self.0.path.clone(),
+            reason: format!("no CTranslate2 source known for tensor '{}'", spec.name),
+        })
+    }
+}
+
+impl WhisperWeights for Ct2Weights<'_> {
+    fn check(&self, spec: &TensorSpec) -> Result<(), ConvertError> {
+        self.source(spec)?.resolve(self.0, spec).map(|_| ())
+    }
+
+    fn values(&self, spec: &TensorSpec) -> Result<TensorValues<'_>, ConvertError> {
+        let src = self.source(spec)?;
+        let var = src.resolve(self.0, spec)?;
+        if spec.name.ends_with(".key.weight") {
+            log_dropped_key_bias(self.0, var, &src);
+        }
+        let ty = match var.dtype {
+            Ct2Dtype::F32 => FloatType::F32,
+            Ct2Dtype::F16 => FloatType::F16,
+            Ct2Dtype::Bf16 => FloatType::Bf16,
+            other => unreachable!("resolve accepts only float variables, not {other:?}"),
+        };
+        Ok(TensorValues::Stored {
+            ty,
+            bytes: src.slice(self.0, var),
+        })
+    }
+
+    fn origin(&self) -> &Path {
+        &self.0.path
+    }
 }
 
 /// Where a whisper.cpp tensor comes from: `part` of `parts` equal slices (along the first
@@ -606,6 +714,17 @@ pub fn token_to_bytes(token: &str) -> Option<Vec<u8>> {
 pub fn bytes_to_token(bytes: &[u8]) -> String {
     let table = byte_to_char_table();
     bytes.iter().map(|&b| table[b as usize]).collect()
+}
+
+/// The filterbank a ggml file of `n_mels` bins carries: [`mel_filters`] for whisper's
+/// 400-point FFT at 16 kHz (80 bins for most models, 128 for large-v3 and turbo).
+pub fn whisper_mel_filters(n_mels: i32) -> MelFilters {
+    let n_mel = n_mels.max(0) as usize;
+    MelFilters {
+        n_mel,
+        n_fft: N_FFT / 2 + 1,
+        data: mel_filters(n_mel, N_FFT, SAMPLE_RATE),
+    }
 }
 
 /// The mel filterbank of `librosa.filters.mel(sr, n_fft, n_mels)` with librosa's defaults

@@ -16,18 +16,24 @@ pub mod catalogue;
 pub mod convert;
 pub mod ct2;
 pub mod ggml;
+pub mod hf;
+mod import;
+pub mod languages;
+pub mod lora;
 mod precision;
 mod progress;
 mod pull;
 pub mod quantise;
+pub mod safetensors_file;
 pub mod silero;
 mod store;
 mod vad;
 
 pub use catalogue::{Catalogue, CatalogueEntry, VadEntry, SILERO_VAD};
+pub use import::{import_ct2, import_ggml, import_hf, merge_lora};
 pub use precision::{Precision, UnknownPrecision};
 pub use progress::{NoProgress, Progress};
-pub use pull::{import_ct2, provide, pull, Source};
+pub use pull::{fetch_ct2, provide, pull, Source};
 pub use store::{InstalledModel, ModelStore};
 pub use vad::{provide_vad, pull_vad};
 
@@ -60,6 +66,10 @@ pub enum ModelError {
     Convert(#[from] convert::ConvertError),
     #[error(transparent)]
     ModelFile(#[from] ggml::ModelFileError),
+    #[error(transparent)]
+    Lora(#[from] lora::LoraError),
+    #[error("'{0}' cannot name a model: use letters, digits, '.', '-' and '_' (not first '.')")]
+    BadName(String),
     #[error(transparent)]
     Quantise(#[from] quantise::QuantiseError),
     #[error("{origin}: {source}")]

