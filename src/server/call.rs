@@ -45,13 +45,18 @@ pub trait Wire: Send + 'static {
     type Response: Send + 'static;
     /// The audio a later message carries; an error ends the call (after finalising).
     fn audio(&self, request: Self::Request) -> Result<Vec<u8>, Status>;
-    /// What the client is sent once its call is accepted, before any audio.
-    fn opening(&mut self, call_id: &str) -> Vec<Self::Response>;
+    /// What the client is sent once its call is accepted, before any audio (nothing, for
+    /// APIs that answer only with results).
+    fn opening(&mut self, _call_id: &str) -> Vec<Self::Response> {
+        Vec::new()
+    }
     /// The responses a report becomes (none where the API has no place for it).
     fn report(&mut self, call_id: &str, report: CallReport) -> Vec<Self::Response>;
     /// What a knowledge suggestion becomes; `None` where the API has no place for one (the
     /// final is forwarded all the same).
-    fn suggestion(&self, call_id: &str) -> Option<SuggestionMap<Self::Response>>;
+    fn suggestion(&self, _call_id: &str) -> Option<SuggestionMap<Self::Response>> {
+        None
+    }
     /// The call takes no more audio once this report is out (Google's `single_utterance`).
     fn ends_input(&self, _report: &CallReport) -> bool {
         false

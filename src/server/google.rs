@@ -51,16 +51,8 @@ impl call::Wire for GoogleWire {
         google::audio_content(request)
     }
 
-    fn opening(&mut self, _call_id: &str) -> Vec<Self::Response> {
-        Vec::new()
-    }
-
     fn report(&mut self, _call_id: &str, report: CallReport) -> Vec<Self::Response> {
         self.replies.report(report)
-    }
-
-    fn suggestion(&self, _call_id: &str) -> Option<call::SuggestionMap<Self::Response>> {
-        None
     }
 
     fn ends_input(&self, report: &CallReport) -> bool {

@@ -40,18 +40,10 @@ impl call::Wire for RivaWire {
         riva::audio_content(request)
     }
 
-    fn opening(&mut self, _call_id: &str) -> Vec<Self::Response> {
-        Vec::new()
-    }
-
     fn report(&mut self, _call_id: &str, report: CallReport) -> Vec<Self::Response> {
         riva::stream_report(report, &self.shape)
             .into_iter()
             .collect()
-    }
-
-    fn suggestion(&self, _call_id: &str) -> Option<call::SuggestionMap<Self::Response>> {
-        None
     }
 }
 
