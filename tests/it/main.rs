@@ -18,6 +18,7 @@ mod grpc_python;
 mod haproxy;
 mod long_recording;
 mod nats;
+mod nats_batch;
 mod properties;
 mod quantize;
 mod reliability;
