@@ -273,11 +273,8 @@ impl WorkerArgs {
         let models = super::OnDemand::new(&config);
         let dialects = super::load_dialects(&config)?;
         CallPlan::resolve(&request, &config.decode, Some(dialects.clone()), &models)?;
-        let (workers, threads) = crate::config::batch_layout(
-            1,
-            config.transcribe.workers,
-            config.decode.threads,
-        );
+        let (workers, threads) =
+            crate::config::batch_layout(1, config.transcribe.workers, config.decode.threads);
         let pool = Pool::start(vec![models.into_engine()?], workers, threads, workers * 2)?;
         let vad = if config.transcribe.vad {
             Some(super::resolve_vad(&config)?)
@@ -320,7 +317,11 @@ fn print_event(event: &WorkerEvent) {
             "done {} {}{}",
             job.job_id,
             job.file_name,
-            if *already { " (result was stored already)" } else { "" }
+            if *already {
+                " (result was stored already)"
+            } else {
+                ""
+            }
         ),
         WorkerEvent::Failed {
             job,
@@ -331,7 +332,11 @@ fn print_event(event: &WorkerEvent) {
             "failed {} {} (delivery {delivery}{}): {}",
             job.job_id,
             job.file_name,
-            if *dead { ", dead letter" } else { ", will retry" },
+            if *dead {
+                ", dead letter"
+            } else {
+                ", will retry"
+            },
             error.replace('\n', " ")
         ),
         WorkerEvent::BadMessage(e) => format!("dropped a message: {e}"),
@@ -377,7 +382,13 @@ impl JobsCommand {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let JobsCommand::Status { nats, json } = self;
         let runtime = runtime::build(Workers::One).context("starting the async runtime")?;
-        let counts = runtime.block_on(async { nats.open().await?.counts().await.map_err(anyhow::Error::from) })?;
+        let counts = runtime.block_on(async {
+            nats.open()
+                .await?
+                .counts()
+                .await
+                .map_err(anyhow::Error::from)
+        })?;
         if json {
             println!("{}", serde_json::to_string(&counts)?);
         } else {

@@ -1,8 +1,8 @@
 //! The submitting side: a recording into the object store and its job onto the queue, and,
 //! for `submit --wait`, each job's outcome (its transcript or its dead letter).
 
-use super::{job_id, result_key, JobOptions, JobSpec, JobsError, Queue, DEAD_SUBJECT_PREFIX};
 use super::{hex, JOBS_SUBJECT};
+use super::{job_id, result_key, JobOptions, JobSpec, JobsError, Queue, DEAD_SUBJECT_PREFIX};
 use async_nats::jetstream::object_store::{GetErrorKind, InfoErrorKind, ObjectMetadata};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -60,9 +60,10 @@ impl Queue {
         let (object_key, size_bytes) = content_hash(path).await?;
         let job = JobSpec {
             job_id: job_id(&object_key, options),
-            file_name: path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+            file_name: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
             object_key,
             size_bytes,
             options: options.clone(),
@@ -73,20 +74,22 @@ impl Queue {
         match self.recordings.info(&job.object_key).await {
             Ok(_) => {}
             Err(e) if matches!(e.kind(), InfoErrorKind::NotFound) => {
-                let mut file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|source| JobsError::Io {
-                        path: path.to_owned(),
-                        source,
-                    })?;
+                let mut file =
+                    tokio::fs::File::open(path)
+                        .await
+                        .map_err(|source| JobsError::Io {
+                            path: path.to_owned(),
+                            source,
+                        })?;
                 let meta = ObjectMetadata {
                     name: job.object_key.clone(),
                     description: Some(job.file_name.clone()),
                     ..Default::default()
                 };
-                self.recordings.put(meta, &mut file).await.map_err(|e| {
-                    JobsError::nats(format!("storing {}", path.display()), e)
-                })?;
+                self.recordings
+                    .put(meta, &mut file)
+                    .await
+                    .map_err(|e| JobsError::nats(format!("storing {}", path.display()), e))?;
             }
             Err(e) => {
                 return Err(JobsError::nats(

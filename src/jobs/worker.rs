@@ -178,6 +178,14 @@ pub async fn run(
     report: &(dyn Fn(WorkerEvent) + Sync),
 ) -> Result<(), JobsError> {
     let consumer = consumer(queue, settings).await?;
+    // Logged when it changes, not on every pull while NATS is away.
+    let mut last_error = String::new();
+    fn failed_pull(last_error: &mut String, e: String) {
+        if e != *last_error {
+            tracing::warn!("pulling a job: {e}");
+            *last_error = e;
+        }
+    }
     while !stop.is_cancelled() {
         // One job per pull, and no pull while working: see the module documentation.
         let mut batch = match consumer
@@ -189,7 +197,7 @@ pub async fn run(
         {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!("pulling a job: {e}");
+                failed_pull(&mut last_error, e.to_string());
                 tokio::time::sleep(FETCH_WAIT).await;
                 continue;
             }
@@ -197,12 +205,13 @@ pub async fn run(
         let message = match batch.next().await {
             None => continue,
             Some(Err(e)) => {
-                tracing::warn!("pulling a job: {e}");
+                failed_pull(&mut last_error, e.to_string());
                 tokio::time::sleep(RETRY_DELAY).await;
                 continue;
             }
             Some(Ok(m)) => m,
         };
+        last_error.clear();
         work(queue, &transcriber, settings, message, report).await;
     }
     Ok(())
@@ -267,7 +276,13 @@ async fn work(
                     "worker": settings.name,
                 });
                 match queue
-                    .publish_event(DEAD_SUBJECT_PREFIX, JOB_FAILED_EVENT_TYPE, &settings.name, &job, data)
+                    .publish_event(
+                        DEAD_SUBJECT_PREFIX,
+                        JOB_FAILED_EVENT_TYPE,
+                        &settings.name,
+                        &job,
+                        data,
+                    )
                     .await
                 {
                     Ok(()) => {
@@ -358,7 +373,13 @@ async fn process(
         data["language"] = language.into();
     }
     queue
-        .publish_event(DONE_SUBJECT_PREFIX, JOB_DONE_EVENT_TYPE, &settings.name, job, data)
+        .publish_event(
+            DONE_SUBJECT_PREFIX,
+            JOB_DONE_EVENT_TYPE,
+            &settings.name,
+            job,
+            data,
+        )
         .await?;
     Ok(already)
 }

@@ -39,7 +39,11 @@ fn counts(url: &str) -> serde_json::Value {
 }
 
 /// `submit` of the folder: its stdout lines, `<state> <job id> <path>`, by file name.
-fn submit(url: &str, dir: &Path, extra: &[&str]) -> (std::process::Output, Vec<(String, String, String)>) {
+fn submit(
+    url: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (std::process::Output, Vec<(String, String, String)>) {
     let out = common::callscribe()
         .arg("submit")
         .arg(dir)
@@ -70,7 +74,15 @@ fn submit(url: &str, dir: &Path, extra: &[&str]) -> (std::process::Output, Vec<(
 fn worker(url: &str, name: &str) -> (Serving, mpsc::Receiver<String>) {
     let mut child = Serving(
         common::callscribe()
-            .args(["worker", "--nats", url, "--model", "tiny.en", "--language", "en"])
+            .args([
+                "worker",
+                "--nats",
+                url,
+                "--model",
+                "tiny.en",
+                "--language",
+                "en",
+            ])
             .args(["--threads", "1", "--workers", "1", "--name", name])
             .args(["--ack-wait", ACK_WAIT_SECS])
             .args(["--max-deliver", &MAX_DELIVER.to_string()])
@@ -82,7 +94,10 @@ fn worker(url: &str, name: &str) -> (Serving, mpsc::Receiver<String>) {
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -101,13 +116,24 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
     for (fixture, name) in AUDIO {
         std::fs::copy(common::fixture(fixture), inputs.join(name)).unwrap();
     }
-    std::fs::write(inputs.join("bad.wav"), b"this is a text file, not a recording\n").unwrap();
+    std::fs::write(
+        inputs.join("bad.wav"),
+        b"this is a text file, not a recording\n",
+    )
+    .unwrap();
 
     // Submitted: every file stored and queued once; a second submit queues nothing.
     let (out, first) = submit(&url, &inputs, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(first.len(), 4, "{first:?}");
-    assert!(first.iter().all(|(state, _, _)| state == "queued"), "{first:?}");
+    assert!(
+        first.iter().all(|(state, _, _)| state == "queued"),
+        "{first:?}"
+    );
     let ids: BTreeMap<String, String> = first
         .iter()
         .map(|(_, id, name)| (name.clone(), id.clone()))
@@ -150,7 +176,9 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
     };
     // A finished nothing it was killed on.
     assert!(
-        !a_seen.iter().any(|l| l.starts_with(&format!("done {killed_job}"))),
+        !a_seen
+            .iter()
+            .any(|l| l.starts_with(&format!("done {killed_job}"))),
         "{a_seen:?}"
     );
 
@@ -161,7 +189,15 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
         common::callscribe()
             .arg("submit")
             .arg(&inputs)
-            .args(["--nats", &url, "--model", "tiny.en", "--language", "en", "--wait"])
+            .args([
+                "--nats",
+                &url,
+                "--model",
+                "tiny.en",
+                "--language",
+                "en",
+                "--wait",
+            ])
             .arg("--output")
             .arg(&out_dir)
             .stdout(Stdio::piped())
@@ -215,7 +251,12 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
         .map(|r| r.event["data"]["job_id"].as_str().unwrap())
         .collect();
     let audio_ids: BTreeSet<&str> = AUDIO.iter().map(|(_, n)| ids[*n].as_str()).collect();
-    assert_eq!(done.len(), 3, "{:?}", done.iter().map(|r| &r.subject).collect::<Vec<_>>());
+    assert_eq!(
+        done.len(),
+        3,
+        "{:?}",
+        done.iter().map(|r| &r.subject).collect::<Vec<_>>()
+    );
     assert_eq!(done_ids, audio_ids);
     let killed = done
         .iter()
@@ -255,7 +296,10 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
     assert_eq!(letter["deliveries"], MAX_DELIVER);
     let error = letter["error"].as_str().unwrap();
     assert!(error.contains("bad.wav"), "{error}");
-    assert!(!error.contains("callscribe-job-"), "names the temporary copy: {error}");
+    assert!(
+        !error.contains("callscribe-job-"),
+        "names the temporary copy: {error}"
+    );
 
     let status = counts(&url);
     assert_eq!(status["queued"], 0, "{status}");
@@ -266,8 +310,10 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
     // B saw the killed job on a later delivery; SIGTERM stops it cleanly.
     let b_seen: Vec<String> = b_lines.try_iter().collect();
     assert!(
-        b_seen.iter().any(|l| l.starts_with(&format!("started {killed_job} "))
-            && !l.ends_with("(delivery 1)")),
+        b_seen
+            .iter()
+            .any(|l| l.starts_with(&format!("started {killed_job} "))
+                && !l.ends_with("(delivery 1)")),
         "{b_seen:?}"
     );
     assert_eq!(
@@ -280,7 +326,10 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
         if let Some(s) = b.0.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "worker B did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "worker B did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
