@@ -71,7 +71,7 @@ fn submit(
 }
 
 /// A `worker` whose stdout lines arrive on a channel.
-fn worker(url: &str, name: &str) -> (Serving, mpsc::Receiver<String>) {
+fn worker(url: &str, name: &str, tmp: &Path) -> (Serving, mpsc::Receiver<String>) {
     let mut child = Serving(
         common::callscribe()
             .args([
@@ -86,6 +86,8 @@ fn worker(url: &str, name: &str) -> (Serving, mpsc::Receiver<String>) {
             .args(["--threads", "1", "--workers", "1", "--name", name])
             .args(["--ack-wait", ACK_WAIT_SECS])
             .args(["--max-deliver", &MAX_DELIVER.to_string()])
+            // The copy of the recording a killed worker leaves goes with the test's folder.
+            .env("TMPDIR", tmp)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -156,8 +158,8 @@ fn two_workers_share_a_batch_and_a_killed_workers_job_is_done_once_by_the_other(
     assert_eq!(status["failed"], 0, "{status}");
 
     // Two workers; A is killed (SIGKILL) once it has started on a recording.
-    let (mut a, a_lines) = worker(&url, "A");
-    let (mut b, b_lines) = worker(&url, "B");
+    let (mut a, a_lines) = worker(&url, "A", dir.path());
+    let (mut b, b_lines) = worker(&url, "B", dir.path());
     let mut a_seen = Vec::new();
     let killed_job = loop {
         let line = a_lines
