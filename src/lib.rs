@@ -20,6 +20,7 @@ pub mod config;
 pub mod dialect;
 pub mod engine;
 pub mod forward;
+pub mod jobs;
 pub mod kb;
 #[cfg(test)]
 mod module_cycles;

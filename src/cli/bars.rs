@@ -52,3 +52,14 @@ pub fn batch_bar(total_audio_secs: f64, files: usize) -> ProgressBar {
     pb.set_message(format!("0/{files} files"));
     pb
 }
+
+/// `submit --wait`'s bar: jobs finished (done or failed) of those submitted.
+pub fn jobs_bar(jobs: usize) -> ProgressBar {
+    let pb = ProgressBar::new(jobs as u64).with_style(
+        ProgressStyle::with_template("[{elapsed_precise}] [{bar:30}] {pos}/{len} jobs · {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_message("0 failed");
+    pb
+}

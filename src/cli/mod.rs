@@ -7,6 +7,7 @@ mod capture;
 mod client;
 mod dialects;
 mod flags;
+mod jobs;
 mod kb;
 mod keys;
 mod models;
@@ -66,6 +67,13 @@ pub enum Command {
     /// Make API keys for a server's tenants.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Queue recordings for workers on NATS JetStream (distributed batch).
+    Submit(jobs::SubmitArgs),
+    /// Transcribe queued recordings from NATS JetStream until stopped.
+    Worker(jobs::WorkerArgs),
+    /// The distributed batch's jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 impl Cli {
@@ -81,6 +89,9 @@ impl Cli {
             Command::Kb(cmd) => cmd.run(config),
             Command::Spool(cmd) => cmd.run(config),
             Command::Keys(cmd) => cmd.run(config),
+            Command::Submit(args) => args.run(),
+            Command::Worker(args) => args.run(config),
+            Command::Jobs(cmd) => cmd.run(),
         }
     }
 }

@@ -14,10 +14,11 @@
 //! first use when missing. The connection is made on first delivery and re-made by the
 //! client after a loss, so a NATS down at start is retried like one that goes down later.
 
-use super::config::{NatsRetention, NatsSinkConfig};
+use super::config::{NatsRetention, NatsSinkConfig, SinkTls};
 use super::segment::{CallEventKind, Spooled};
 use super::sink::DeliveryError;
 use async_nats::jetstream::{self, context::PublishErrorKind};
+use std::path::Path;
 use std::time::Duration;
 
 /// CloudEvents `type` of a final segment.
@@ -26,13 +27,129 @@ pub const SEGMENT_EVENT_TYPE: &str = "com.callscribe.segment.final";
 pub const CALL_STARTED_EVENT_TYPE: &str = "com.callscribe.call.started";
 pub const CALL_ENDED_EVENT_TYPE: &str = "com.callscribe.call.ended";
 
-pub struct NatsSink {
-    config: NatsSinkConfig,
+/// How to reach NATS, checked and with its secrets read: the sink's connection, and the
+/// distributed batch's (`crate::jobs`), which take the same servers, token, creds and TLS.
+#[derive(Clone)]
+pub struct NatsConnect {
     servers: Vec<async_nats::ServerAddr>,
+    /// As given, for error messages.
+    server_names: Vec<String>,
     /// The token, read at start.
     token: Option<String>,
     /// The `.creds` file's contents, read and checked at start.
     creds: Option<String>,
+    tls: Option<SinkTls>,
+    timeout: Duration,
+}
+
+impl NatsConnect {
+    /// Checks the URLs and TLS files and reads the secrets; connects nothing yet.
+    pub fn new(
+        servers: &[String],
+        token_file: Option<&Path>,
+        creds_file: Option<&Path>,
+        tls: Option<&SinkTls>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        if servers.is_empty() {
+            return Err("`servers` is empty; give at least one nats:// URL".into());
+        }
+        let addrs = servers
+            .iter()
+            .map(|s| {
+                s.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| format!("bad server URL '{s}': {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(tls) = tls {
+            for path in [&tls.ca_path, &tls.cert_path, &tls.key_path]
+                .into_iter()
+                .flatten()
+            {
+                std::fs::metadata(path)
+                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            }
+            if tls.cert_path.is_some() != tls.key_path.is_some() {
+                return Err("tls.cert_path and tls.key_path go together".into());
+            }
+        }
+        let token = match token_file {
+            Some(path) => Some(super::sink::read_secret(path)?),
+            None => None,
+        };
+        let creds = match creds_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+                async_nats::ConnectOptions::with_credentials(&text)
+                    .map_err(|e| format!("{}: not a NATS creds file: {e}", path.display()))?;
+                Some(text)
+            }
+            None => None,
+        };
+        Ok(Self {
+            servers: addrs,
+            server_names: servers.to_vec(),
+            token,
+            creds,
+            tls: tls.cloned(),
+            timeout,
+        })
+    }
+
+    /// Time allowed to connect, and for each JetStream request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn options(&self) -> Result<async_nats::ConnectOptions, String> {
+        let mut options = match &self.creds {
+            Some(creds) => async_nats::ConnectOptions::with_credentials(creds)
+                .map_err(|e| format!("creds: {e}"))?,
+            None => async_nats::ConnectOptions::new(),
+        }
+        .name("callscribe")
+        .connection_timeout(self.timeout)
+        // Never give up reconnecting: the spool (or the work queue) holds what waits
+        // meanwhile.
+        .max_reconnects(None);
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        if let Some(tls) = &self.tls {
+            options = options.require_tls(true);
+            if let Some(ca) = &tls.ca_path {
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
+        Ok(options)
+    }
+
+    /// Connects (the client reconnects by itself after a loss) and returns a JetStream
+    /// context whose requests time out after [`Self::timeout`].
+    pub async fn jetstream(&self) -> Result<jetstream::Context, String> {
+        let client = self
+            .options()?
+            .connect(self.servers.clone())
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot connect to NATS ({}): {e}",
+                    self.server_names.join(", ")
+                )
+            })?;
+        let mut context = jetstream::new(client);
+        context.set_timeout(self.timeout);
+        Ok(context)
+    }
+}
+
+pub struct NatsSink {
+    config: NatsSinkConfig,
+    connect: NatsConnect,
     /// Made on first delivery; then kept (the client reconnects by itself).
     context: tokio::sync::Mutex<Option<jetstream::Context>>,
     /// Whether the stream is known to exist; cleared when a publish finds no stream.
@@ -42,17 +159,13 @@ pub struct NatsSink {
 impl NatsSink {
     /// Checks the configuration and reads its secrets; connects nothing yet.
     pub fn new(config: &NatsSinkConfig) -> Result<Self, String> {
-        if config.servers.is_empty() {
-            return Err("`servers` is empty; give at least one nats:// URL".into());
-        }
-        let servers = config
-            .servers
-            .iter()
-            .map(|s| {
-                s.parse::<async_nats::ServerAddr>()
-                    .map_err(|e| format!("bad server URL '{s}': {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let connect = NatsConnect::new(
+            &config.servers,
+            config.token_file.as_deref(),
+            config.creds_file.as_deref(),
+            config.tls.as_ref(),
+            Duration::from_millis(config.timeout_ms),
+        )?;
         validate_prefix(&config.subject_prefix)?;
         if config.stream.is_empty()
             || config
@@ -76,69 +189,12 @@ impl NatsSink {
                 "duplicate_window_ms = 0 turns off de-duplication, which replays rely on".into(),
             );
         }
-        if let Some(tls) = &config.tls {
-            for path in [&tls.ca_path, &tls.cert_path, &tls.key_path]
-                .into_iter()
-                .flatten()
-            {
-                std::fs::metadata(path)
-                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            }
-            if tls.cert_path.is_some() != tls.key_path.is_some() {
-                return Err("tls.cert_path and tls.key_path go together".into());
-            }
-        }
-        let token = match &config.token_file {
-            Some(path) => Some(super::sink::read_secret(path)?),
-            None => None,
-        };
-        let creds = match &config.creds_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-                async_nats::ConnectOptions::with_credentials(&text)
-                    .map_err(|e| format!("{}: not a NATS creds file: {e}", path.display()))?;
-                Some(text)
-            }
-            None => None,
-        };
         Ok(Self {
             config: config.clone(),
-            servers,
-            token,
-            creds,
+            connect,
             context: tokio::sync::Mutex::new(None),
             stream_ready: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.config.timeout_ms)
-    }
-
-    fn options(&self) -> Result<async_nats::ConnectOptions, String> {
-        let mut options = match &self.creds {
-            Some(creds) => async_nats::ConnectOptions::with_credentials(creds)
-                .map_err(|e| format!("creds: {e}"))?,
-            None => async_nats::ConnectOptions::new(),
-        }
-        .name("callscribe")
-        .connection_timeout(self.timeout())
-        // Never give up reconnecting: the spool holds what waits meanwhile.
-        .max_reconnects(None);
-        if let Some(token) = &self.token {
-            options = options.token(token.clone());
-        }
-        if let Some(tls) = &self.config.tls {
-            options = options.require_tls(true);
-            if let Some(ca) = &tls.ca_path {
-                options = options.add_root_certificates(ca.clone());
-            }
-            if let (Some(cert), Some(key)) = (&tls.cert_path, &tls.key_path) {
-                options = options.add_client_certificate(cert.clone(), key.clone());
-            }
-        }
-        Ok(options)
     }
 
     /// The JetStream context, connecting first if there is none yet.
@@ -147,19 +203,11 @@ impl NatsSink {
         if let Some(context) = held.as_ref() {
             return Ok(context.clone());
         }
-        let client = self
-            .options()
-            .map_err(DeliveryError::Transient)?
-            .connect(self.servers.clone())
+        let context = self
+            .connect
+            .jetstream()
             .await
-            .map_err(|e| {
-                DeliveryError::Transient(format!(
-                    "cannot connect to NATS ({}): {e}",
-                    self.config.servers.join(", ")
-                ))
-            })?;
-        let mut context = jetstream::new(client);
-        context.set_timeout(self.timeout());
+            .map_err(DeliveryError::Transient)?;
         *held = Some(context.clone());
         Ok(context)
     }

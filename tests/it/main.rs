@@ -19,6 +19,7 @@ mod haproxy;
 mod long_recording;
 mod models_import;
 mod nats;
+mod nats_batch;
 mod properties;
 mod quantize;
 mod reliability;
