@@ -2,6 +2,7 @@
 //! (`stream` passes the per-call ones on to its server). A flag is declared once, here, so it
 //! reads and means the same in every command; each group applies itself to the [`Config`].
 
+use crate::audio::ChannelMode;
 use crate::config::Config;
 use crate::engine::Hotword;
 use crate::model::Precision;
@@ -55,6 +56,50 @@ impl LanguageFlags {
             config.decode.language.clone_from(l);
         }
         config.decode.hotwords.extend(self.hotwords.iter().cloned());
+    }
+}
+
+/// How one recording is decoded, beyond model, language and adapter: the per-recording
+/// options `transcribe` applies to its configuration and `submit` sends with each job.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecordingFlags {
+    /// Initial prompt: domain words and the written style to decode in.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Roles of channels 0 and 1 (e.g. agent,customer or customer,agent), or `mix`.
+    #[arg(long)]
+    pub channels: Option<ChannelMode>,
+    /// Skip voice-activity segmentation: fixed 30 s windows.
+    #[arg(long)]
+    pub no_vad: bool,
+    /// One whisper window per utterance instead of packing a channel's utterances together.
+    #[arg(long)]
+    pub no_pack: bool,
+    /// Fit whisper's encoder window to each utterance instead of 30 s (3.5× faster; costs
+    /// accuracy on some utterances, see BENCHMARKS.md).
+    #[arg(long)]
+    pub fit_window: bool,
+}
+
+impl RecordingFlags {
+    /// Each flag given overrides its setting (`decode.initial_prompt`, `transcribe.channels`,
+    /// `transcribe.vad`, `transcribe.pack`, `decode.fit_window`).
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(c) = &self.channels {
+            config.transcribe.channels = c.clone();
+        }
+        if let Some(p) = &self.prompt {
+            config.decode.initial_prompt = Some(p.clone());
+        }
+        if self.fit_window {
+            config.decode.fit_window = true;
+        }
+        if self.no_vad {
+            config.transcribe.vad = false;
+        }
+        if self.no_pack {
+            config.transcribe.pack = false;
+        }
     }
 }
 

@@ -2,8 +2,7 @@
 //! batch's front doors. The work is in [`crate::jobs`]; these parse, connect and print.
 
 use super::bars::jobs_bar;
-use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
-use crate::audio::ChannelMode;
+use super::flags::{DialectFlags, LanguageFlags, ModelFlags, RecordingFlags};
 use crate::batch::{self, interrupt, output, Include};
 use crate::config::Config;
 use crate::engine::Pool;
@@ -99,23 +98,10 @@ pub struct SubmitArgs {
     pub model: ModelFlags,
     #[command(flatten)]
     pub language: LanguageFlags,
-    /// Initial prompt: domain words and the written style to decode in.
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// Roles of channels 0 and 1 (e.g. agent,customer), or `mix`.
-    #[arg(long)]
-    pub channels: Option<ChannelMode>,
-    /// Skip voice-activity segmentation: fixed 30 s windows.
-    #[arg(long)]
-    pub no_vad: bool,
-    /// One whisper window per utterance instead of packing utterances together.
-    #[arg(long)]
-    pub no_pack: bool,
+    #[command(flatten)]
+    pub recording: RecordingFlags,
     #[command(flatten)]
     pub dialect: DialectFlags,
-    /// Fit whisper's encoder window to each utterance instead of 30 s.
-    #[arg(long)]
-    pub fit_window: bool,
 }
 
 impl SubmitArgs {
@@ -126,11 +112,11 @@ impl SubmitArgs {
             dialect: self.dialect.dialect.clone(),
             region: self.dialect.region.clone(),
             hotwords: self.language.hotwords.clone(),
-            prompt: self.prompt.clone(),
-            channels: self.channels.as_ref().map(ToString::to_string),
-            no_vad: self.no_vad,
-            no_pack: self.no_pack,
-            fit_window: self.fit_window,
+            prompt: self.recording.prompt.clone(),
+            channels: self.recording.channels.as_ref().map(ToString::to_string),
+            no_vad: self.recording.no_vad,
+            no_pack: self.recording.no_pack,
+            fit_window: self.recording.fit_window,
         }
     }
 

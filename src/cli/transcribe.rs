@@ -1,9 +1,8 @@
 //! `callscribe transcribe FILE|DIR...`: recordings → transcripts, with a progress bar.
 
 use super::bars::batch_bar;
-use super::flags::{DialectFlags, LanguageFlags, ModelFlags};
+use super::flags::{DialectFlags, LanguageFlags, ModelFlags, RecordingFlags};
 use crate::audio::decode;
-use crate::audio::ChannelMode;
 use crate::batch::report::{write_summary, Report, Row};
 use crate::batch::{self, interrupt, output, BatchObserver, Include, Job};
 use crate::config::{batch_layout, Config};
@@ -57,12 +56,8 @@ pub struct TranscribeArgs {
     pub model: ModelFlags,
     #[command(flatten)]
     pub language: LanguageFlags,
-    /// Initial prompt: domain words and the written style to decode in.
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// Roles of channels 0 and 1 (e.g. agent,customer or customer,agent), or `mix`.
-    #[arg(long)]
-    pub channels: Option<ChannelMode>,
+    #[command(flatten)]
+    pub recording: RecordingFlags,
     /// whisper states: files share them out, a file with several decodes its windows side by
     /// side (0 = auto).
     #[arg(long)]
@@ -70,18 +65,8 @@ pub struct TranscribeArgs {
     /// whisper threads per state (0 = auto).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Skip voice-activity segmentation: fixed 30 s windows.
-    #[arg(long)]
-    pub no_vad: bool,
-    /// One whisper window per utterance instead of packing a channel's utterances together.
-    #[arg(long)]
-    pub no_pack: bool,
     #[command(flatten)]
     pub dialect: DialectFlags,
-    /// Fit whisper's encoder window to each utterance instead of 30 s (3.5× faster; costs
-    /// accuracy on some utterances, see BENCHMARKS.md).
-    #[arg(long)]
-    pub fit_window: bool,
 }
 
 struct Writer {
@@ -194,26 +179,12 @@ impl TranscribeArgs {
         if let Some(f) = self.format {
             config.transcribe.format = f;
         }
-        if let Some(c) = self.channels {
-            config.transcribe.channels = c;
-        }
-        if let Some(p) = self.prompt {
-            config.decode.initial_prompt = Some(p);
-        }
+        self.recording.apply(&mut config);
         if let Some(w) = self.workers {
             config.transcribe.workers = w;
         }
         if let Some(t) = self.threads {
             config.decode.threads = t;
-        }
-        if self.fit_window {
-            config.decode.fit_window = true;
-        }
-        if self.no_vad {
-            config.transcribe.vad = false;
-        }
-        if self.no_pack {
-            config.transcribe.pack = false;
         }
         let format = config.transcribe.format;
         let run_started = Instant::now();
